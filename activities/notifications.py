@@ -1,0 +1,122 @@
+"""Delivery of notifications over httpx: generic JSON webhooks and Slack-compatible hooks.
+
+Every attempt is written to ``delivery_attempt`` with its outcome. A failed attempt raises so
+Temporal retries it with backoff; the delivery id stays the same on every attempt so a
+receiver can drop repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from readmodel import tables as t
+from workflows.model import Channel, Delivery, Notification
+from workflows.notification import DELIVER_ACTIVITY, RESOLVE_ACTIVITY
+
+log = structlog.get_logger(__name__)
+
+DELIVERY_HEADER = "X-Hyojunka-Delivery"
+
+
+def webhook_body(d: Delivery, link: str) -> dict[str, Any]:
+    n = d.notification
+    return {
+        "delivery_id": d.delivery_id,
+        "notification_id": n.id,
+        "kind": n.kind,
+        "project_id": n.project_id,
+        "lg_code": n.lg_code,
+        "prefecture": n.prefecture,
+        "audience": n.audience,
+        "subject": n.subject,
+        "text": n.text,
+        "data": n.data,
+        "link": link,
+    }
+
+
+def slack_body(d: Delivery, link: str) -> dict[str, Any]:
+    n = d.notification
+    return {"text": f"{n.text}\n<{link}|プロジェクトを開く>"}
+
+
+class NotificationActivities:
+    """One shared httpx client and the read-model engine, both built by the worker."""
+
+    def __init__(
+        self, engine: Engine, http: httpx.AsyncClient, channels: list[Channel], public_url: str
+    ) -> None:
+        self._engine = engine
+        self._http = http
+        self._channels = channels
+        self._public_url = public_url.rstrip("/")
+
+    @activity.defn(name=RESOLVE_ACTIVITY)
+    async def resolve_channels(self, note: Notification) -> list[Channel]:
+        return list(self._channels) + await asyncio.to_thread(self._body_channels, note.lg_code)
+
+    def _body_channels(self, lg_code: str) -> list[Channel]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(t.NotificationChannel).where(t.NotificationChannel.lg_code == lg_code)
+            ).all()
+        return [Channel(id=r.id, kind=r.kind, url=r.url, lg_code=r.lg_code) for r in rows]
+
+    @activity.defn(name=DELIVER_ACTIVITY)
+    async def deliver_notification(self, d: Delivery) -> int:
+        info = activity.info()
+        link = f"{self._public_url}/projects/{d.notification.project_id}"
+        body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
+        status: int | None = None
+        error: str | None = None
+        try:
+            resp = await self._http.post(
+                d.channel.url, json=body, headers={DELIVERY_HEADER: d.delivery_id}
+            )
+            status = resp.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        outcome = "delivered" if error is None else "failed"
+        await asyncio.to_thread(self._record, d, info.attempt, outcome, status, error)
+        log.info(
+            "notification delivery",
+            delivery_id=d.delivery_id,
+            channel=d.channel.id,
+            attempt=info.attempt,
+            outcome=outcome,
+            status_code=status,
+            error=error,
+        )
+        if error is not None:
+            raise ApplicationError(f"delivery {d.delivery_id} failed: {error}")
+        return status or 0
+
+    def _record(
+        self, d: Delivery, attempt: int, outcome: str, status: int | None, error: str | None
+    ) -> None:
+        with Session(self._engine) as session:
+            session.add(
+                t.DeliveryAttempt(
+                    delivery_id=d.delivery_id,
+                    notification_id=d.notification.id,
+                    project_id=d.notification.project_id,
+                    channel_id=d.channel.id,
+                    attempt=attempt,
+                    at=datetime.now(UTC),
+                    outcome=outcome,
+                    status_code=status,
+                    error=error,
+                )
+            )
+            session.commit()

@@ -1,0 +1,1 @@
+"""What the API and the activities share: settings, the SQL read model, the local-body registry."""

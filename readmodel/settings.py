@@ -1,0 +1,68 @@
+"""One settings class for every process, read from ``HYOJUNKA_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYOJUNKA_", extra="ignore")
+
+    environment: str = "development"  # development | production
+    data_dir: Path = Path(".hyojunka-data")
+    database_url: str | None = None  # default: SQLite file in data_dir
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "migrations"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_ui_port: int = 8233
+    public_url: str = "http://127.0.0.1:8000"
+    # Escalation ladder, in working days.
+    reminder_days_before: int = 5
+    approver_days_after: int = 5
+    prefecture_days_after: int = 10
+    # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
+    channels: str = "[]"
+    log_json: bool | None = None  # default: JSON unless stderr is a terminal
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        if value not in ("development", "production"):
+            raise ValueError("environment must be development or production")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_explicit_database(self) -> Settings:
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("HYOJUNKA_DATABASE_URL is required in production")
+        return self
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_are_http(cls, value: str) -> str:
+        from readmodel.channels import parse_channels
+
+        parse_channels(value)
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hyojunka.db').resolve()}"
+
+    def channel_list(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.channels))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,180 @@
+"""The SQL read model. Written only by activities, from the workflows; read by the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no offset of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the read model")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Vendor(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    created_at: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str = Field(index=True)
+    lg_code: str | None = None
+    prefecture: str | None = None
+    vendor_id: str | None = None
+    token_hash: str = Field(unique=True, index=True)
+    created_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class Project(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    workflow_id: str
+    lg_code: str = Field(index=True)
+    body_name: str
+    prefecture: str = Field(index=True)
+    business: str = Field(index=True)
+    business_name: str
+    vendor_id: str | None = Field(default=None, index=True)
+    switching_vendor: bool = False
+    template: str
+    target_go_live: date
+    deadline: date
+    stage: str = Field(index=True)
+    health: str = Field(index=True)
+    extended_track: dict[str, Any] | None = _json()
+    done: int = 0
+    in_progress: int = 0
+    not_started: int = 0
+    not_applicable: int = 0
+    completion_rate: float = 0.0
+    in_progress_rate: float = 0.0
+    not_started_rate: float = 0.0
+    seq: int = 0
+    created_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+
+
+class Task(SQLModel, table=True):
+    project_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    position: int
+    name: str
+    stage: str
+    owner: str
+    gate: bool = False
+    status: str = Field(index=True)
+    depends_on: list[str] | None = _json()
+    due_date: date | None = None
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    percent: int | None = None
+    decision: dict[str, Any] | None = _json()
+    note: str | None = None
+    updated_at: datetime | None = _ts()
+
+
+class GateDecision(SQLModel, table=True):
+    __tablename__ = "gate_decision"
+    project_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    gate_key: str
+    outcome: str
+    by: str
+    at: datetime | None = _ts()
+    comment: str | None = None
+
+
+class Milestone(SQLModel, table=True):
+    project_id: str = Field(primary_key=True)
+    idempotency_key: str = Field(primary_key=True)
+    milestone_id: str
+    seq: int
+    task_key: str
+    status: str
+    percent: int | None = None
+    note: str | None = None
+    actor: str
+    at: datetime | None = _ts()
+
+
+class Event(SQLModel, table=True):
+    project_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    at: datetime | None = _ts()
+    actor: str
+    kind: str
+    data: dict[str, Any] | None = _json()
+
+
+class Escalation(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    project_id: str = Field(index=True)
+    lg_code: str = Field(index=True)
+    prefecture: str = Field(index=True)
+    vendor_id: str | None = None
+    task_key: str
+    level: str
+    audience: list[str] | None = _json()
+    due_date: date
+    raised_at: datetime | None = _ts()
+    status: str = Field(index=True)
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = _ts()
+    resolved_at: datetime | None = _ts()
+
+
+class NotificationChannel(SQLModel, table=True):
+    __tablename__ = "notification_channel"
+    id: str = Field(primary_key=True)
+    kind: str
+    url: str
+    lg_code: str | None = Field(default=None, index=True)
+    created_at: datetime | None = _ts()
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    __tablename__ = "delivery_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(index=True)
+    notification_id: str = Field(index=True)
+    project_id: str = Field(index=True)
+    channel_id: str
+    attempt: int
+    at: datetime | None = _ts()
+    outcome: str  # delivered | failed
+    status_code: int | None = None
+    error: str | None = None
+
+
+Index("ix_event_project_kind", Event.project_id, Event.kind)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Builds the Temporal client and runs the worker; the ``hyojunka`` command line."""

@@ -1,0 +1,1 @@
+"""Deterministic workflow code: the procedure model, the workflows, calendar arithmetic."""

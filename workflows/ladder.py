@@ -1,0 +1,56 @@
+"""The escalation ladder: when each rung of a task's deadline fires, and to whom.
+
+Rungs fire at 09:00 JST on working days. ``reminder`` fires N working days before the due
+date; ``overdue`` on the first working morning after the due date (the task is late from
+then on); ``approver`` and ``prefecture`` N working days after the due date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from workflows.calendar import JST, add_working_days
+
+LEVELS: tuple[str, ...] = ("reminder", "overdue", "approver", "prefecture")
+FIRE_AT = time(9, 0)
+
+
+@dataclass
+class EscalationLadder:
+    """Offsets in working days; one configuration per deployment, pinned per project."""
+
+    reminder_days_before: int = 5
+    approver_days_after: int = 5
+    prefecture_days_after: int = 10
+
+
+def rung_day(due: date, level: str, ladder: EscalationLadder) -> date:
+    if level == "reminder":
+        return add_working_days(due, -ladder.reminder_days_before)
+    if level == "overdue":
+        return add_working_days(due, 1)
+    if level == "approver":
+        return add_working_days(due, ladder.approver_days_after)
+    if level == "prefecture":
+        return add_working_days(due, ladder.prefecture_days_after)
+    raise ValueError(level)
+
+
+def rung_instant(due: date, level: str, ladder: EscalationLadder) -> datetime:
+    return datetime.combine(rung_day(due, level, ladder), FIRE_AT, tzinfo=JST)
+
+
+def audience(level: str, owner: str) -> list[str]:
+    """Who hears of a rung: the task's owner first, then up to the prefecture."""
+    if level == "reminder":
+        return ["approver"] if owner == "approver" else ["pm" if owner == "municipality" else "vendor"]
+    if level == "overdue":
+        if owner == "vendor":
+            return ["pm", "vendor"]
+        if owner == "approver":
+            return ["approver", "pm"]
+        return ["pm"]
+    if level == "approver":
+        return ["approver"]
+    return ["prefecture"]

@@ -1,0 +1,735 @@
+"""MigrationWorkflow: one local body's migration of one business system, for years.
+
+The workflow is the source of truth. Every write is an Update whose validator rejects a
+bad request before it reaches history; the handler then changes the state, records an
+event and waits for the read model to hold it, so the caller's next GET sees the change.
+One timer at a time drives the escalation ladder: the earliest rung still to fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows import search_attributes as sa
+from workflows.calendar import due_date
+from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
+from workflows.model import (
+    COMPLETE,
+    DONE,
+    EXTENDED_GROUNDS,
+    EXTENDED_TRACK_LIMIT,
+    IN_PROGRESS,
+    NOT_APPLICABLE,
+    NOT_STARTED,
+    Decision,
+    Escalation,
+    Event,
+    ExtendedTrack,
+    MigrationState,
+    MilestoneResult,
+    Notification,
+    ProjectionInput,
+    TaskState,
+    TaskView,
+    all_complete,
+    awaiting_decision,
+    dependencies_complete,
+    health_of,
+    is_complete,
+    next_rung,
+    progress_of,
+    rung_key,
+    stage_of,
+    task_view,
+    today,
+)
+from workflows.notification import NotificationWorkflow
+from workflows.procedure import ProcedureTemplate
+
+# Error types an API maps to HTTP status codes; never matched on message text.
+NOT_FOUND = "NotFound"
+CONFLICT = "Conflict"
+FORBIDDEN = "Forbidden"
+INVALID = "Invalid"
+
+PROJECTION_ACTIVITY = "project_migration"
+PROJECTION_TIMEOUT = timedelta(seconds=30)
+PROJECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+
+
+def _refuse(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@dataclass
+class MigrationInput:
+    lg_code: str
+    business: str
+    body_name: str
+    prefecture: str
+    business_name: str
+    target_go_live: date
+    template: ProcedureTemplate
+    vendor_id: str | None = None
+    switching_vendor: bool = False
+    deadline: date = date(2026, 3, 31)
+    ladder: EscalationLadder | None = None
+    created_by: str = "system"
+    # Set only by continue-as-new: the whole project carried into the next run.
+    state: MigrationState | None = None
+
+
+@dataclass
+class MigrationResult:
+    project_id: str
+    completed_at: datetime | None
+
+
+@dataclass
+class TaskChange:
+    task_key: str
+    status: str
+    actor: str
+    actor_role: str
+    note: str | None = None
+
+
+@dataclass
+class MilestoneReport:
+    idempotency_key: str
+    task_key: str
+    status: str
+    actor: str
+    percent: int | None = None
+    note: str | None = None
+    request_id: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
+class GateDecisionInput:
+    gate_key: str
+    outcome: str
+    actor: str
+    comment: str | None = None
+
+
+@dataclass
+class ReplanInput:
+    target_go_live: date
+    reason: str
+    actor: str
+
+
+@dataclass
+class ExtendedTrackInput:
+    ground: str
+    planned_go_live: date
+    reason: str
+    actor: str
+
+
+@dataclass
+class AcknowledgeInput:
+    escalation_id: str
+    actor: str
+
+
+@workflow.defn
+class MigrationWorkflow:
+    @workflow.init
+    def __init__(self, inp: MigrationInput) -> None:
+        self._fresh = inp.state is None
+        self._pending_notifications: list[Notification] = []
+        self._s = inp.state if inp.state is not None else self._new_state(inp)
+        self._lock = asyncio.Lock()
+        self._wake = False
+        self._published: dict[str, Any] = {}
+
+    # ---- run -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: MigrationInput) -> MigrationResult:
+        async with self._lock:
+            if self._fresh:
+                self._record("project_created", self._s.created_by, self._creation_data())
+            self._advance_ladder()
+            await self._project()
+        while not all_complete(self._s):
+            wake_at = next_rung(self._s)
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+            try:
+                await workflow.wait_condition(
+                    lambda: self._wake or workflow.info().is_continue_as_new_suggested(),
+                    timeout=timeout,
+                )
+            except asyncio.TimeoutError:
+                pass
+            self._wake = False
+            async with self._lock:
+                if self._advance_ladder():
+                    await self._project()
+            await self._send_notifications()
+            if workflow.info().is_continue_as_new_suggested():
+                # Handlers must finish first, or an update in flight would be lost.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                async with self._lock:
+                    await self._project()
+                await self._send_notifications()
+                workflow.continue_as_new(replace(inp, state=self._s))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._send_notifications()
+        return MigrationResult(self._s.project_id, self._s.completed_at)
+
+    # ---- queries ---------------------------------------------------------------------
+
+    @workflow.query
+    def describe(self) -> ProjectionInput:
+        """The live state of the project, with derived stage, health and progress."""
+        return self._snapshot(events=[])
+
+    @workflow.query
+    def journal(self) -> list[Event]:
+        """The whole audit trail, for rebuilding the read model."""
+        return list(self._s.journal)
+
+    # ---- updates ---------------------------------------------------------------------
+
+    @workflow.update
+    async def sync(self) -> int:
+        """Returns once the read model holds everything recorded so far (used after start)."""
+        await workflow.wait_condition(lambda: self._s.projected_seq >= self._s.seq)
+        return self._s.seq
+
+    @workflow.update
+    async def change_task(self, change: TaskChange) -> TaskView:
+        async with self._lock:
+            self._check_task_change(change)
+            now = workflow.now()
+            task = self._s.tasks[change.task_key]
+            before = task.status
+            self._set_status(task, change.status, now)
+            if change.note is not None:
+                task.note = change.note
+            self._record(
+                "task_updated",
+                change.actor,
+                {"task_key": task.key, "from": before, "to": task.status, "note": change.note},
+            )
+            self._after_change(now)
+            await self._project()
+            return task_view(self._s, task.key)
+
+    @change_task.validator
+    def _validate_change_task(self, change: TaskChange) -> None:
+        self._check_task_change(change)
+
+    @workflow.update
+    async def report_milestone(self, report: MilestoneReport) -> MilestoneResult:
+        async with self._lock:
+            earlier = self._s.milestones.get(report.idempotency_key)
+            if earlier is not None:
+                return earlier
+            self._check_milestone(report)
+            now = workflow.now()
+            task = self._s.tasks[report.task_key]
+            before = task.status
+            if report.status == "failed":
+                self._fail_cutover(task, now)
+            else:
+                self._set_status(task, report.status, now)
+                if report.percent is not None and report.status == IN_PROGRESS:
+                    task.percent = report.percent
+            if report.note is not None:
+                task.note = report.note
+            milestone_id = f"m{self._s.seq + 1}"
+            self._record(
+                "milestone_reported",
+                report.actor,
+                {
+                    "milestone_id": milestone_id,
+                    "idempotency_key": report.idempotency_key,
+                    "task_key": task.key,
+                    "status": report.status,
+                    "percent": report.percent,
+                    "note": report.note,
+                    "from": before,
+                    "to": task.status,
+                },
+            )
+            self._after_change(now)
+            result = MilestoneResult(
+                milestone_id=milestone_id,
+                duplicate=False,
+                task=task_view(self._s, task.key),
+                request_id=report.request_id,
+                fingerprint=report.fingerprint,
+            )
+            self._s.milestones[report.idempotency_key] = result
+            await self._project()
+            return result
+
+    @report_milestone.validator
+    def _validate_milestone(self, report: MilestoneReport) -> None:
+        if report.idempotency_key not in self._s.milestones:
+            self._check_milestone(report)
+
+    @workflow.update
+    async def decide_gate(self, decision: GateDecisionInput) -> TaskView:
+        async with self._lock:
+            self._check_decision(decision)
+            now = workflow.now()
+            gate = self._s.tasks[decision.gate_key]
+            gate.decision = Decision(decision.outcome, decision.actor, now, decision.comment)
+            reopened: list[str] = []
+            if decision.outcome == "approve":
+                self._set_status(gate, DONE, now)
+            else:
+                for dep in self._s.template.task(gate.key).depends_on:
+                    task = self._s.tasks[dep]
+                    if task.status == NOT_APPLICABLE:
+                        continue
+                    task.status = IN_PROGRESS
+                    task.completed_at = None
+                    task.note = decision.comment
+                    task.updated_at = now
+                    self._restart_ladder(task, now)
+                    reopened.append(dep)
+            self._record(
+                "gate_decided",
+                decision.actor,
+                {
+                    "gate_key": gate.key,
+                    "outcome": decision.outcome,
+                    "comment": decision.comment,
+                    "reopened": reopened,
+                },
+            )
+            self._after_change(now)
+            await self._project()
+            return task_view(self._s, gate.key)
+
+    @decide_gate.validator
+    def _validate_decision(self, decision: GateDecisionInput) -> None:
+        self._check_decision(decision)
+
+    @workflow.update
+    async def replan(self, plan: ReplanInput) -> None:
+        async with self._lock:
+            self._check_go_live(plan.target_go_live, "target_go_live")
+            now = workflow.now()
+            before = self._s.target_go_live
+            self._apply_target(plan.target_go_live, now)
+            self._record(
+                "replanned",
+                plan.actor,
+                {"from": before.isoformat(), "to": plan.target_go_live.isoformat(), "reason": plan.reason},
+            )
+            self._after_change(now)
+            await self._project()
+
+    @replan.validator
+    def _validate_replan(self, plan: ReplanInput) -> None:
+        self._check_go_live(plan.target_go_live, "target_go_live")
+        if not plan.reason.strip():
+            raise _refuse(INVALID, "reason: a replan needs a reason")
+
+    @workflow.update
+    async def declare_extended_track(self, track: ExtendedTrackInput) -> None:
+        async with self._lock:
+            self._check_extended_track(track)
+            now = workflow.now()
+            self._s.extended_track = ExtendedTrack(
+                track.ground, track.planned_go_live, track.reason, now
+            )
+            self._s.deadline = track.planned_go_live
+            if self._s.target_go_live != track.planned_go_live:
+                self._apply_target(track.planned_go_live, now)
+            self._record(
+                "extended_track_declared",
+                track.actor,
+                {
+                    "ground": track.ground,
+                    "planned_go_live": track.planned_go_live.isoformat(),
+                    "reason": track.reason,
+                },
+            )
+            self._after_change(now)
+            await self._project()
+
+    @declare_extended_track.validator
+    def _validate_extended_track(self, track: ExtendedTrackInput) -> None:
+        self._check_extended_track(track)
+
+    @workflow.update
+    async def acknowledge_escalation(self, ack: AcknowledgeInput) -> None:
+        async with self._lock:
+            esc = self._check_ack(ack)
+            now = workflow.now()
+            esc.status = "acknowledged"
+            esc.acknowledged_by = ack.actor
+            esc.acknowledged_at = now
+            self._record("escalation_acknowledged", ack.actor, {"escalation_id": esc.id})
+            await self._project()
+
+    @acknowledge_escalation.validator
+    def _validate_ack(self, ack: AcknowledgeInput) -> None:
+        self._check_ack(ack)
+
+    # ---- rules -----------------------------------------------------------------------
+
+    def _check_task_change(self, change: TaskChange) -> None:
+        if change.task_key not in self._s.tasks:
+            raise _refuse(NOT_FOUND, f"no task {change.task_key!r} in this project")
+        spec = self._s.template.task(change.task_key)
+        task = self._s.tasks[change.task_key]
+        if spec.gate:
+            raise _refuse(CONFLICT, f"{spec.key} is a gate: an approver decides it")
+        allowed_owner = {"pm": "municipality", "vendor": "vendor"}.get(change.actor_role)
+        if change.actor_role != "admin" and allowed_owner != spec.owner:
+            raise _refuse(FORBIDDEN, f"{spec.key} is a {spec.owner} task")
+        if change.status not in (IN_PROGRESS, DONE, NOT_APPLICABLE):
+            raise _refuse(INVALID, f"status: cannot set {change.status!r}")
+        if task.status in COMPLETE:
+            raise _refuse(CONFLICT, f"{spec.key} is already {task.status}")
+        if change.status == IN_PROGRESS and task.status == IN_PROGRESS:
+            raise _refuse(CONFLICT, f"{spec.key} is already in_progress")
+        if change.status == DONE and not dependencies_complete(self._s, spec):
+            missing = [d for d in spec.depends_on if not is_complete(self._s.tasks[d])]
+            raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
+
+    def _check_milestone(self, report: MilestoneReport) -> None:
+        if report.task_key not in self._s.tasks:
+            raise _refuse(NOT_FOUND, f"no task {report.task_key!r} in this project")
+        spec = self._s.template.task(report.task_key)
+        task = self._s.tasks[report.task_key]
+        if spec.owner != "vendor":
+            raise _refuse(FORBIDDEN, f"{spec.key} is a {spec.owner} task, not the vendor's")
+        if report.status not in (IN_PROGRESS, DONE, "failed"):
+            raise _refuse(INVALID, f"status: cannot report {report.status!r}")
+        if report.percent is not None and not 0 <= report.percent <= 100:
+            raise _refuse(INVALID, "percent: must be between 0 and 100")
+        if report.status == "failed":
+            if not self._gate_before(spec.key) or spec.stage != "cutover":
+                raise _refuse(INVALID, "status: 'failed' is only for the cutover")
+            if task.status in COMPLETE or not dependencies_complete(self._s, spec):
+                raise _refuse(CONFLICT, f"{spec.key} is not under way: nothing to fail")
+            return
+        if task.status in COMPLETE:
+            raise _refuse(CONFLICT, f"{spec.key} is already {task.status}")
+        if report.status == DONE and not dependencies_complete(self._s, spec):
+            missing = [d for d in spec.depends_on if not is_complete(self._s.tasks[d])]
+            raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
+
+    def _gate_before(self, key: str) -> str | None:
+        for dep in self._s.template.task(key).depends_on:
+            if self._s.template.task(dep).gate:
+                return dep
+        return None
+
+    def _check_decision(self, decision: GateDecisionInput) -> None:
+        key = decision.gate_key
+        if key not in self._s.tasks or not self._s.template.task(key).gate:
+            raise _refuse(NOT_FOUND, f"no gate {key!r} in this project")
+        if decision.outcome not in ("approve", "reject"):
+            raise _refuse(INVALID, "outcome: must be approve or reject")
+        if decision.outcome == "reject" and not (decision.comment or "").strip():
+            raise _refuse(INVALID, "comment: a rejection needs a comment")
+        if not awaiting_decision(self._s, self._s.template.task(key)):
+            raise _refuse(CONFLICT, f"{key} is not awaiting a decision")
+
+    def _check_go_live(self, value: date, field_name: str) -> None:
+        if value <= today(workflow.now()):
+            raise _refuse(INVALID, f"{field_name}: must be in the future")
+        if value > EXTENDED_TRACK_LIMIT:
+            raise _refuse(INVALID, f"{field_name}: must be on or before {EXTENDED_TRACK_LIMIT}")
+
+    def _check_extended_track(self, track: ExtendedTrackInput) -> None:
+        if track.ground not in EXTENDED_GROUNDS:
+            raise _refuse(INVALID, f"ground: must be one of {', '.join(EXTENDED_GROUNDS)}")
+        self._check_go_live(track.planned_go_live, "planned_go_live")
+        if not track.reason.strip():
+            raise _refuse(INVALID, "reason: the extended track needs a reason")
+
+    def _check_ack(self, ack: AcknowledgeInput) -> Escalation:
+        for esc in self._s.escalations:
+            if esc.id == ack.escalation_id:
+                if esc.status != "open":
+                    raise _refuse(CONFLICT, f"escalation {esc.id} is already {esc.status}")
+                return esc
+        raise _refuse(NOT_FOUND, f"no escalation {ack.escalation_id!r}")
+
+    # ---- state changes ---------------------------------------------------------------
+
+    def _new_state(self, inp: MigrationInput) -> MigrationState:
+        now = workflow.now()
+        state = MigrationState(
+            lg_code=inp.lg_code,
+            business=inp.business,
+            body_name=inp.body_name,
+            prefecture=inp.prefecture,
+            business_name=inp.business_name,
+            vendor_id=inp.vendor_id,
+            switching_vendor=inp.switching_vendor,
+            target_go_live=inp.target_go_live,
+            deadline=inp.deadline,
+            template=inp.template,
+            ladder=inp.ladder or EscalationLadder(),
+            created_at=now,
+            created_by=inp.created_by,
+        )
+        for spec in inp.template.tasks:
+            task = TaskState(key=spec.key, updated_at=now, ladder_since=now)
+            if spec.switching_vendor_only and not inp.switching_vendor:
+                task.status = NOT_APPLICABLE
+            else:
+                task.due_date = due_date(inp.target_go_live, spec.due_offset_months)
+            state.tasks[spec.key] = task
+        state.updated_at = now
+        self._s = state
+        self._refresh_gates(now)
+        return state
+
+    def _creation_data(self) -> dict[str, Any]:
+        s = self._s
+        return {
+            "lg_code": s.lg_code,
+            "business": s.business,
+            "vendor_id": s.vendor_id,
+            "switching_vendor": s.switching_vendor,
+            "target_go_live": s.target_go_live.isoformat(),
+            "template": s.template.id,
+        }
+
+    def _set_status(self, task: TaskState, status: str, now: datetime) -> None:
+        task.status = status
+        task.updated_at = now
+        if status == IN_PROGRESS and task.started_at is None:
+            task.started_at = now
+        if status == DONE:
+            task.started_at = task.started_at or now
+            task.completed_at = now
+            task.percent = 100
+        if status in COMPLETE:
+            self._resolve_escalations(task.key, now)
+
+    def _fail_cutover(self, task: TaskState, now: datetime) -> None:
+        gate_key = self._gate_before(task.key)
+        assert gate_key is not None
+        task.status = NOT_STARTED
+        task.percent = None
+        task.started_at = None
+        task.updated_at = now
+        gate = self._s.tasks[gate_key]
+        gate.status = NOT_STARTED
+        gate.completed_at = None
+        gate.decision = None
+        gate.updated_at = now
+        self._restart_ladder(gate, now)
+
+    def _refresh_gates(self, now: datetime) -> None:
+        """A gate is in progress exactly while it awaits a decision."""
+        for spec in self._s.template.tasks:
+            if not spec.gate:
+                continue
+            gate = self._s.tasks[spec.key]
+            if is_complete(gate):
+                continue
+            if dependencies_complete(self._s, spec):
+                if gate.status == NOT_STARTED:
+                    gate.status = IN_PROGRESS
+                    gate.started_at = now
+                    gate.updated_at = now
+            elif gate.status == IN_PROGRESS:
+                gate.status = NOT_STARTED
+                gate.started_at = None
+                gate.updated_at = now
+
+    def _after_change(self, now: datetime) -> None:
+        self._refresh_gates(now)
+        self._s.updated_at = now
+        if all_complete(self._s) and self._s.completed_at is None:
+            self._s.completed_at = now
+            self._record("project_completed", "system", {})
+        self._wake = True
+
+    def _apply_target(self, target: date, now: datetime) -> None:
+        self._s.target_go_live = target
+        for spec in self._s.template.tasks:
+            task = self._s.tasks[spec.key]
+            if is_complete(task):
+                continue
+            new_due = due_date(target, spec.due_offset_months)
+            if new_due != task.due_date:
+                task.due_date = new_due
+                self._restart_ladder(task, now)
+
+    def _restart_ladder(self, task: TaskState, now: datetime) -> None:
+        """A new due date or a reopened task: old rungs no longer apply, the ladder starts over."""
+        task.ladder_since = now
+        self._resolve_escalations(task.key, now, keep_due=None)
+        prefix = f"{task.key}@"
+        self._s.rungs_done = [r for r in self._s.rungs_done if not r.startswith(prefix)]
+
+    def _resolve_escalations(self, task_key: str, now: datetime, keep_due: date | None = None) -> None:
+        for esc in self._s.escalations:
+            if esc.task_key == task_key and esc.status != "resolved" and esc.due_date != keep_due:
+                esc.status = "resolved"
+                esc.resolved_at = now
+                self._record("escalation_resolved", "system", {"escalation_id": esc.id})
+
+    def _advance_ladder(self) -> bool:
+        """Raise every rung whose time has come; rungs already past when a task's ladder
+        (re)started are passed over, except the latest, which says where the task stands."""
+        now = workflow.now()
+        raised = False
+        for spec in self._s.template.tasks:
+            task = self._s.tasks[spec.key]
+            if is_complete(task) or task.due_date is None:
+                continue
+            due = task.due_date
+            pending = [
+                lvl
+                for lvl in LEVELS
+                if rung_key(task, lvl) not in self._s.rungs_done
+                and rung_instant(due, lvl, self._s.ladder) <= now
+            ]
+            since = task.ladder_since or self._s.created_at
+            stale = [lvl for lvl in pending if rung_instant(due, lvl, self._s.ladder) < since]
+            for lvl in pending:
+                self._s.rungs_done.append(rung_key(task, lvl))
+                if lvl in stale and lvl != stale[-1]:
+                    continue
+                self._raise(spec.key, spec.name, spec.owner, due, lvl, now)
+                raised = True
+        if raised:
+            self._s.updated_at = now
+        return raised
+
+    def _raise(self, key: str, name: str, owner: str, due: date, level: str, now: datetime) -> None:
+        s = self._s
+        esc = Escalation(
+            id=f"{s.project_id}.{key}.{due.isoformat()}.{level}",
+            task_key=key,
+            level=level,
+            audience=audience(level, owner),
+            due_date=due,
+            raised_at=now,
+        )
+        s.escalations.append(esc)
+        self._record(
+            "escalation_raised",
+            "system",
+            {"escalation_id": esc.id, "task_key": key, "level": level, "audience": esc.audience,
+             "due_date": due.isoformat()},
+        )
+        self._notify(esc, name)
+
+    def _notify(self, esc: Escalation, task_name: str) -> None:
+        s = self._s
+        level_ja = {
+            "reminder": "期限が近づいています",
+            "overdue": "期限を過ぎています",
+            "approver": "期限超過（承認者へ）",
+            "prefecture": "期限超過（都道府県へ）",
+        }[esc.level]
+        subject = f"【{level_ja}】{s.body_name} {s.business_name}: {task_name}"
+        text = f"{subject}（期限 {esc.due_date.isoformat()}）"
+        self._pending_notifications.append(
+            Notification(
+                id=esc.id,
+                project_id=s.project_id,
+                lg_code=s.lg_code,
+                prefecture=s.prefecture,
+                vendor_id=s.vendor_id,
+                kind=f"escalation.{esc.level}",
+                audience=list(esc.audience),
+                subject=subject,
+                text=text,
+                data={"task_key": esc.task_key, "task_name": task_name,
+                      "due_date": esc.due_date.isoformat(), "level": esc.level},
+            )
+        )
+
+    def _record(self, kind: str, actor: str, data: dict[str, Any]) -> None:
+        self._s.seq += 1
+        self._s.journal.append(Event(self._s.seq, workflow.now(), actor, kind, data))
+
+    # ---- side effects ----------------------------------------------------------------
+
+    def _snapshot(self, events: list[Event]) -> ProjectionInput:
+        s = self._s
+        return ProjectionInput(
+            state=replace(s, journal=[]),
+            stage=stage_of(s),
+            health=health_of(s, workflow.now()),
+            progress=progress_of([t.status for t in s.tasks.values()]),
+            events=events,
+        )
+
+    async def _project(self) -> None:
+        """Write the snapshot and new events to the read model; idempotent by ``seq``."""
+        pending = [e for e in self._s.journal if e.seq > self._s.projected_seq]
+        snap = self._snapshot(events=pending)
+        self._publish(snap)
+        await workflow.execute_local_activity(
+            PROJECTION_ACTIVITY,
+            snap,
+            start_to_close_timeout=PROJECTION_TIMEOUT,
+            retry_policy=PROJECTION_RETRY,
+        )
+        self._s.projected_seq = max(self._s.projected_seq, snap.state.seq)
+
+    def _publish(self, snap: ProjectionInput) -> None:
+        s = snap.state
+        wanted: dict[str, Any] = {
+            sa.LG_CODE.name: s.lg_code,
+            sa.PREFECTURE.name: s.prefecture,
+            sa.BUSINESS.name: s.business,
+            sa.STAGE.name: snap.stage,
+            sa.HEALTH.name: snap.health,
+            sa.VENDOR.name: s.vendor_id or "",
+            sa.TARGET_GO_LIVE.name: s.target_go_live.isoformat(),
+        }
+        if wanted == self._published:
+            return
+        target = datetime(
+            s.target_go_live.year, s.target_go_live.month, s.target_go_live.day,
+            tzinfo=workflow.now().tzinfo,
+        )
+        workflow.upsert_search_attributes(
+            [
+                sa.LG_CODE.value_set(s.lg_code),
+                sa.PREFECTURE.value_set(s.prefecture),
+                sa.BUSINESS.value_set(s.business),
+                sa.STAGE.value_set(snap.stage),
+                sa.HEALTH.value_set(snap.health),
+                sa.VENDOR.value_set(s.vendor_id or ""),
+                sa.TARGET_GO_LIVE.value_set(target),
+            ]
+        )
+        self._published = wanted
+
+    async def _send_notifications(self) -> None:
+        """Each notification is its own workflow, so a dead channel never holds this one up."""
+        while self._pending_notifications:
+            note = self._pending_notifications.pop(0)
+            try:
+                await workflow.start_child_workflow(
+                    NotificationWorkflow.run,
+                    note,
+                    id=f"notify-{note.id}",
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+            except WorkflowAlreadyStartedError:
+                pass  # the same rung was already sent by an earlier run of this project

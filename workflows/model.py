@@ -1,0 +1,306 @@
+"""A migration project's state and the pure rules that read it.
+
+Everything here is plain data and pure functions so that the workflow, the projection
+activity and the tests all compute stage, health and progress the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from workflows.calendar import jst_today
+from workflows.ladder import LEVELS, EscalationLadder, rung_instant
+from workflows.procedure import ProcedureTemplate, TaskSpec
+
+NOT_STARTED = "not_started"
+IN_PROGRESS = "in_progress"
+DONE = "done"
+NOT_APPLICABLE = "not_applicable"
+STATUSES = (NOT_STARTED, IN_PROGRESS, DONE, NOT_APPLICABLE)
+COMPLETE = frozenset({DONE, NOT_APPLICABLE})
+
+EXTENDED_GROUNDS = ("mainframe", "custom_built", "no_product", "vendor_shortage")
+DEFAULT_DEADLINE = date(2026, 3, 31)
+EXTENDED_TRACK_LIMIT = date(2031, 3, 31)
+
+
+@dataclass
+class Decision:
+    outcome: str
+    by: str
+    at: datetime
+    comment: str | None = None
+
+
+@dataclass
+class TaskState:
+    key: str
+    status: str = NOT_STARTED
+    due_date: date | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    percent: int | None = None
+    decision: Decision | None = None
+    note: str | None = None
+    # When this task's ladder starts counting: rungs before it are not raised one by one.
+    ladder_since: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class ExtendedTrack:
+    ground: str
+    planned_go_live: date
+    reason: str
+    declared_at: datetime
+
+
+@dataclass
+class Escalation:
+    id: str
+    task_key: str
+    level: str
+    audience: list[str]
+    due_date: date
+    raised_at: datetime
+    status: str = "open"  # open | acknowledged | resolved
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass
+class Event:
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskView:
+    key: str
+    name: str
+    stage: str
+    owner: str
+    status: str
+    gate: bool
+    depends_on: list[str]
+    due_date: date | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    percent: int | None
+    decision: Decision | None
+    note: str | None = None
+
+
+@dataclass
+class MilestoneResult:
+    milestone_id: str
+    duplicate: bool
+    task: TaskView
+    request_id: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
+class Progress:
+    done: int
+    in_progress: int
+    not_started: int
+    not_applicable: int
+    completion_rate: float
+    in_progress_rate: float
+    not_started_rate: float
+
+
+@dataclass
+class MigrationState:
+    """Everything a project is, carried whole across continue-as-new."""
+
+    lg_code: str
+    business: str
+    body_name: str
+    prefecture: str
+    business_name: str
+    vendor_id: str | None
+    switching_vendor: bool
+    target_go_live: date
+    deadline: date
+    template: ProcedureTemplate
+    ladder: EscalationLadder
+    created_at: datetime
+    created_by: str
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    extended_track: ExtendedTrack | None = None
+    escalations: list[Escalation] = field(default_factory=list)
+    # Rungs already handled, raised or passed over: "{task}@{due}:{level}".
+    rungs_done: list[str] = field(default_factory=list)
+    milestones: dict[str, MilestoneResult] = field(default_factory=dict)
+    seq: int = 0
+    # Every event of the project, oldest first: the audit trail the read model is rebuilt from.
+    journal: list[Event] = field(default_factory=list)
+    # The last seq written to the read model; events after it are still to be written.
+    projected_seq: int = 0
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def project_id(self) -> str:
+        return f"{self.lg_code}-{self.business}"
+
+
+def workflow_id_for(lg_code: str, business: str) -> str:
+    return f"migration-{lg_code}-{business}"
+
+
+def is_complete(task: TaskState) -> bool:
+    return task.status in COMPLETE
+
+
+def dependencies_complete(state: MigrationState, spec: TaskSpec) -> bool:
+    return all(is_complete(state.tasks[d]) for d in spec.depends_on)
+
+
+def awaiting_decision(state: MigrationState, spec: TaskSpec) -> bool:
+    return spec.gate and not is_complete(state.tasks[spec.key]) and dependencies_complete(state, spec)
+
+
+def all_complete(state: MigrationState) -> bool:
+    return all(is_complete(t) for t in state.tasks.values())
+
+
+def stage_of(state: MigrationState) -> str:
+    """The stage of the earliest task (in template order) not yet complete."""
+    for spec in state.template.tasks:
+        if not is_complete(state.tasks[spec.key]):
+            return spec.stage
+    return "completed"
+
+
+def progress_of(statuses: list[str]) -> Progress:
+    """MIC's formulas: completion = (done + n/a) / steps; the others over the same steps."""
+    total = len(statuses)
+    counts = {s: statuses.count(s) for s in STATUSES}
+
+    def rate(n: int) -> float:
+        return round(n / total, 4) if total else 0.0
+
+    return Progress(
+        done=counts[DONE],
+        in_progress=counts[IN_PROGRESS],
+        not_started=counts[NOT_STARTED],
+        not_applicable=counts[NOT_APPLICABLE],
+        completion_rate=rate(counts[DONE] + counts[NOT_APPLICABLE]),
+        in_progress_rate=rate(counts[IN_PROGRESS]),
+        not_started_rate=rate(counts[NOT_STARTED]),
+    )
+
+
+def health_of(state: MigrationState, now: datetime) -> str:
+    """completed, overdue (an open task past its overdue rung), at_risk, or on_track."""
+    if all_complete(state):
+        return "completed"
+    at_risk = state.target_go_live > state.deadline
+    for spec in state.template.tasks:
+        task = state.tasks[spec.key]
+        if is_complete(task) or task.due_date is None:
+            continue
+        if now >= rung_instant(task.due_date, "overdue", state.ladder):
+            return "overdue"
+        if task.status == NOT_STARTED and now >= rung_instant(task.due_date, "reminder", state.ladder):
+            at_risk = True
+    return "at_risk" if at_risk else "on_track"
+
+
+def task_view(state: MigrationState, key: str) -> TaskView:
+    spec = state.template.task(key)
+    task = state.tasks[key]
+    return TaskView(
+        key=key,
+        name=spec.name,
+        stage=spec.stage,
+        owner=spec.owner,
+        status=task.status,
+        gate=spec.gate,
+        depends_on=list(spec.depends_on),
+        due_date=task.due_date,
+        started_at=task.started_at,
+        completed_at=task.completed_at,
+        percent=task.percent,
+        decision=task.decision,
+        note=task.note,
+    )
+
+
+def next_rung(state: MigrationState) -> datetime | None:
+    """The earliest rung not yet handled of any open task: the one timer a project needs."""
+    earliest: datetime | None = None
+    for task in state.tasks.values():
+        if is_complete(task) or task.due_date is None:
+            continue
+        for level in LEVELS:
+            if rung_key(task, level) in state.rungs_done:
+                continue
+            at = rung_instant(task.due_date, level, state.ladder)
+            if earliest is None or at < earliest:
+                earliest = at
+            break
+    return earliest
+
+
+def rung_key(task: TaskState, level: str) -> str:
+    return f"{task.key}@{task.due_date}:{level}"
+
+
+def today(now: datetime) -> date:
+    return jst_today(now)
+
+
+@dataclass
+class ProjectionInput:
+    """A whole snapshot of a project plus the events not yet written, keyed by ``state.seq``."""
+
+    state: MigrationState
+    stage: str
+    health: str
+    progress: Progress
+    events: list[Event]
+    # The API request that caused this write, so its logs can be followed into the worker.
+    request_id: str = ""
+
+
+@dataclass
+class Notification:
+    """A message to people about a project; delivered by NotificationWorkflow on every channel."""
+
+    id: str
+    project_id: str
+    lg_code: str
+    prefecture: str
+    vendor_id: str | None
+    kind: str
+    audience: list[str]
+    subject: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Channel:
+    """Where notifications go: a generic JSON webhook or a Slack-compatible incoming webhook."""
+
+    id: str
+    kind: str  # "webhook" | "slack"
+    url: str
+    lg_code: str | None = None
+
+
+@dataclass
+class Delivery:
+    delivery_id: str
+    channel: Channel
+    notification: Notification

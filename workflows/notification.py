@@ -1,0 +1,58 @@
+"""NotificationWorkflow: deliver one notification on every channel that should hear it.
+
+Each notification is a workflow of its own, abandoned by its parent, so a channel that is
+down for days retries here with backoff while the migration goes on untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.model import Channel, Delivery, Notification
+
+RESOLVE_ACTIVITY = "resolve_channels"
+DELIVER_ACTIVITY = "deliver_notification"
+
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=1),
+)
+# How long a channel may stay down before its message is given up (and logged as such).
+DELIVERY_GIVE_UP = timedelta(days=14)
+
+
+@workflow.defn
+class NotificationWorkflow:
+    @workflow.run
+    async def run(self, note: Notification) -> int:
+        channels: list[Channel] = await workflow.execute_activity(
+            RESOLVE_ACTIVITY,
+            note,
+            result_type=list[Channel],
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    DELIVER_ACTIVITY,
+                    Delivery(f"{note.id}/{ch.id}", ch, note),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                    retry_policy=DELIVERY_RETRY,
+                )
+                for ch in channels
+            ),
+            return_exceptions=True,
+        )
+        delivered = sum(1 for r in results if not isinstance(r, BaseException))
+        if delivered < len(channels):
+            workflow.logger.warning(
+                "notification %s: %d of %d channels gave up", note.id, len(channels) - delivered,
+                len(channels),
+            )
+        return delivered
