@@ -34,7 +34,7 @@ def _ts(nullable: bool = True, index: bool = False) -> Any:
 
 
 def _json() -> Any:
-    return Field(default=None, sa_column=Column(JSON, nullable=True))
+    return Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class Vendor(SQLModel, table=True):

@@ -102,6 +102,7 @@ class TaskChange:
     actor: str
     actor_role: str
     note: str | None = None
+    request_id: str = ""
 
 
 @dataclass
@@ -122,6 +123,7 @@ class GateDecisionInput:
     outcome: str
     actor: str
     comment: str | None = None
+    request_id: str = ""
 
 
 @dataclass
@@ -129,6 +131,7 @@ class ReplanInput:
     target_go_live: date
     reason: str
     actor: str
+    request_id: str = ""
 
 
 @dataclass
@@ -137,12 +140,14 @@ class ExtendedTrackInput:
     planned_go_live: date
     reason: str
     actor: str
+    request_id: str = ""
 
 
 @dataclass
 class AcknowledgeInput:
     escalation_id: str
     actor: str
+    request_id: str = ""
 
 
 @workflow.defn
@@ -227,7 +232,7 @@ class MigrationWorkflow:
                 {"task_key": task.key, "from": before, "to": task.status, "note": change.note},
             )
             self._after_change(now)
-            await self._project()
+            await self._project(change.request_id)
             return task_view(self._s, task.key)
 
     @change_task.validator
@@ -276,7 +281,7 @@ class MigrationWorkflow:
                 fingerprint=report.fingerprint,
             )
             self._s.milestones[report.idempotency_key] = result
-            await self._project()
+            await self._project(report.request_id)
             return result
 
     @report_milestone.validator
@@ -316,7 +321,7 @@ class MigrationWorkflow:
                 },
             )
             self._after_change(now)
-            await self._project()
+            await self._project(decision.request_id)
             return task_view(self._s, gate.key)
 
     @decide_gate.validator
@@ -336,7 +341,7 @@ class MigrationWorkflow:
                 {"from": before.isoformat(), "to": plan.target_go_live.isoformat(), "reason": plan.reason},
             )
             self._after_change(now)
-            await self._project()
+            await self._project(plan.request_id)
 
     @replan.validator
     def _validate_replan(self, plan: ReplanInput) -> None:
@@ -365,7 +370,7 @@ class MigrationWorkflow:
                 },
             )
             self._after_change(now)
-            await self._project()
+            await self._project(track.request_id)
 
     @declare_extended_track.validator
     def _validate_extended_track(self, track: ExtendedTrackInput) -> None:
@@ -380,7 +385,7 @@ class MigrationWorkflow:
             esc.acknowledged_by = ack.actor
             esc.acknowledged_at = now
             self._record("escalation_acknowledged", ack.actor, {"escalation_id": esc.id})
-            await self._project()
+            await self._project(ack.request_id)
 
     @acknowledge_escalation.validator
     def _validate_ack(self, ack: AcknowledgeInput) -> None:
@@ -677,10 +682,16 @@ class MigrationWorkflow:
             events=events,
         )
 
-    async def _project(self) -> None:
+    async def _project(self, request_id: str = "") -> None:
         """Write the snapshot and new events to the read model; idempotent by ``seq``."""
         pending = [e for e in self._s.journal if e.seq > self._s.projected_seq]
         snap = self._snapshot(events=pending)
+        snap.request_id = request_id
+        if request_id:
+            workflow.logger.info(
+                "recorded %s", ",".join(e.kind for e in pending),
+                extra={"request_id": request_id, "project_id": self._s.project_id},
+            )
         self._publish(snap)
         await workflow.execute_local_activity(
             PROJECTION_ACTIVITY,

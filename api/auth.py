@@ -1,0 +1,137 @@
+"""Bearer tokens and the role table of API.md: who may see which projects and do what."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from readmodel import tables as t
+from readmodel.registry import lg_code_problem
+
+ROLES = ("admin", "observer", "prefecture", "pm", "approver", "vendor")
+# What each role may write, besides reading what its scope shows.
+WRITES: dict[str, frozenset[str]] = {
+    "admin": frozenset(
+        {"create_project", "change_task", "milestone", "replan", "extended_track", "ack",
+         "vendors", "tokens", "channels"}
+    ),
+    "observer": frozenset(),
+    "prefecture": frozenset({"ack"}),
+    "pm": frozenset({"create_project", "change_task", "replan", "extended_track", "ack"}),
+    "approver": frozenset({"decide_gate", "ack"}),
+    "vendor": frozenset({"change_task", "milestone"}),
+}
+TOKEN_PREFIX = "hyj_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    token_id: int
+    name: str
+    role: str
+    lg_code: str | None = None
+    prefecture: str | None = None
+    vendor_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.name}"
+
+    def may(self, action: str) -> bool:
+        return action in WRITES[self.role]
+
+    def sees(self, project: t.Project) -> bool:
+        if self.role in ("admin", "observer"):
+            return True
+        if self.role == "prefecture":
+            return project.prefecture == self.prefecture
+        if self.role in ("pm", "approver"):
+            return project.lg_code == self.lg_code
+        return self.vendor_id is not None and project.vendor_id == self.vendor_id
+
+    def scope(self, query: SelectOfScalar[Any]) -> SelectOfScalar[Any]:
+        """Restrict a query over projects to those this caller may see."""
+        if self.role in ("admin", "observer"):
+            return query
+        if self.role == "prefecture":
+            return query.where(t.Project.prefecture == self.prefecture)
+        if self.role in ("pm", "approver"):
+            return query.where(t.Project.lg_code == self.lg_code)
+        return query.where(t.Project.vendor_id == self.vendor_id)
+
+
+def hash_token(secret: str) -> str:
+    # Tokens are 256-bit random secrets, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenScopeError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_token_scope(
+    session: Session, role: str, lg_code: str | None, prefecture: str | None, vendor_id: str | None
+) -> None:
+    """Each role carries exactly the scope API.md gives it."""
+    if role not in ROLES:
+        raise TokenScopeError("role", f"role must be one of {', '.join(ROLES)}")
+    if role in ("pm", "approver"):
+        if not lg_code:
+            raise TokenScopeError("lg_code", f"a {role} token needs an lg_code")
+        problem = lg_code_problem(lg_code)
+        if problem:
+            raise TokenScopeError("lg_code", f"lg_code {problem}")
+    if role == "prefecture":
+        if not prefecture or len(prefecture) != 2 or not prefecture.isdigit() or not (
+            1 <= int(prefecture) <= 47
+        ):
+            raise TokenScopeError("prefecture", "a prefecture token needs a prefecture 01-47")
+    if role == "vendor":
+        if not vendor_id:
+            raise TokenScopeError("vendor_id", "a vendor token needs a vendor_id")
+        if session.get(t.Vendor, vendor_id) is None:
+            raise TokenScopeError("vendor_id", f"unknown vendor {vendor_id!r}")
+
+
+def create_token(
+    session: Session,
+    *,
+    role: str,
+    name: str,
+    lg_code: str | None = None,
+    prefecture: str | None = None,
+    vendor_id: str | None = None,
+) -> tuple[t.ApiToken, str]:
+    """Store a new token's hash and return the secret, which is shown once and never again."""
+    check_token_scope(session, role, lg_code, prefecture, vendor_id)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = t.ApiToken(
+        name=name,
+        role=role,
+        lg_code=lg_code if role in ("pm", "approver") else None,
+        prefecture=prefecture if role == "prefecture" else None,
+        vendor_id=vendor_id if role == "vendor" else None,
+        token_hash=hash_token(secret),
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row, secret
+
+
+def caller_for(session: Session, secret: str) -> Caller | None:
+    row = session.exec(
+        select(t.ApiToken).where(t.ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if row is None or row.revoked_at is not None or row.id is None:
+        return None
+    return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)

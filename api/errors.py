@@ -1,0 +1,122 @@
+"""Every failure as application/problem+json (RFC 9457), never an HTML page or a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.migration import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND
+
+log = structlog.get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_WORKFLOW_ERRORS = {NOT_FOUND: 404, CONFLICT: 409, FORBIDDEN: 403, INVALID: 422}
+
+
+class Problem(Exception):
+    def __init__(
+        self, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+
+
+def problem_response(
+    status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def field_error(loc: list[str | int], msg: str) -> Problem:
+    return Problem(422, msg, errors=[{"loc": loc, "msg": msg}])
+
+
+def from_update_error(err: WorkflowUpdateFailedError, field: str | None = None) -> Problem:
+    """Map a rule the workflow refused to the status API.md promises."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type in _WORKFLOW_ERRORS:
+        status = _WORKFLOW_ERRORS[cause.type]
+        if status == 422:
+            loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else field
+            return Problem(
+                422, cause.message, errors=[{"loc": ["body", loc_field or ""], "msg": cause.message}]
+            )
+        return Problem(status, cause.message)
+    return Problem(500, "the project could not apply the change")
+
+
+def from_rpc_error(err: RPCError) -> Problem:
+    if err.status == RPCStatusCode.NOT_FOUND:
+        # The workflow has closed: a completed project takes no more changes.
+        return Problem(409, "the project is closed and takes no more changes")
+    log.error("temporal rpc error", status=str(err.status), message=err.message)
+    return Problem(503, "the workflow service is unavailable; nothing was changed")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, exc.errors, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
+        return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errs):
+            return problem_response(400, "the request body is not valid JSON")
+        items = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in errs]
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in i['loc'][1:]) or i['loc'][0]}: {i['msg']}" for i in items
+        )
+        return problem_response(422, detail or "validation failed", items)
+
+    @app.exception_handler(WorkflowUpdateFailedError)
+    async def _update(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
+        p = from_update_error(exc)
+        return problem_response(p.status, p.detail, p.errors)
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
+        p = from_rpc_error(exc)
+        return problem_response(p.status, p.detail)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response(500, "an unexpected error occurred; it has been logged")

@@ -1,0 +1,63 @@
+"""Vendors and tokens: the admin's resources."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from sqlalchemy import func
+from sqlmodel import select
+
+from api.auth import TokenScopeError, create_token
+from api.deps import CallerDep, SessionDep
+from api.errors import Problem, field_error
+from api.routers.projects import Limit, Offset, require
+from api.schemas import Page, TokenCreate, TokenCreated, VendorCreate, VendorPublic
+from readmodel import tables as t
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+@router.post("/vendors", status_code=201, response_model=VendorPublic)
+def create_vendor(body: VendorCreate, caller: CallerDep, session: SessionDep) -> VendorPublic:
+    require(caller, "vendors")
+    if session.get(t.Vendor, body.id) is not None:
+        raise Problem(409, f"vendor {body.id!r} already exists")
+    session.add(t.Vendor(id=body.id, name=body.name, created_at=datetime.now(UTC)))
+    session.commit()
+    return VendorPublic(id=body.id, name=body.name)
+
+
+@router.get("/vendors", response_model=Page[VendorPublic])
+def list_vendors(
+    caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[VendorPublic]:
+    total = session.exec(select(func.count()).select_from(t.Vendor)).one()
+    rows = session.exec(select(t.Vendor).order_by(t.Vendor.id).offset(offset).limit(limit)).all()
+    return Page[VendorPublic](items=[VendorPublic(id=r.id, name=r.name) for r in rows], total=total)
+
+
+@router.post("/tokens", status_code=201, response_model=TokenCreated)
+def create_api_token(body: TokenCreate, caller: CallerDep, session: SessionDep) -> TokenCreated:
+    require(caller, "tokens")
+    try:
+        row, secret = create_token(
+            session,
+            role=body.role,
+            name=body.name,
+            lg_code=body.lg_code,
+            prefecture=body.prefecture,
+            vendor_id=body.vendor_id,
+        )
+    except TokenScopeError as exc:
+        raise field_error(["body", exc.field], str(exc)) from exc
+    assert row.id is not None
+    return TokenCreated(
+        token=secret,
+        id=row.id,
+        role=row.role,
+        name=row.name,
+        lg_code=row.lg_code,
+        prefecture=row.prefecture,
+        vendor_id=row.vendor_id,
+    )

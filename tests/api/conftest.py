@@ -1,0 +1,109 @@
+"""The API in-process against the real Temporal dev server, a real worker and a real database."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from temporalio.testing import WorkflowEnvironment
+
+from api.auth import create_token
+from api.main import create_app
+from readmodel import tables as t
+from readmodel.db import make_engine
+from readmodel.registry import registry
+from readmodel.settings import Settings
+from worker.runner import build_worker
+from workflows.businesses import BUSINESSES, PREFECTURE_BUSINESSES
+from workflows.calendar import add_months
+
+TARGET = add_months(date.today(), 36)
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    engine: Engine
+    env: WorkflowEnvironment
+    settings: Settings
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def token(self, who: str, role: str, **scope: str) -> str:
+        with Session(self.engine) as session:
+            _, secret = create_token(session, role=role, name=who, **scope)
+        self.tokens[who] = secret
+        return secret
+
+    async def create(self, lg_code: str, business: str, **extra: object) -> httpx.Response:
+        body = {"lg_code": lg_code, "business": business, "target_go_live": TARGET.isoformat(),
+                "vendor_id": "acme", **extra}
+        return await self.http.post("/api/v1/projects", json=body, headers=self.auth("admin"))
+
+
+_USED: set[tuple[str, str]] = set()
+
+
+def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
+    """A (local body, business) pair no other test on this Temporal server has used."""
+    codes = [c for c in registry()._by_code if (c[2:5] == "000") == prefecture_owned]
+    slugs = sorted(PREFECTURE_BUSINESSES) if prefecture_owned else [
+        b.slug for b in BUSINESSES if b.slug not in PREFECTURE_BUSINESSES
+    ]
+    while True:
+        pair = (random.choice(codes), random.choice(slugs))
+        if pair not in _USED:
+            _USED.add(pair)
+            return pair
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[Api]:
+    queue = f"api-{uuid.uuid4().hex}"
+    settings = Settings(task_queue=queue, database_url=database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        session.add(t.Vendor(id="acme", name="アクメ情報システム"))
+        session.add(t.Vendor(id="other", name="他社"))
+        session.commit()
+    app = create_app(settings, client=dev_env.client, engine=engine)
+    async with build_worker(dev_env.client, engine, settings) as worker, worker:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                a = Api(http, engine, dev_env, settings)
+                a.token("admin", "admin")
+                a.token("observer", "observer")
+                a.token("vendor", "vendor", vendor_id="acme")
+                a.token("other_vendor", "vendor", vendor_id="other")
+                yield a
+    engine.dispose()
+
+
+@dataclass
+class ProjectCtx:
+    id: str
+    lg_code: str
+    business: str
+
+
+@pytest.fixture
+async def project(api: Api) -> ProjectCtx:
+    lg_code, business = fresh_project()
+    resp = await api.create(lg_code, business)
+    assert resp.status_code == 201, resp.text
+    api.token("pm", "pm", lg_code=lg_code)
+    api.token("approver", "approver", lg_code=lg_code)
+    api.token("prefecture", "prefecture", prefecture=lg_code[:2])
+    other = "011002" if lg_code != "011002" else "012025"
+    api.token("pm_elsewhere", "pm", lg_code=other)
+    return ProjectCtx(resp.json()["id"], lg_code, business)

@@ -1,0 +1,269 @@
+"""The ``hyojunka`` command: run the service, its halves, and the operator's chores."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, delete, select
+from temporalio.client import Client
+
+from readmodel import tables as t
+from readmodel.db import make_engine, upgrade_schema
+from readmodel.settings import Settings, get_settings
+from worker.logs import configure_logging
+
+log = structlog.get_logger("hyojunka")
+
+DEMO_LG_CODE = "131016"  # 千代田区
+DEMO_VENDOR = ("demo-vendor", "デモベンダ株式会社")
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None:
+    import uvicorn
+
+    from api.main import create_app
+
+    app = create_app(settings, client=client, engine=engine)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
+    """On an empty database: an admin token and one demo token per role, shown once."""
+    from api.auth import create_token
+
+    with Session(engine) as session:
+        if session.exec(select(t.ApiToken)).first() is not None:
+            return None
+        if session.get(t.Vendor, DEMO_VENDOR[0]) is None:
+            session.add(t.Vendor(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1]))
+            session.commit()
+        made = []
+        for role, kw in (
+            ("admin", {}),
+            ("observer", {}),
+            ("prefecture", {"prefecture": DEMO_LG_CODE[:2]}),
+            ("pm", {"lg_code": DEMO_LG_CODE}),
+            ("approver", {"lg_code": DEMO_LG_CODE}),
+            ("vendor", {"vendor_id": DEMO_VENDOR[0]}),
+        ):
+            _, secret = create_token(session, role=role, name=f"demo-{role}", **kw)
+            scope = next(iter(kw.values()), "all")
+            made.append((role, scope, secret))
+        return made
+
+
+async def cmd_up(settings: Settings) -> None:
+    from worker.devserver import dev_server
+    from worker.runner import build_worker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_schema(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    async with dev_server(settings, settings.data_dir / "temporal.log") as client:
+        tokens = _first_start_tokens(engine)
+        _out(f"hyojunka API     http://{settings.api_host}:{settings.api_port}/  (docs: /docs)")
+        _out(f"Temporal Web UI  http://127.0.0.1:{settings.temporal_ui_port}/")
+        _out(f"data             {settings.data_dir.resolve()}")
+        if tokens:
+            _out("\nTokens (shown once; only their hashes are stored):")
+            for role, scope, secret in tokens:
+                _out(f"  {role:<10} {scope:<12} {secret}")
+        _out("\nCtrl-C stops everything; `hyojunka up` again resumes every project.\n")
+        async with build_worker(client, engine, settings) as worker:
+            worker_task = asyncio.create_task(worker.run())
+            try:
+                await _serve_api(settings, client, engine)
+            finally:
+                await worker.shutdown()
+                with contextlib.suppress(Exception):
+                    await worker_task
+    engine.dispose()
+
+
+async def cmd_worker(settings: Settings) -> None:
+    from worker.runner import build_worker
+    from worker.temporal import connect
+
+    engine = make_engine(settings.resolved_database_url)
+    client = await connect(settings)
+    async with build_worker(client, engine, settings) as worker:
+        run = asyncio.create_task(worker.run())
+        await _until_signal()
+        await worker.shutdown()
+        with contextlib.suppress(Exception):
+            await run
+    engine.dispose()
+
+
+async def cmd_api(settings: Settings) -> None:
+    from worker.temporal import connect
+
+    engine = make_engine(settings.resolved_database_url)
+    client = await connect(settings)
+    await _serve_api(settings, client, engine)
+    engine.dispose()
+
+
+async def rebuild_read_model(client: Client, engine: Engine) -> int:
+    """Rewrite every project's rows from its workflow: state by query, events from its journal."""
+    from activities.projection import write_projection
+    from workflows.migration import MigrationWorkflow
+
+    count = 0
+    async for wf in client.list_workflows("WorkflowType = 'MigrationWorkflow'"):
+        handle = client.get_workflow_handle(wf.id)
+        snap = await handle.query(MigrationWorkflow.describe)
+        snap.events = await handle.query(MigrationWorkflow.journal)
+        pid = snap.state.project_id
+        with Session(engine) as session:
+            for table in (t.Task, t.Event, t.Escalation, t.GateDecision, t.Milestone):
+                session.exec(delete(table).where(table.project_id == pid))  # type: ignore[attr-defined]
+            project = session.get(t.Project, pid)
+            if project is not None:
+                session.delete(project)
+            session.flush()
+            write_projection(session, snap)
+            session.commit()
+        count += 1
+    return count
+
+
+async def cmd_rebuild(settings: Settings) -> None:
+    from worker.temporal import connect
+
+    engine = make_engine(settings.resolved_database_url)
+    client = await connect(settings)
+    n = await rebuild_read_model(client, engine)
+    engine.dispose()
+    _out(f"rebuilt {n} projects")
+
+
+async def cmd_temporal_setup(settings: Settings) -> None:
+    from worker.temporal import connect, register_search_attributes
+
+    await register_search_attributes(await connect(settings))
+    _out("search attributes registered")
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from api.auth import TokenScopeError, create_token
+
+    upgrade_schema(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            row, secret = create_token(
+                session,
+                role=args.role,
+                name=args.name,
+                lg_code=args.lg_code,
+                prefecture=args.prefecture,
+                vendor_id=args.vendor,
+            )
+    except TokenScopeError as exc:
+        sys.stderr.write(f"hyojunka: {exc}\n")
+        return 2
+    finally:
+        engine.dispose()
+    _out(secret)
+    return 0
+
+
+def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
+    upgrade_schema(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as session:
+        if session.get(t.Vendor, args.id) is not None:
+            sys.stderr.write(f"hyojunka: vendor {args.id} already exists\n")
+            return 2
+        session.add(t.Vendor(id=args.id, name=args.name))
+        session.commit()
+    engine.dispose()
+    _out(args.id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hyojunka", description="自治体システム標準化の移行管理")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything locally: Temporal dev server, worker, API")
+    sub.add_parser("worker", help="run the worker against HYOJUNKA_TEMPORAL_ADDRESS")
+    sub.add_parser("api", help="run the API against HYOJUNKA_TEMPORAL_ADDRESS")
+    db = sub.add_parser("db", help="read-model schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="create or upgrade the schema (Alembic)")
+    tp = sub.add_parser("temporal", help="Temporal chores").add_subparsers(
+        dest="temporal_command", required=True
+    )
+    tp.add_parser("setup", help="register the custom search attributes")
+    rm = sub.add_parser("readmodel", help="read model chores").add_subparsers(
+        dest="readmodel_command", required=True
+    )
+    rm.add_parser("rebuild", help="rebuild the read model from the workflows (worker must run)")
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    tc = tok.add_parser("create", help="create a token and print its secret once")
+    tc.add_argument("--role", required=True,
+                    choices=["admin", "observer", "prefecture", "pm", "approver", "vendor"])
+    tc.add_argument("--lg-code")
+    tc.add_argument("--prefecture")
+    tc.add_argument("--vendor")
+    tc.add_argument("--name", required=True)
+    ven = sub.add_parser("vendor", help="vendors").add_subparsers(dest="vendor_command", required=True)
+    vc = ven.add_parser("create", help="register a vendor")
+    vc.add_argument("--id", required=True)
+    vc.add_argument("--name", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_json)
+    cmd = args.command
+    try:
+        if cmd == "up":
+            asyncio.run(cmd_up(settings))
+        elif cmd == "worker":
+            asyncio.run(cmd_worker(settings))
+        elif cmd == "api":
+            asyncio.run(cmd_api(settings))
+        elif cmd == "db":
+            upgrade_schema(settings.resolved_database_url)
+            _out("schema is up to date")
+        elif cmd == "temporal":
+            asyncio.run(cmd_temporal_setup(settings))
+        elif cmd == "readmodel":
+            asyncio.run(cmd_rebuild(settings))
+        elif cmd == "token":
+            return cmd_token_create(settings, args)
+        elif cmd == "vendor":
+            return cmd_vendor_create(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
