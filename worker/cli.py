@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -31,15 +31,37 @@ def _out(text: str = "") -> None:
 
 
 async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None:
+    """Serve until SIGINT or SIGTERM, then return normally so the caller can stop the rest."""
     import uvicorn
 
     from api.main import create_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # We own the signals: uvicorn would re-raise them after serving, which would
+            # cut short the orderly stop of the worker and the Temporal dev server.
+            yield
 
     app = create_app(settings, client=client, engine=engine)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
     )
-    await uvicorn.Server(config).serve()
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+
+    def _stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop)
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _until_signal() -> None:

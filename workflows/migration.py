@@ -42,6 +42,7 @@ from workflows.model import (
     all_complete,
     awaiting_decision,
     dependencies_complete,
+    effective_dependencies,
     health_of,
     is_complete,
     next_rung,
@@ -300,10 +301,8 @@ class MigrationWorkflow:
             if decision.outcome == "approve":
                 self._set_status(gate, DONE, now)
             else:
-                for dep in self._s.template.task(gate.key).depends_on:
+                for dep in effective_dependencies(self._s, self._s.template.task(gate.key)):
                     task = self._s.tasks[dep]
-                    if task.status == NOT_APPLICABLE:
-                        continue
                     task.status = IN_PROGRESS
                     task.completed_at = None
                     task.note = decision.comment
@@ -410,7 +409,10 @@ class MigrationWorkflow:
         if change.status == IN_PROGRESS and task.status == IN_PROGRESS:
             raise _refuse(CONFLICT, f"{spec.key} is already in_progress")
         if change.status == DONE and not dependencies_complete(self._s, spec):
-            missing = [d for d in spec.depends_on if not is_complete(self._s.tasks[d])]
+            missing = [
+                d for d in effective_dependencies(self._s, spec)
+                if not is_complete(self._s.tasks[d])
+            ]
             raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
 
     def _check_milestone(self, report: MilestoneReport) -> None:
@@ -433,7 +435,10 @@ class MigrationWorkflow:
         if task.status in COMPLETE:
             raise _refuse(CONFLICT, f"{spec.key} is already {task.status}")
         if report.status == DONE and not dependencies_complete(self._s, spec):
-            missing = [d for d in spec.depends_on if not is_complete(self._s.tasks[d])]
+            missing = [
+                d for d in effective_dependencies(self._s, spec)
+                if not is_complete(self._s.tasks[d])
+            ]
             raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
 
     def _gate_before(self, key: str) -> str | None:

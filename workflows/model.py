@@ -161,8 +161,21 @@ def is_complete(task: TaskState) -> bool:
     return task.status in COMPLETE
 
 
+def effective_dependencies(state: MigrationState, spec: TaskSpec) -> list[str]:
+    """A task's prerequisites, looking through those that do not apply to their own: with RFP
+    not applicable, vendor selection still waits for the budget request."""
+    found: list[str] = []
+    for dep in spec.depends_on:
+        if state.tasks[dep].status == NOT_APPLICABLE:
+            inner = effective_dependencies(state, state.template.task(dep))
+            found.extend(k for k in inner if k not in found)
+        elif dep not in found:
+            found.append(dep)
+    return found
+
+
 def dependencies_complete(state: MigrationState, spec: TaskSpec) -> bool:
-    return all(is_complete(state.tasks[d]) for d in spec.depends_on)
+    return all(is_complete(state.tasks[d]) for d in effective_dependencies(state, spec))
 
 
 def awaiting_decision(state: MigrationState, spec: TaskSpec) -> bool:

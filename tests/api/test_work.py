@@ -1,0 +1,272 @@
+"""Moving a project: tasks, milestones, gate decisions, approvals and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlmodel import Session, func, select
+
+from readmodel import tables as t
+from tests.api.conftest import Api, ProjectCtx
+from tests.api.test_projects import assert_problem
+from workflows.procedure import DEFAULT_TEMPLATE
+
+
+def counts(api: Api, project_id: str) -> tuple[int, int]:
+    """Events in the read model and the workflow's recorded seq: both must stay put on errors."""
+    with Session(api.engine) as session:
+        events = session.exec(
+            select(func.count()).select_from(t.Event).where(t.Event.project_id == project_id)
+        ).one()
+        project = session.get(t.Project, project_id)
+        assert project is not None
+        return events, project.seq
+
+
+async def history_length(api: Api, project: ProjectCtx) -> int:
+    handle = api.env.client.get_workflow_handle(f"migration-{project.id}")
+    return len([e async for e in handle.fetch_history_events()])
+
+
+async def task(api: Api, project: ProjectCtx, key: str, status: str, who: str = "pm",
+               **extra: Any):
+    return await api.http.post(
+        f"/api/v1/projects/{project.id}/tasks/{key}",
+        json={"status": status, **extra},
+        headers=api.auth(who),
+    )
+
+
+async def milestone(api: Api, project: ProjectCtx, key: str, body: dict, who: str = "vendor"):
+    headers = {**api.auth(who), "Idempotency-Key": key}
+    return await api.http.post(f"/api/v1/projects/{project.id}/milestones", json=body,
+                               headers=headers)
+
+
+async def decide(api: Api, project: ProjectCtx, gate: str, outcome: str, who: str = "approver",
+                 comment: str | None = None):
+    return await api.http.post(
+        f"/api/v1/projects/{project.id}/gates/{gate}/decision",
+        json={"outcome": outcome, "comment": comment},
+        headers=api.auth(who),
+    )
+
+
+async def get_task(api: Api, project: ProjectCtx, key: str) -> dict:
+    resp = await api.http.get(f"/api/v1/projects/{project.id}", headers=api.auth("observer"))
+    return next(x for x in resp.json()["tasks"] if x["key"] == key)
+
+
+async def complete(api: Api, project: ProjectCtx, key: str) -> None:
+    spec = DEFAULT_TEMPLATE.task(key)
+    if spec.gate:
+        resp = await decide(api, project, key, "approve")
+    elif spec.owner == "vendor":
+        resp = await milestone(api, project, f"done-{key}", {"task_key": key, "status": "done"})
+    else:
+        resp = await task(api, project, key, "done")
+    assert resp.status_code == 200, (key, resp.text)
+
+
+async def complete_until(api: Api, project: ProjectCtx, stop_before: str | None = None) -> None:
+    for spec in DEFAULT_TEMPLATE.tasks:
+        if spec.key == stop_before:
+            return
+        if (await get_task(api, project, spec.key))["status"] in ("done", "not_applicable"):
+            continue
+        await complete(api, project, spec.key)
+
+
+async def test_task_moves_and_get_shows_it_at_once(api: Api, project: ProjectCtx) -> None:
+    resp = await task(api, project, "setup_governance", "in_progress", note="体制表を作成中")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "in_progress"
+    assert resp.json()["started_at"] is not None
+    assert (await get_task(api, project, "setup_governance"))["status"] == "in_progress"
+    resp = await task(api, project, "setup_governance", "done")
+    assert resp.json()["status"] == "done"
+    assert (await get_task(api, project, "setup_governance"))["completed_at"] is not None
+    body = (await api.http.get(f"/api/v1/projects/{project.id}",
+                               headers=api.auth("pm"))).json()
+    assert body["progress"]["done"] == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "who", "expected"),
+    [
+        ("fit_gap_analysis", "done", "pm", 409),  # dependencies not done
+        ("gate_migration_plan", "done", "pm", 409),  # a gate
+        ("setup_governance", "in_progress", "approver", 403),  # approvers only decide gates
+        ("setup_governance", "in_progress", "observer", 403),
+        ("setup_governance", "in_progress", "prefecture", 403),
+        ("setup_governance", "in_progress", "vendor", 403),  # a municipality task
+        ("system_setup", "in_progress", "pm", 403),  # a vendor task
+        ("setup_governance", "in_progress", "pm_elsewhere", 404),
+        ("setup_governance", "in_progress", "other_vendor", 404),
+        ("no_such_task", "in_progress", "pm", 404),
+        ("setup_governance", "started", "pm", 422),
+    ],
+)
+async def test_forbidden_moves_change_nothing(
+    api: Api, project: ProjectCtx, key: str, status: str, who: str, expected: int
+) -> None:
+    before, history_before = counts(api, project.id), await history_length(api, project)
+    assert_problem(await task(api, project, key, status, who=who), expected)
+    assert counts(api, project.id) == before
+    assert await history_length(api, project) == history_before
+
+
+async def test_done_task_cannot_be_redone(api: Api, project: ProjectCtx) -> None:
+    assert (await task(api, project, "setup_governance", "done")).status_code == 200
+    assert_problem(await task(api, project, "setup_governance", "in_progress"), 409)
+    assert_problem(await task(api, project, "setup_governance", "done"), 409)
+
+
+async def test_milestone_replay_returns_first_answer_and_changes_nothing(
+    api: Api, project: ProjectCtx
+) -> None:
+    await complete_until(api, project, stop_before="system_setup")
+    body = {"task_key": "system_setup", "status": "in_progress", "percent": 40}
+    first = await milestone(api, project, "vendor-run-17", body)
+    assert first.status_code == 200, first.text
+    assert first.json()["duplicate"] is False
+    assert first.json()["task"]["percent"] == 40
+    state = counts(api, project.id)
+    again = await milestone(api, project, "vendor-run-17", body)
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    assert again.json()["milestone_id"] == first.json()["milestone_id"]
+    assert again.json()["task"] == first.json()["task"]
+    assert counts(api, project.id) == state
+    # The same key with another body is a client bug, said plainly.
+    other = await milestone(api, project, "vendor-run-17", {**body, "percent": 90})
+    assert_problem(other, 409)
+    assert (await get_task(api, project, "system_setup"))["percent"] == 40
+
+
+@pytest.mark.parametrize(
+    ("body", "who", "headers_key", "expected"),
+    [
+        ({"task_key": "system_setup", "status": "in_progress"}, "vendor", None, 400),
+        ({"task_key": "system_setup", "status": "in_progress", "percent": 101}, "vendor", "k", 422),
+        ({"task_key": "system_setup", "status": "paused"}, "vendor", "k", 422),
+        ({"task_key": "system_setup", "status": "failed"}, "vendor", "k", 422),  # not cutover
+        ({"task_key": "system_setup", "status": "done"}, "vendor", "k", 409),  # deps not done
+        ({"task_key": "setup_governance", "status": "in_progress"}, "vendor", "k", 403),
+        ({"task_key": "nothing", "status": "in_progress"}, "vendor", "k", 404),
+        ({"task_key": "system_setup", "status": "in_progress"}, "other_vendor", "k", 404),
+        ({"task_key": "system_setup", "status": "in_progress"}, "pm", "k", 403),
+    ],
+)
+async def test_bad_milestones_change_nothing(
+    api: Api, project: ProjectCtx, body: dict, who: str, headers_key: str | None, expected: int
+) -> None:
+    before, history_before = counts(api, project.id), await history_length(api, project)
+    headers = api.auth(who)
+    if headers_key:
+        headers["Idempotency-Key"] = headers_key
+    resp = await api.http.post(f"/api/v1/projects/{project.id}/milestones", json=body,
+                               headers=headers)
+    assert_problem(resp, expected)
+    assert counts(api, project.id) == before
+    assert await history_length(api, project) == history_before
+
+
+async def test_gate_decisions_follow_four_eyes(api: Api, project: ProjectCtx) -> None:
+    assert_problem(await decide(api, project, "gate_migration_plan", "approve"), 409)  # not waiting
+    await complete_until(api, project, stop_before="gate_migration_plan")
+    approvals = await api.http.get("/api/v1/approvals", headers=api.auth("approver"))
+    items = approvals.json()["items"]
+    assert [(a["project_id"], a["gate_key"]) for a in items] == [(project.id, "gate_migration_plan")]
+    assert items[0]["waiting_since"] is not None
+    assert (await api.http.get("/api/v1/approvals", headers=api.auth("pm_elsewhere"))).json()[
+        "total"] == 0
+    state = counts(api, project.id)
+    for who in ("pm", "vendor", "admin", "observer"):
+        assert_problem(await decide(api, project, "gate_migration_plan", "approve", who=who), 403)
+    assert_problem(await decide(api, project, "gate_migration_plan", "reject"), 422)  # no comment
+    assert_problem(await decide(api, project, "migration_plan", "approve"), 404)  # not a gate
+    assert counts(api, project.id) == state
+    rejected = await decide(api, project, "gate_migration_plan", "reject", comment="連携が未整理")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["decision"]["outcome"] == "reject"
+    assert rejected.json()["decision"]["comment"] == "連携が未整理"
+    plan = await get_task(api, project, "migration_plan")
+    assert plan["status"] == "in_progress" and plan["note"] == "連携が未整理"
+    assert (await api.http.get("/api/v1/approvals", headers=api.auth("approver"))).json()[
+        "total"] == 0
+    await complete(api, project, "migration_plan")
+    approved = await decide(api, project, "gate_migration_plan", "approve", comment="承認")
+    assert approved.json()["status"] == "done"
+
+
+async def test_whole_procedure_over_the_api(api: Api, project: ProjectCtx) -> None:
+    await complete_until(api, project, stop_before="cutover")
+    failed = await milestone(api, project, "cut-1", {"task_key": "cutover", "status": "failed",
+                                                     "note": "移行データ不整合"})
+    assert failed.status_code == 200, failed.text
+    assert (await get_task(api, project, "go_no_go"))["status"] == "in_progress"
+    await complete_until(api, project)
+    body = (await api.http.get(f"/api/v1/projects/{project.id}", headers=api.auth("pm"))).json()
+    assert body["stage"] == "completed"
+    assert body["health"] == "completed"
+    assert body["progress"]["completion_rate"] == 1.0
+    events = (await api.http.get(f"/api/v1/projects/{project.id}/events",
+                                 params={"limit": 500}, headers=api.auth("observer"))).json()
+    seqs = [e["seq"] for e in events["items"]]
+    assert seqs == sorted(seqs) and events["total"] == len(seqs)
+    kinds = [e["kind"] for e in events["items"]]
+    assert kinds[0] == "project_created" and kinds[-1] == "project_completed"
+    assert kinds.count("gate_decided") == 4  # three approvals and the reopened go/no-go
+    # A closed project takes no more changes, and says so.
+    assert_problem(await task(api, project, "decommission", "in_progress", who="vendor"), 409)
+
+
+async def test_report_reproduces_mic_rates(api: Api, project: ProjectCtx) -> None:
+    await task(api, project, "setup_governance", "done")
+    await task(api, project, "current_system_survey", "in_progress")
+    resp = await api.http.get("/api/v1/reports/progress", params={"group_by": "business"},
+                              headers=api.auth("prefecture"))
+    [row] = resp.json()["items"]
+    assert row["steps"] == 23
+    assert row["done"] == 1 and row["not_applicable"] == 1 and row["in_progress"] == 1
+    assert row["completion_rate"] == round(2 / 23, 4)
+    assert row["in_progress_rate"] == round(1 / 23, 4)
+    assert row["not_started_rate"] == round(20 / 23, 4)
+    csv_resp = await api.http.get("/api/v1/reports/progress",
+                                  params={"group_by": "task", "format": "csv"},
+                                  headers=api.auth("observer"))
+    assert csv_resp.headers["content-type"].startswith("text/csv")
+    assert len(csv_resp.content.decode("utf-8-sig").strip().splitlines()) == 24
+
+
+async def test_vendor_and_token_administration(api: Api) -> None:
+    made = await api.http.post("/api/v1/vendors", json={"id": "fujimi", "name": "富士見システム"},
+                               headers=api.auth("admin"))
+    assert made.status_code == 201
+    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "fujimi", "name": "x"},
+                                       headers=api.auth("admin")), 409)
+    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "Bad Id!", "name": "x"},
+                                       headers=api.auth("admin")), 422)
+    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "x", "name": "x"},
+                                       headers=api.auth("observer")), 403)
+    tok = await api.http.post("/api/v1/tokens",
+                              json={"role": "vendor", "vendor_id": "fujimi", "name": "ci"},
+                              headers=api.auth("admin"))
+    assert tok.status_code == 201
+    secret = tok.json()["token"]
+    me = await api.http.get("/api/v1/projects", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status_code == 200 and me.json()["total"] == 0
+    with Session(api.engine) as session:
+        stored = session.exec(select(t.ApiToken.token_hash)).all()
+    assert secret not in stored
+    for body in (
+        {"role": "pm", "name": "x"},
+        {"role": "pm", "name": "x", "lg_code": "131017"},
+        {"role": "prefecture", "name": "x", "prefecture": "48"},
+        {"role": "vendor", "name": "x", "vendor_id": "ghost"},
+        {"role": "root", "name": "x"},
+    ):
+        assert_problem(await api.http.post("/api/v1/tokens", json=body,
+                                           headers=api.auth("admin")), 422)
