@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-import structlog
 from temporalio import activity
 
 from readmodel import tables as t
@@ -57,6 +57,7 @@ def write_projection(session: Session, snap: ProjectionInput) -> bool:
         template=s.template.id,
         target_go_live=s.target_go_live,
         deadline=s.deadline,
+        forecast_go_live=snap.forecast_go_live,
         stage=snap.stage,
         health=snap.health,
         extended_track=_extended(s.extended_track),
@@ -132,8 +133,11 @@ def write_projection(session: Session, snap: ProjectionInput) -> bool:
 def _write_event(session: Session, pid: str, ev: Event) -> None:
     if session.get(t.Event, (pid, ev.seq)) is not None:
         return
-    session.add(t.Event(project_id=pid, seq=ev.seq, at=ev.at, actor=ev.actor, kind=ev.kind,
-                        data=dict(ev.data)))
+    session.add(
+        t.Event(
+            project_id=pid, seq=ev.seq, at=ev.at, actor=ev.actor, kind=ev.kind, data=dict(ev.data)
+        )
+    )
     if ev.kind == "gate_decided":
         session.add(
             t.GateDecision(

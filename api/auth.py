@@ -18,8 +18,17 @@ ROLES = ("admin", "observer", "prefecture", "pm", "approver", "vendor")
 # What each role may write, besides reading what its scope shows.
 WRITES: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"create_project", "change_task", "milestone", "replan", "extended_track", "ack",
-         "vendors", "tokens", "channels"}
+        {
+            "create_project",
+            "change_task",
+            "milestone",
+            "replan",
+            "extended_track",
+            "ack",
+            "vendors",
+            "tokens",
+            "channels",
+        }
     ),
     "observer": frozenset(),
     "prefecture": frozenset({"ack"}),
@@ -90,8 +99,11 @@ def check_token_scope(
         if problem:
             raise TokenScopeError("lg_code", f"lg_code {problem}")
     if role == "prefecture":
-        if not prefecture or len(prefecture) != 2 or not prefecture.isdigit() or not (
-            1 <= int(prefecture) <= 47
+        if (
+            not prefecture
+            or len(prefecture) != 2
+            or not prefecture.isdigit()
+            or not (1 <= int(prefecture) <= 47)
         ):
             raise TokenScopeError("prefecture", "a prefecture token needs a prefecture 01-47")
     if role == "vendor":

@@ -34,7 +34,11 @@ _WORKFLOW_ERRORS = {NOT_FOUND: 404, CONFLICT: 409, FORBIDDEN: 403, INVALID: 422}
 
 class Problem(Exception):
     def __init__(
-        self, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -45,7 +49,9 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -71,7 +77,9 @@ def from_update_error(err: WorkflowUpdateFailedError, field: str | None = None) 
         if status == 422:
             loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else field
             return Problem(
-                422, cause.message, errors=[{"loc": ["body", loc_field or ""], "msg": cause.message}]
+                422,
+                cause.message,
+                errors=[{"loc": ["body", loc_field or ""], "msg": cause.message}],
             )
         return Problem(status, cause.message)
     return Problem(500, "the project could not apply the change")

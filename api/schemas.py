@@ -162,8 +162,10 @@ class ProjectPublic(BaseModel):
     created_at: datetime | None
     updated_at: datetime | None
     switching_vendor: bool = False
-    # True when the planned go-live is after the project's deadline.
+    # True when the planned go-live is after the project's deadline: see the extended track.
     past_deadline: bool = False
+    # The go-live the project is heading for, from how late its open tasks run today.
+    forecast_go_live: date | None = None
 
     @classmethod
     def of(cls, row: t.Project, tasks: list[t.Task] | None = None) -> ProjectPublic:
@@ -181,7 +183,9 @@ class ProjectPublic(BaseModel):
             deadline=row.deadline,
             stage=row.stage,
             health=row.health,
-            extended_track=ExtendedTrackPublic(**row.extended_track) if row.extended_track else None,
+            extended_track=ExtendedTrackPublic(**row.extended_track)
+            if row.extended_track
+            else None,
             progress=ProgressPublic(
                 done=row.done,
                 in_progress=row.in_progress,
@@ -196,6 +200,7 @@ class ProjectPublic(BaseModel):
             updated_at=row.updated_at,
             switching_vendor=row.switching_vendor,
             past_deadline=row.target_go_live > row.deadline,
+            forecast_go_live=row.forecast_go_live,
         )
 
 
@@ -255,6 +260,8 @@ def task_from_view(view: Any) -> TaskPublic:
         started_at=view.started_at,
         completed_at=view.completed_at,
         percent=view.percent,
-        decision=DecisionPublic(outcome=d.outcome, by=d.by, at=d.at, comment=d.comment) if d else None,
+        decision=DecisionPublic(outcome=d.outcome, by=d.by, at=d.at, comment=d.comment)
+        if d
+        else None,
         note=view.note,
     )

@@ -35,7 +35,11 @@ def parse_channels(raw: str) -> list[Channel]:
     for item in items:
         if not isinstance(item, dict):
             raise ChannelError("each channel must be an object with id, kind and url")
-        cid, kind, url = str(item.get("id", "")), str(item.get("kind", "")), str(item.get("url", ""))
+        cid, kind, url = (
+            str(item.get("id", "")),
+            str(item.get("kind", "")),
+            str(item.get("url", "")),
+        )
         check_channel(cid, kind, url)
         channels.append(Channel(id=cid, kind=kind, url=url, lg_code=None))
     return channels

@@ -69,6 +69,7 @@ class Project(SQLModel, table=True):
     template: str
     target_go_live: date
     deadline: date
+    forecast_go_live: date | None = None
     stage: str = Field(index=True)
     health: str = Field(index=True)
     extended_track: dict[str, Any] | None = _json()

@@ -79,15 +79,23 @@ class Walker:
         spec = DEFAULT_TEMPLATE.task(key)
         url = f"{self.base}/api/v1/projects/{self.pid}"
         if spec.gate:
-            resp = httpx.post(f"{url}/gates/{key}/decision", json={"outcome": "approve"},
-                              headers=self.h("approver"), timeout=30)
+            resp = httpx.post(
+                f"{url}/gates/{key}/decision",
+                json={"outcome": "approve"},
+                headers=self.h("approver"),
+                timeout=30,
+            )
         elif spec.owner == "vendor":
-            resp = httpx.post(f"{url}/milestones", json={"task_key": key, "status": "done"},
-                              headers=self.h("vendor", **{"Idempotency-Key": f"k-{key}"}),
-                              timeout=30)
+            resp = httpx.post(
+                f"{url}/milestones",
+                json={"task_key": key, "status": "done"},
+                headers=self.h("vendor", **{"Idempotency-Key": f"k-{key}"}),
+                timeout=30,
+            )
         else:
-            resp = httpx.post(f"{url}/tasks/{key}", json={"status": "done"}, headers=self.h("pm"),
-                              timeout=30)
+            resp = httpx.post(
+                f"{url}/tasks/{key}", json={"status": "done"}, headers=self.h("pm"), timeout=30
+            )
         assert resp.status_code == 200, (key, resp.text)
 
     def walk(self, keys: list[str]) -> None:
@@ -112,8 +120,9 @@ def test_up_stops_on_ctrl_c_and_resumes_every_project(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{api_port}"
     out = tmp_path / "up.out"
     with out.open("wb") as stdout:
-        up = subprocess.Popen([HYOJUNKA, "up"], env=env, stdout=stdout,
-                              stderr=(tmp_path / "up.err").open("wb"))
+        up = subprocess.Popen(
+            [HYOJUNKA, "up"], env=env, stdout=stdout, stderr=(tmp_path / "up.err").open("wb")
+        )
     try:
         wait_ready(base)
         printed = out.read_text()
@@ -121,8 +130,12 @@ def test_up_stops_on_ctrl_c_and_resumes_every_project(tmp_path: Path) -> None:
         assert set(tokens) == {"admin", "observer", "prefecture", "pm", "approver", "vendor"}
         created = httpx.post(
             f"{base}/api/v1/projects",
-            json={"lg_code": "131016", "business": "resident_registry", "target_go_live": TARGET,
-                  "vendor_id": "demo-vendor"},
+            json={
+                "lg_code": "131016",
+                "business": "resident_registry",
+                "target_go_live": TARGET,
+                "vendor_id": "demo-vendor",
+            },
             headers={"Authorization": f"Bearer {tokens['pm']}"},
             timeout=30,
         )
@@ -139,8 +152,9 @@ def test_up_stops_on_ctrl_c_and_resumes_every_project(tmp_path: Path) -> None:
             up.wait()
 
     with out.open("ab") as stdout:
-        again = subprocess.Popen([HYOJUNKA, "up"], env=env, stdout=stdout,
-                                 stderr=(tmp_path / "up2.err").open("wb"))
+        again = subprocess.Popen(
+            [HYOJUNKA, "up"], env=env, stdout=stdout, stderr=(tmp_path / "up2.err").open("wb")
+        )
     try:
         wait_ready(base)
         assert out.read_text().count("hyj_") == 6  # tokens are printed on first start only
@@ -167,12 +181,21 @@ def test_worker_and_api_killed_midway_lose_nothing(
         "HYOJUNKA_LOG_JSON": "true",
     }
     subprocess.run([HYOJUNKA, "db", "upgrade"], env=env, check=True, capture_output=True)
-    subprocess.run([HYOJUNKA, "vendor", "create", "--id", "acme", "--name", "アクメ"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [HYOJUNKA, "vendor", "create", "--id", "acme", "--name", "アクメ"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
     def token(*args: str) -> str:
-        done = subprocess.run([HYOJUNKA, "token", "create", *args], env=env, check=True,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [HYOJUNKA, "token", "create", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return done.stdout.strip()
 
     lg_code = "472018"  # 那覇市
@@ -184,14 +207,19 @@ def test_worker_and_api_killed_midway_lose_nothing(
     }
     base = f"http://127.0.0.1:{api_port}"
     logs = tmp_path
-    with process(["worker"], env, logs / "worker1.log") as worker, process(
-        ["api"], env, logs / "api1.log"
-    ) as api:
+    with (
+        process(["worker"], env, logs / "worker1.log") as worker,
+        process(["api"], env, logs / "api1.log") as api,
+    ):
         wait_ready(base)
         created = httpx.post(
             f"{base}/api/v1/projects",
-            json={"lg_code": lg_code, "business": "national_pension", "target_go_live": TARGET,
-                  "vendor_id": "acme"},
+            json={
+                "lg_code": lg_code,
+                "business": "national_pension",
+                "target_go_live": TARGET,
+                "vendor_id": "acme",
+            },
             headers={"Authorization": f"Bearer {tokens['pm']}"},
             timeout=30,
         )
@@ -199,8 +227,11 @@ def test_worker_and_api_killed_midway_lose_nothing(
         walker = Walker(base, tokens, created.json()["id"])
         walker.walk(_keys()[:14])
         before = walker.project()
-        events_before = httpx.get(f"{base}/api/v1/projects/{walker.pid}/events",
-                                  params={"limit": 500}, headers=walker.h("observer")).json()
+        events_before = httpx.get(
+            f"{base}/api/v1/projects/{walker.pid}/events",
+            params={"limit": 500},
+            headers=walker.h("observer"),
+        ).json()
         worker.send_signal(signal.SIGKILL)
         api.send_signal(signal.SIGKILL)
         worker.wait()
@@ -209,8 +240,11 @@ def test_worker_and_api_killed_midway_lose_nothing(
     with process(["worker"], env, logs / "worker2.log"), process(["api"], env, logs / "api2.log"):
         wait_ready(base)
         assert walker.project()["tasks"] == before["tasks"]
-        events_after = httpx.get(f"{base}/api/v1/projects/{walker.pid}/events",
-                                 params={"limit": 500}, headers=walker.h("observer")).json()
+        events_after = httpx.get(
+            f"{base}/api/v1/projects/{walker.pid}/events",
+            params={"limit": 500},
+            headers=walker.h("observer"),
+        ).json()
         assert events_after == events_before
         walker.walk(_keys()[14:])
         final = walker.project()

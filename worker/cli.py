@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="run everything locally: Temporal dev server, worker, API")
     sub.add_parser("worker", help="run the worker against HYOJUNKA_TEMPORAL_ADDRESS")
     sub.add_parser("api", help="run the API against HYOJUNKA_TEMPORAL_ADDRESS")
-    db = sub.add_parser("db", help="read-model schema").add_subparsers(dest="db_command", required=True)
+    db = sub.add_parser("db", help="read-model schema").add_subparsers(
+        dest="db_command", required=True
+    )
     db.add_parser("upgrade", help="create or upgrade the schema (Alembic)")
     tp = sub.add_parser("temporal", help="Temporal chores").add_subparsers(
         dest="temporal_command", required=True
@@ -244,15 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="readmodel_command", required=True
     )
     rm.add_parser("rebuild", help="rebuild the read model from the workflows (worker must run)")
-    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
     tc = tok.add_parser("create", help="create a token and print its secret once")
-    tc.add_argument("--role", required=True,
-                    choices=["admin", "observer", "prefecture", "pm", "approver", "vendor"])
+    tc.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "observer", "prefecture", "pm", "approver", "vendor"],
+    )
     tc.add_argument("--lg-code")
     tc.add_argument("--prefecture")
     tc.add_argument("--vendor")
     tc.add_argument("--name", required=True)
-    ven = sub.add_parser("vendor", help="vendors").add_subparsers(dest="vendor_command", required=True)
+    ven = sub.add_parser("vendor", help="vendors").add_subparsers(
+        dest="vendor_command", required=True
+    )
     vc = ven.add_parser("create", help="register a vendor")
     vc.add_argument("--id", required=True)
     vc.add_argument("--name", required=True)

@@ -23,10 +23,9 @@ async def register_search_attributes(client: Client) -> None:
         AddSearchAttributesRequest,
         ListSearchAttributesRequest,
     )
+    from temporalio.service import RPCError, RPCStatusCode
 
     from workflows import search_attributes as sa
-
-    from temporalio.service import RPCError, RPCStatusCode
 
     try:
         listed = await client.operator_service.list_search_attributes(
@@ -42,9 +41,7 @@ async def register_search_attributes(client: Client) -> None:
         "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
     }
     missing = {
-        key.name: kinds[key.indexed_value_type.name]
-        for key in sa.ALL
-        if key.name not in existing
+        key.name: kinds[key.indexed_value_type.name] for key in sa.ALL if key.name not in existing
     }
     if missing:
         await client.operator_service.add_search_attributes(

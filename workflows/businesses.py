@@ -1,4 +1,4 @@
-"""The 20 business systems in scope of standardisation (DOMAIN.md), the one place they are listed."""
+"""The 20 business systems in scope of standardisation (DOMAIN.md): the one list of them."""
 
 from __future__ import annotations
 

@@ -44,7 +44,9 @@ def rung_instant(due: date, level: str, ladder: EscalationLadder) -> datetime:
 def audience(level: str, owner: str) -> list[str]:
     """Who hears of a rung: the task's owner first, then up to the prefecture."""
     if level == "reminder":
-        return ["approver"] if owner == "approver" else ["pm" if owner == "municipality" else "vendor"]
+        return (
+            ["approver"] if owner == "approver" else ["pm" if owner == "municipality" else "vendor"]
+        )
     if level == "overdue":
         if owner == "vendor":
             return ["pm", "vendor"]

@@ -43,6 +43,7 @@ from workflows.model import (
     awaiting_decision,
     dependencies_complete,
     effective_dependencies,
+    forecast_go_live,
     health_of,
     is_complete,
     next_rung,
@@ -169,6 +170,7 @@ class MigrationWorkflow:
         async with self._lock:
             if self._fresh:
                 self._record("project_created", self._s.created_by, self._creation_data())
+            self._check_deadline()
             self._advance_ladder()
             await self._project()
         while not all_complete(self._s):
@@ -179,11 +181,12 @@ class MigrationWorkflow:
                     lambda: self._wake or workflow.info().is_continue_as_new_suggested(),
                     timeout=timeout,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake = False
             async with self._lock:
-                if self._advance_ladder():
+                noticed = self._check_deadline()
+                if self._advance_ladder() or noticed:
                     await self._project()
             await self._send_notifications()
             if workflow.info().is_continue_as_new_suggested():
@@ -337,7 +340,11 @@ class MigrationWorkflow:
             self._record(
                 "replanned",
                 plan.actor,
-                {"from": before.isoformat(), "to": plan.target_go_live.isoformat(), "reason": plan.reason},
+                {
+                    "from": before.isoformat(),
+                    "to": plan.target_go_live.isoformat(),
+                    "reason": plan.reason,
+                },
             )
             self._after_change(now)
             await self._project(plan.request_id)
@@ -410,7 +417,8 @@ class MigrationWorkflow:
             raise _refuse(CONFLICT, f"{spec.key} is already in_progress")
         if change.status == DONE and not dependencies_complete(self._s, spec):
             missing = [
-                d for d in effective_dependencies(self._s, spec)
+                d
+                for d in effective_dependencies(self._s, spec)
                 if not is_complete(self._s.tasks[d])
             ]
             raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
@@ -436,7 +444,8 @@ class MigrationWorkflow:
             raise _refuse(CONFLICT, f"{spec.key} is already {task.status}")
         if report.status == DONE and not dependencies_complete(self._s, spec):
             missing = [
-                d for d in effective_dependencies(self._s, spec)
+                d
+                for d in effective_dependencies(self._s, spec)
                 if not is_complete(self._s.tasks[d])
             ]
             raise _refuse(CONFLICT, f"{spec.key} depends on unfinished tasks: {', '.join(missing)}")
@@ -591,12 +600,52 @@ class MigrationWorkflow:
         prefix = f"{task.key}@"
         self._s.rungs_done = [r for r in self._s.rungs_done if not r.startswith(prefix)]
 
-    def _resolve_escalations(self, task_key: str, now: datetime, keep_due: date | None = None) -> None:
+    def _resolve_escalations(
+        self, task_key: str, now: datetime, keep_due: date | None = None
+    ) -> None:
         for esc in self._s.escalations:
             if esc.task_key == task_key and esc.status != "resolved" and esc.due_date != keep_due:
                 esc.status = "resolved"
                 esc.resolved_at = now
                 self._record("escalation_resolved", "system", {"escalation_id": esc.id})
+
+    def _check_deadline(self) -> bool:
+        """Tell the PM, once per deadline, that the plan goes live after it."""
+        s = self._s
+        if s.target_go_live <= s.deadline or s.deadline_notice_for == s.deadline:
+            return False
+        if all_complete(s):
+            return False
+        s.deadline_notice_for = s.deadline
+        self._record(
+            "deadline_exceeded",
+            "system",
+            {"deadline": s.deadline.isoformat(), "target_go_live": s.target_go_live.isoformat()},
+        )
+        subject = f"【移行期限超過】{s.body_name} {s.business_name}"
+        self._pending_notifications.append(
+            Notification(
+                id=f"{s.project_id}.deadline.{s.deadline.isoformat()}",
+                project_id=s.project_id,
+                lg_code=s.lg_code,
+                prefecture=s.prefecture,
+                vendor_id=s.vendor_id,
+                kind="deadline.exceeded",
+                audience=["pm"],
+                subject=subject,
+                text=(
+                    f"{subject}: 本番移行予定日 {s.target_go_live.isoformat()} が移行期限 "
+                    f"{s.deadline.isoformat()} を過ぎています。特定移行支援システムに該当する場合は"
+                    "「移行期限の延長（特定移行支援システム）」を申告してください。"
+                ),
+                data={
+                    "deadline": s.deadline.isoformat(),
+                    "target_go_live": s.target_go_live.isoformat(),
+                    "extended_track": f"/api/v1/projects/{s.project_id}/extended-track",
+                },
+            )
+        )
+        return True
 
     def _advance_ladder(self) -> bool:
         """Raise every rung whose time has come; rungs already past when a task's ladder
@@ -640,8 +689,13 @@ class MigrationWorkflow:
         self._record(
             "escalation_raised",
             "system",
-            {"escalation_id": esc.id, "task_key": key, "level": level, "audience": esc.audience,
-             "due_date": due.isoformat()},
+            {
+                "escalation_id": esc.id,
+                "task_key": key,
+                "level": level,
+                "audience": esc.audience,
+                "due_date": due.isoformat(),
+            },
         )
         self._notify(esc, name)
 
@@ -666,8 +720,12 @@ class MigrationWorkflow:
                 audience=list(esc.audience),
                 subject=subject,
                 text=text,
-                data={"task_key": esc.task_key, "task_name": task_name,
-                      "due_date": esc.due_date.isoformat(), "level": esc.level},
+                data={
+                    "task_key": esc.task_key,
+                    "task_name": task_name,
+                    "due_date": esc.due_date.isoformat(),
+                    "level": esc.level,
+                },
             )
         )
 
@@ -685,6 +743,7 @@ class MigrationWorkflow:
             health=health_of(s, workflow.now()),
             progress=progress_of([t.status for t in s.tasks.values()]),
             events=events,
+            forecast_go_live=None if all_complete(s) else forecast_go_live(s, workflow.now()),
         )
 
     async def _project(self, request_id: str = "") -> None:
@@ -694,7 +753,8 @@ class MigrationWorkflow:
         snap.request_id = request_id
         if request_id:
             workflow.logger.info(
-                "recorded %s", ",".join(e.kind for e in pending),
+                "recorded %s",
+                ",".join(e.kind for e in pending),
                 extra={"request_id": request_id, "project_id": self._s.project_id},
             )
         self._publish(snap)
@@ -720,7 +780,9 @@ class MigrationWorkflow:
         if wanted == self._published:
             return
         target = datetime(
-            s.target_go_live.year, s.target_go_live.month, s.target_go_live.day,
+            s.target_go_live.year,
+            s.target_go_live.month,
+            s.target_go_live.day,
             tzinfo=workflow.now().tzinfo,
         )
         workflow.upsert_search_attributes(

@@ -7,10 +7,10 @@ activity and the tests all compute stage, health and progress the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from workflows.calendar import jst_today
+from workflows.calendar import jst_today, previous_working_day
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
 from workflows.procedure import ProcedureTemplate, TaskSpec
 
@@ -147,6 +147,8 @@ class MigrationState:
     projected_seq: int = 0
     updated_at: datetime | None = None
     completed_at: datetime | None = None
+    # The deadline the PM was last told the plan overshoots (told once per deadline).
+    deadline_notice_for: date | None = None
 
     @property
     def project_id(self) -> str:
@@ -179,7 +181,9 @@ def dependencies_complete(state: MigrationState, spec: TaskSpec) -> bool:
 
 
 def awaiting_decision(state: MigrationState, spec: TaskSpec) -> bool:
-    return spec.gate and not is_complete(state.tasks[spec.key]) and dependencies_complete(state, spec)
+    return (
+        spec.gate and not is_complete(state.tasks[spec.key]) and dependencies_complete(state, spec)
+    )
 
 
 def all_complete(state: MigrationState) -> bool:
@@ -213,18 +217,52 @@ def progress_of(statuses: list[str]) -> Progress:
     )
 
 
+def forecast_go_live(state: MigrationState, now: datetime) -> date:
+    """The go-live the project is really heading for.
+
+    Each open task keeps its planned duration (its due date less its latest prerequisite's)
+    but cannot finish before today nor before its prerequisites do; the go-live slips by as
+    much as the tasks planned for on or before go-live slip.
+    """
+    today_ = jst_today(now)
+    finish: dict[str, date] = {}
+    slip = 0
+    for spec in state.template.tasks:  # templates list prerequisites first
+        task = state.tasks[spec.key]
+        if task.status == NOT_APPLICABLE or task.due_date is None:
+            continue
+        deps = effective_dependencies(state, spec)
+        if is_complete(task):
+            finish[spec.key] = jst_today(task.completed_at) if task.completed_at else task.due_date
+            continue
+        planned_start = max(
+            (d for d in (state.tasks[k].due_date for k in deps) if d is not None),
+            default=task.due_date,
+        )
+        duration = timedelta(days=max((task.due_date - planned_start).days, 0))
+        start = max([today_, *(finish[k] for k in deps if k in finish)])
+        finish[spec.key] = max(task.due_date, start + duration)
+        if spec.due_offset_months <= 0:
+            slip = max(slip, (finish[spec.key] - task.due_date).days)
+    if not slip:
+        return state.target_go_live
+    return previous_working_day(state.target_go_live + timedelta(days=slip))
+
+
 def health_of(state: MigrationState, now: datetime) -> str:
     """completed, overdue (an open task past its overdue rung), at_risk, or on_track."""
     if all_complete(state):
         return "completed"
-    at_risk = state.target_go_live > state.deadline
+    at_risk = state.target_go_live > state.deadline or forecast_go_live(state, now) > state.deadline
     for spec in state.template.tasks:
         task = state.tasks[spec.key]
         if is_complete(task) or task.due_date is None:
             continue
         if now >= rung_instant(task.due_date, "overdue", state.ladder):
             return "overdue"
-        if task.status == NOT_STARTED and now >= rung_instant(task.due_date, "reminder", state.ladder):
+        if task.status == NOT_STARTED and now >= rung_instant(
+            task.due_date, "reminder", state.ladder
+        ):
             at_risk = True
     return "at_risk" if at_risk else "on_track"
 
@@ -282,6 +320,7 @@ class ProjectionInput:
     health: str
     progress: Progress
     events: list[Event]
+    forecast_go_live: date | None = None
     # The API request that caused this write, so its logs can be followed into the worker.
     request_id: str = ""
 

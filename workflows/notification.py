@@ -52,7 +52,9 @@ class NotificationWorkflow:
         delivered = sum(1 for r in results if not isinstance(r, BaseException))
         if delivered < len(channels):
             workflow.logger.warning(
-                "notification %s: %d of %d channels gave up", note.id, len(channels) - delivered,
+                "notification %s: %d of %d channels gave up",
+                note.id,
+                len(channels) - delivered,
                 len(channels),
             )
         return delivered

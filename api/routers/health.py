@@ -32,5 +32,7 @@ async def readyz(session: SessionDep, client: ClientDep) -> JSONResponse:
     except Exception as exc:
         checks["temporal"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

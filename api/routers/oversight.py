@@ -102,9 +102,7 @@ async def acknowledge_escalation(
     client: ClientDep,
     rid: RequestIdDep,
 ) -> EscalationPublic:
-    row = session.exec(
-        _escalation_scope(caller).where(t.Escalation.id == escalation_id)
-    ).first()
+    row = session.exec(_escalation_scope(caller).where(t.Escalation.id == escalation_id)).first()
     if row is None:
         raise Problem(404, f"no escalation {escalation_id!r}")
     if not caller.may("ack"):

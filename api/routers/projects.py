@@ -63,7 +63,9 @@ def visible_project(session: Session, caller: Caller, project_id: str) -> t.Proj
 
 def tasks_of(session: Session, project_id: str) -> list[t.Task]:
     return list(
-        session.exec(select(t.Task).where(t.Task.project_id == project_id).order_by(t.Task.position))
+        session.exec(
+            select(t.Task).where(t.Task.project_id == project_id).order_by(t.Task.position)
+        )
     )
 
 
@@ -118,9 +120,7 @@ async def create_project(
     if business is None:
         raise field_error(["body", "business"], f"unknown business {body.business!r}")
     if body_info.is_prefecture and business.slug not in PREFECTURE_BUSINESSES:
-        raise field_error(
-            ["body", "business"], f"a prefecture does not run {business.slug} itself"
-        )
+        raise field_error(["body", "business"], f"a prefecture does not run {business.slug} itself")
     if body.vendor_id is not None and session.get(t.Vendor, body.vendor_id) is None:
         raise field_error(["body", "vendor_id"], f"unknown vendor {body.vendor_id!r}")
     template = BUILTIN_TEMPLATES.get(body.template or DEFAULT_TEMPLATE.id)
@@ -142,7 +142,8 @@ async def create_project(
         switching_vendor=body.switching_vendor,
         deadline=DEFAULT_DEADLINE,
         ladder=EscalationLadder(
-            settings.reminder_days_before, settings.approver_days_after,
+            settings.reminder_days_before,
+            settings.approver_days_after,
             settings.prefecture_days_after,
         ),
         created_by=caller.actor,
@@ -290,7 +291,9 @@ async def decide_gate(
 ) -> TaskPublic:
     project = visible_project(session, caller, project_id)
     if not caller.may("decide_gate"):
-        raise Problem(403, "only an approver decides a gate: those who do the work never sign it off")
+        raise Problem(
+            403, "only an approver decides a gate: those who do the work never sign it off"
+        )
     task = session.get(t.Task, (project_id, key))
     if task is None or not task.gate:
         raise Problem(404, f"no gate {key!r} in project {project_id}")
@@ -352,7 +355,9 @@ def list_events(
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(t.Event.seq).offset(offset).limit(limit)).all()
     return Page[EventPublic](
-        items=[EventPublic(seq=r.seq, at=r.at, actor=r.actor, kind=r.kind, data=r.data or {})
-               for r in rows],
+        items=[
+            EventPublic(seq=r.seq, at=r.at, actor=r.actor, kind=r.kind, data=r.data or {})
+            for r in rows
+        ],
         total=total,
     )

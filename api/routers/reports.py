@@ -19,17 +19,31 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
 GroupBy = Literal["prefecture", "lg_code", "business", "task"]
 COLUMNS = [
-    "group", "name", "steps", "done", "in_progress", "not_started", "not_applicable",
-    "completion_rate", "in_progress_rate", "not_started_rate",
+    "group",
+    "name",
+    "steps",
+    "done",
+    "in_progress",
+    "not_started",
+    "not_applicable",
+    "completion_rate",
+    "in_progress_rate",
+    "not_started_rate",
 ]
 
 
 def progress_rows(session: Any, caller: Any, group_by: str) -> list[dict[str, Any]]:
     """One row per group; every task of every visible project is one step, as MIC counts."""
     query = caller.scope(
-        select(t.Project.prefecture, t.Project.lg_code, t.Project.body_name, t.Project.business,
-               t.Task.key, t.Task.name, t.Task.status)
-        .join(t.Task, t.Task.project_id == t.Project.id)  # type: ignore[arg-type]
+        select(
+            t.Project.prefecture,
+            t.Project.lg_code,
+            t.Project.body_name,
+            t.Project.business,
+            t.Task.key,
+            t.Task.name,
+            t.Task.status,
+        ).join(t.Task, t.Task.project_id == t.Project.id)  # type: ignore[arg-type]
     )
     groups: dict[str, list[str]] = {}
     names: dict[str, str] = {}

@@ -45,8 +45,13 @@ class Api:
         return secret
 
     async def create(self, lg_code: str, business: str, **extra: object) -> httpx.Response:
-        body = {"lg_code": lg_code, "business": business, "target_go_live": TARGET.isoformat(),
-                "vendor_id": "acme", **extra}
+        body = {
+            "lg_code": lg_code,
+            "business": business,
+            "target_go_live": TARGET.isoformat(),
+            "vendor_id": "acme",
+            **extra,
+        }
         return await self.http.post("/api/v1/projects", json=body, headers=self.auth("admin"))
 
 
@@ -56,9 +61,11 @@ _USED: set[tuple[str, str]] = set()
 def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
     """A (local body, business) pair no other test on this Temporal server has used."""
     codes = [c for c in registry()._by_code if (c[2:5] == "000") == prefecture_owned]
-    slugs = sorted(PREFECTURE_BUSINESSES) if prefecture_owned else [
-        b.slug for b in BUSINESSES if b.slug not in PREFECTURE_BUSINESSES
-    ]
+    slugs = (
+        sorted(PREFECTURE_BUSINESSES)
+        if prefecture_owned
+        else [b.slug for b in BUSINESSES if b.slug not in PREFECTURE_BUSINESSES]
+    )
     while True:
         pair = (random.choice(codes), random.choice(slugs))
         if pair not in _USED:

@@ -1,4 +1,4 @@
-"""Creating, listing and reading projects; scope; bad input gets problem+json and changes nothing."""
+"""Creating, listing and reading projects, scope, and bad input: problem+json, nothing changed."""
 
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ async def test_create_project_returns_the_whole_project(api: Api) -> None:
     assert p["progress"]["not_applicable"] == 1
     assert p["progress"]["completion_rate"] == round(1 / 23, 4)
     # read-your-writes: the list shows it at once
-    listed = await api.http.get("/api/v1/projects", params={"lg_code": lg_code},
-                                headers=api.auth("observer"))
+    listed = await api.http.get(
+        "/api/v1/projects", params={"lg_code": lg_code}, headers=api.auth("observer")
+    )
     assert [x["id"] for x in listed.json()["items"]] == [p["id"]]
     assert "tasks" not in listed.json()["items"][0] or listed.json()["items"][0]["tasks"] is None
 
@@ -79,8 +80,9 @@ async def test_create_project_refuses_bad_input(
 
 async def test_malformed_json_is_400(api: Api) -> None:
     resp = await api.http.post(
-        "/api/v1/projects", content=b'{"lg_code": ', headers={**api.auth("admin"),
-                                                              "content-type": "application/json"}
+        "/api/v1/projects",
+        content=b'{"lg_code": ',
+        headers={**api.auth("admin"), "content-type": "application/json"},
     )
     assert_problem(resp, 400)
 
@@ -134,21 +136,24 @@ async def test_list_filters_and_paginates(api: Api) -> None:
         resp = await api.create(lg_code, business)
         assert resp.status_code == 201
         ids.append(resp.json()["id"])
-    page = await api.http.get("/api/v1/projects", params={"limit": 2},
-                              headers=api.auth("observer"))
+    page = await api.http.get("/api/v1/projects", params={"limit": 2}, headers=api.auth("observer"))
     assert page.json()["total"] == 3
     assert len(page.json()["items"]) == 2
-    rest = await api.http.get("/api/v1/projects", params={"limit": 2, "offset": 2},
-                              headers=api.auth("observer"))
+    rest = await api.http.get(
+        "/api/v1/projects", params={"limit": 2, "offset": 2}, headers=api.auth("observer")
+    )
     assert [p["id"] for p in page.json()["items"] + rest.json()["items"]] == sorted(ids)
-    none = await api.http.get("/api/v1/projects", params={"stage": "cutover"},
-                              headers=api.auth("observer"))
+    none = await api.http.get(
+        "/api/v1/projects", params={"stage": "cutover"}, headers=api.auth("observer")
+    )
     assert none.json()["total"] == 0
-    ext = await api.http.get("/api/v1/projects", params={"extended": "false"},
-                             headers=api.auth("observer"))
+    ext = await api.http.get(
+        "/api/v1/projects", params={"extended": "false"}, headers=api.auth("observer")
+    )
     assert ext.json()["total"] == 3
-    bad = await api.http.get("/api/v1/projects", params={"limit": 501},
-                             headers=api.auth("observer"))
+    bad = await api.http.get(
+        "/api/v1/projects", params={"limit": 501}, headers=api.auth("observer")
+    )
     assert_problem(bad, 422)
 
 

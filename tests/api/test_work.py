@@ -29,8 +29,7 @@ async def history_length(api: Api, project: ProjectCtx) -> int:
     return len([e async for e in handle.fetch_history_events()])
 
 
-async def task(api: Api, project: ProjectCtx, key: str, status: str, who: str = "pm",
-               **extra: Any):
+async def task(api: Api, project: ProjectCtx, key: str, status: str, who: str = "pm", **extra: Any):
     return await api.http.post(
         f"/api/v1/projects/{project.id}/tasks/{key}",
         json={"status": status, **extra},
@@ -40,12 +39,19 @@ async def task(api: Api, project: ProjectCtx, key: str, status: str, who: str = 
 
 async def milestone(api: Api, project: ProjectCtx, key: str, body: dict, who: str = "vendor"):
     headers = {**api.auth(who), "Idempotency-Key": key}
-    return await api.http.post(f"/api/v1/projects/{project.id}/milestones", json=body,
-                               headers=headers)
+    return await api.http.post(
+        f"/api/v1/projects/{project.id}/milestones", json=body, headers=headers
+    )
 
 
-async def decide(api: Api, project: ProjectCtx, gate: str, outcome: str, who: str = "approver",
-                 comment: str | None = None):
+async def decide(
+    api: Api,
+    project: ProjectCtx,
+    gate: str,
+    outcome: str,
+    who: str = "approver",
+    comment: str | None = None,
+):
     return await api.http.post(
         f"/api/v1/projects/{project.id}/gates/{gate}/decision",
         json={"outcome": outcome, "comment": comment},
@@ -87,8 +93,7 @@ async def test_task_moves_and_get_shows_it_at_once(api: Api, project: ProjectCtx
     resp = await task(api, project, "setup_governance", "done")
     assert resp.json()["status"] == "done"
     assert (await get_task(api, project, "setup_governance"))["completed_at"] is not None
-    body = (await api.http.get(f"/api/v1/projects/{project.id}",
-                               headers=api.auth("pm"))).json()
+    body = (await api.http.get(f"/api/v1/projects/{project.id}", headers=api.auth("pm"))).json()
     assert body["progress"]["done"] == 1
 
 
@@ -166,8 +171,9 @@ async def test_bad_milestones_change_nothing(
     headers = api.auth(who)
     if headers_key:
         headers["Idempotency-Key"] = headers_key
-    resp = await api.http.post(f"/api/v1/projects/{project.id}/milestones", json=body,
-                               headers=headers)
+    resp = await api.http.post(
+        f"/api/v1/projects/{project.id}/milestones", json=body, headers=headers
+    )
     assert_problem(resp, expected)
     assert counts(api, project.id) == before
     assert await history_length(api, project) == history_before
@@ -178,10 +184,13 @@ async def test_gate_decisions_follow_four_eyes(api: Api, project: ProjectCtx) ->
     await complete_until(api, project, stop_before="gate_migration_plan")
     approvals = await api.http.get("/api/v1/approvals", headers=api.auth("approver"))
     items = approvals.json()["items"]
-    assert [(a["project_id"], a["gate_key"]) for a in items] == [(project.id, "gate_migration_plan")]
+    assert [(a["project_id"], a["gate_key"]) for a in items] == [
+        (project.id, "gate_migration_plan")
+    ]
     assert items[0]["waiting_since"] is not None
     assert (await api.http.get("/api/v1/approvals", headers=api.auth("pm_elsewhere"))).json()[
-        "total"] == 0
+        "total"
+    ] == 0
     state = counts(api, project.id)
     for who in ("pm", "vendor", "admin", "observer"):
         assert_problem(await decide(api, project, "gate_migration_plan", "approve", who=who), 403)
@@ -195,7 +204,8 @@ async def test_gate_decisions_follow_four_eyes(api: Api, project: ProjectCtx) ->
     plan = await get_task(api, project, "migration_plan")
     assert plan["status"] == "in_progress" and plan["note"] == "連携が未整理"
     assert (await api.http.get("/api/v1/approvals", headers=api.auth("approver"))).json()[
-        "total"] == 0
+        "total"
+    ] == 0
     await complete(api, project, "migration_plan")
     approved = await decide(api, project, "gate_migration_plan", "approve", comment="承認")
     assert approved.json()["status"] == "done"
@@ -203,8 +213,12 @@ async def test_gate_decisions_follow_four_eyes(api: Api, project: ProjectCtx) ->
 
 async def test_whole_procedure_over_the_api(api: Api, project: ProjectCtx) -> None:
     await complete_until(api, project, stop_before="cutover")
-    failed = await milestone(api, project, "cut-1", {"task_key": "cutover", "status": "failed",
-                                                     "note": "移行データ不整合"})
+    failed = await milestone(
+        api,
+        project,
+        "cut-1",
+        {"task_key": "cutover", "status": "failed", "note": "移行データ不整合"},
+    )
     assert failed.status_code == 200, failed.text
     assert (await get_task(api, project, "go_no_go"))["status"] == "in_progress"
     await complete_until(api, project)
@@ -212,8 +226,13 @@ async def test_whole_procedure_over_the_api(api: Api, project: ProjectCtx) -> No
     assert body["stage"] == "completed"
     assert body["health"] == "completed"
     assert body["progress"]["completion_rate"] == 1.0
-    events = (await api.http.get(f"/api/v1/projects/{project.id}/events",
-                                 params={"limit": 500}, headers=api.auth("observer"))).json()
+    events = (
+        await api.http.get(
+            f"/api/v1/projects/{project.id}/events",
+            params={"limit": 500},
+            headers=api.auth("observer"),
+        )
+    ).json()
     seqs = [e["seq"] for e in events["items"]]
     assert seqs == sorted(seqs) and events["total"] == len(seqs)
     kinds = [e["kind"] for e in events["items"]]
@@ -226,34 +245,54 @@ async def test_whole_procedure_over_the_api(api: Api, project: ProjectCtx) -> No
 async def test_report_reproduces_mic_rates(api: Api, project: ProjectCtx) -> None:
     await task(api, project, "setup_governance", "done")
     await task(api, project, "current_system_survey", "in_progress")
-    resp = await api.http.get("/api/v1/reports/progress", params={"group_by": "business"},
-                              headers=api.auth("prefecture"))
+    resp = await api.http.get(
+        "/api/v1/reports/progress", params={"group_by": "business"}, headers=api.auth("prefecture")
+    )
     [row] = resp.json()["items"]
     assert row["steps"] == 23
     assert row["done"] == 1 and row["not_applicable"] == 1 and row["in_progress"] == 1
     assert row["completion_rate"] == round(2 / 23, 4)
     assert row["in_progress_rate"] == round(1 / 23, 4)
     assert row["not_started_rate"] == round(20 / 23, 4)
-    csv_resp = await api.http.get("/api/v1/reports/progress",
-                                  params={"group_by": "task", "format": "csv"},
-                                  headers=api.auth("observer"))
+    csv_resp = await api.http.get(
+        "/api/v1/reports/progress",
+        params={"group_by": "task", "format": "csv"},
+        headers=api.auth("observer"),
+    )
     assert csv_resp.headers["content-type"].startswith("text/csv")
     assert len(csv_resp.content.decode("utf-8-sig").strip().splitlines()) == 24
 
 
 async def test_vendor_and_token_administration(api: Api) -> None:
-    made = await api.http.post("/api/v1/vendors", json={"id": "fujimi", "name": "富士見システム"},
-                               headers=api.auth("admin"))
+    made = await api.http.post(
+        "/api/v1/vendors",
+        json={"id": "fujimi", "name": "富士見システム"},
+        headers=api.auth("admin"),
+    )
     assert made.status_code == 201
-    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "fujimi", "name": "x"},
-                                       headers=api.auth("admin")), 409)
-    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "Bad Id!", "name": "x"},
-                                       headers=api.auth("admin")), 422)
-    assert_problem(await api.http.post("/api/v1/vendors", json={"id": "x", "name": "x"},
-                                       headers=api.auth("observer")), 403)
-    tok = await api.http.post("/api/v1/tokens",
-                              json={"role": "vendor", "vendor_id": "fujimi", "name": "ci"},
-                              headers=api.auth("admin"))
+    assert_problem(
+        await api.http.post(
+            "/api/v1/vendors", json={"id": "fujimi", "name": "x"}, headers=api.auth("admin")
+        ),
+        409,
+    )
+    assert_problem(
+        await api.http.post(
+            "/api/v1/vendors", json={"id": "Bad Id!", "name": "x"}, headers=api.auth("admin")
+        ),
+        422,
+    )
+    assert_problem(
+        await api.http.post(
+            "/api/v1/vendors", json={"id": "x", "name": "x"}, headers=api.auth("observer")
+        ),
+        403,
+    )
+    tok = await api.http.post(
+        "/api/v1/tokens",
+        json={"role": "vendor", "vendor_id": "fujimi", "name": "ci"},
+        headers=api.auth("admin"),
+    )
     assert tok.status_code == 201
     secret = tok.json()["token"]
     me = await api.http.get("/api/v1/projects", headers={"Authorization": f"Bearer {secret}"})
@@ -268,5 +307,6 @@ async def test_vendor_and_token_administration(api: Api) -> None:
         {"role": "vendor", "name": "x", "vendor_id": "ghost"},
         {"role": "root", "name": "x"},
     ):
-        assert_problem(await api.http.post("/api/v1/tokens", json=body,
-                                           headers=api.auth("admin")), 422)
+        assert_problem(
+            await api.http.post("/api/v1/tokens", json=body, headers=api.auth("admin")), 422
+        )
