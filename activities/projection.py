@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -13,6 +14,7 @@ from temporalio import activity
 from readmodel import tables as t
 from workflows.migration import PROJECTION_ACTIVITY
 from workflows.model import Decision, Event, ExtendedTrack, ProjectionInput, workflow_id_for
+from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
 
 log = structlog.get_logger(__name__)
 
@@ -170,7 +172,7 @@ def _write_event(session: Session, pid: str, ev: Event) -> None:
 
 
 class ReadModelActivities:
-    """Writes the read model; the engine is built once by the worker and shared."""
+    """Writes (and for reminders reads) the read model; one engine, built by the worker."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -191,3 +193,35 @@ class ReadModelActivities:
             request_id=snap.request_id or None,
         )
         return applied
+
+    @activity.defn(name=STALE_TASKS_ACTIVITY)
+    async def find_stale_tasks(self, cutoff: datetime) -> list[StaleBody]:
+        return await asyncio.to_thread(self._stale, cutoff)
+
+    def _stale(self, cutoff: datetime) -> list[StaleBody]:
+        """Open tasks whose status has not moved since ``cutoff``, grouped by local body."""
+        query = (
+            select(t.Project, t.Task)
+            .join(t.Task, t.Task.project_id == t.Project.id)  # type: ignore[arg-type]
+            .where(t.Task.status.in_(("not_started", "in_progress")))  # type: ignore[attr-defined]
+            .where(t.Task.updated_at < cutoff)  # type: ignore[operator]
+            .order_by(t.Project.lg_code, t.Project.id, t.Task.position)
+        )
+        bodies: dict[str, StaleBody] = {}
+        with Session(self._engine) as session:
+            for project, task in session.exec(query):
+                body = bodies.setdefault(
+                    project.lg_code,
+                    StaleBody(project.lg_code, project.prefecture, project.body_name),
+                )
+                body.tasks.append(
+                    StaleTask(
+                        project.id,
+                        project.business_name,
+                        task.key,
+                        task.name,
+                        task.status,
+                        task.updated_at,
+                    )
+                )
+        return list(bodies.values())

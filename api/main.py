@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import errors
-from api.routers import admin, health, oversight, projects, reports
+from api.routers import admin, health, notifications, oversight, projects, reports
 from readmodel.db import make_engine
 from readmodel.settings import Settings, get_settings
 from worker.temporal import connect
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(projects.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)
+    app.include_router(notifications.router)
     app.include_router(admin.router)
     try:
         from api import pages

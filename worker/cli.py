@@ -99,12 +99,13 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
 
 async def cmd_up(settings: Settings) -> None:
     from worker.devserver import dev_server
-    from worker.runner import build_worker
+    from worker.runner import build_worker, ensure_survey_schedule
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_schema(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     async with dev_server(settings, settings.data_dir / "temporal.log") as client:
+        await ensure_survey_schedule(client, settings.task_queue)
         tokens = _first_start_tokens(engine)
         _out(f"hyojunka API     http://{settings.api_host}:{settings.api_port}/  (docs: /docs)")
         _out(f"Temporal Web UI  http://127.0.0.1:{settings.temporal_ui_port}/")
@@ -126,11 +127,12 @@ async def cmd_up(settings: Settings) -> None:
 
 
 async def cmd_worker(settings: Settings) -> None:
-    from worker.runner import build_worker
+    from worker.runner import build_worker, ensure_survey_schedule
     from worker.temporal import connect
 
     engine = make_engine(settings.resolved_database_url)
     client = await connect(settings)
+    await ensure_survey_schedule(client, settings.task_queue)
     async with build_worker(client, engine, settings) as worker:
         run = asyncio.create_task(worker.run())
         await _until_signal()

@@ -8,7 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from sqlalchemy.engine import Engine
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities.notifications import NotificationActivities
@@ -17,8 +27,9 @@ from readmodel.channels import parse_channels
 from readmodel.settings import Settings
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
+from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow
 
-WORKFLOWS = [MigrationWorkflow, NotificationWorkflow]
+WORKFLOWS = [MigrationWorkflow, NotificationWorkflow, SurveyReminderWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -38,8 +49,37 @@ async def build_worker(
                 workflows=WORKFLOWS,
                 activities=[
                     readmodel.project_migration,
+                    readmodel.find_stale_tasks,
                     notifications.resolve_channels,
                     notifications.deliver_notification,
                 ],
                 activity_executor=executor,
             )
+
+
+async def ensure_survey_schedule(client: Client, task_queue: str) -> None:
+    """The monthly reminder schedule: 09:00 JST on days 1-7; created once, kept if present."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SurveyReminderWorkflow.run,
+            SurveyReminderInput(),
+            id="survey-reminder-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_month=[ScheduleRange(1, 7)],
+                    hour=[ScheduleRange(9)],
+                    minute=[ScheduleRange(0)],
+                    second=[ScheduleRange(0)],
+                )
+            ],
+            time_zone_name="Asia/Tokyo",
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass

@@ -1,0 +1,156 @@
+"""Notification channels per local body, and the log of every delivery attempt."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlmodel import select
+
+from api.auth import Caller
+from api.deps import CallerDep, SessionDep
+from api.errors import Problem, field_error
+from api.routers.projects import Limit, Offset
+from api.schemas import Page
+from readmodel import tables as t
+from readmodel.channels import ChannelError, check_channel
+from readmodel.registry import lg_code_problem
+
+router = APIRouter(prefix="/api/v1", tags=["notifications"])
+
+
+class ChannelCreate(BaseModel):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Literal["webhook", "slack"]
+    url: str = Field(max_length=2000)
+    lg_code: str | None = None
+
+
+class ChannelPublic(BaseModel):
+    id: str
+    kind: str
+    url: str
+    lg_code: str | None
+
+
+class DeliveryPublic(BaseModel):
+    delivery_id: str
+    notification_id: str
+    project_id: str
+    channel_id: str
+    attempt: int
+    at: datetime | None
+    outcome: str
+    status_code: int | None
+    error: str | None
+
+
+def _may_manage(caller: Caller, lg_code: str | None) -> bool:
+    return caller.role == "admin" or (caller.role == "pm" and lg_code == caller.lg_code)
+
+
+@router.post("/channels", status_code=201, response_model=ChannelPublic)
+def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) -> ChannelPublic:
+    """A channel for one local body's notifications (admin, or that body's pm)."""
+    if caller.role not in ("admin", "pm"):
+        raise Problem(403, f"a {caller.role} token may not configure channels")
+    if body.lg_code is None:
+        raise field_error(["body", "lg_code"], "a channel belongs to one local body (lg_code)")
+    problem = lg_code_problem(body.lg_code)
+    if problem:
+        raise field_error(["body", "lg_code"], f"lg_code {problem}")
+    if not _may_manage(caller, body.lg_code):
+        raise Problem(403, "a pm configures channels only for its own local body")
+    try:
+        check_channel(body.id, body.kind, body.url)
+    except ChannelError as exc:
+        raise field_error(["body", "url"], str(exc)) from exc
+    if session.get(t.NotificationChannel, body.id) is not None:
+        raise Problem(409, f"channel {body.id!r} already exists")
+    session.add(
+        t.NotificationChannel(
+            id=body.id,
+            kind=body.kind,
+            url=body.url,
+            lg_code=body.lg_code,
+            created_at=datetime.now(UTC),
+        )
+    )
+    session.commit()
+    return ChannelPublic(id=body.id, kind=body.kind, url=body.url, lg_code=body.lg_code)
+
+
+@router.get("/channels", response_model=Page[ChannelPublic])
+def list_channels(
+    caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[ChannelPublic]:
+    if caller.role not in ("admin", "pm"):
+        raise Problem(403, f"a {caller.role} token may not see channels")
+    query = select(t.NotificationChannel)
+    if caller.role == "pm":
+        query = query.where(t.NotificationChannel.lg_code == caller.lg_code)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(t.NotificationChannel.id).offset(offset).limit(limit))
+    return Page[ChannelPublic](
+        items=[ChannelPublic(id=r.id, kind=r.kind, url=r.url, lg_code=r.lg_code) for r in rows],
+        total=total,
+    )
+
+
+@router.delete("/channels/{channel_id}", status_code=204)
+def delete_channel(channel_id: str, caller: CallerDep, session: SessionDep) -> Response:
+    row = session.get(t.NotificationChannel, channel_id)
+    if row is None or not _may_manage(caller, row.lg_code):
+        raise Problem(404, f"no channel {channel_id!r}")
+    session.delete(row)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/deliveries", response_model=Page[DeliveryPublic])
+def list_deliveries(
+    caller: CallerDep,
+    session: SessionDep,
+    project_id: str | None = None,
+    notification_id: str | None = None,
+    outcome: Annotated[Literal["delivered", "failed"] | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[DeliveryPublic]:
+    """Every delivery attempt and its outcome, over the projects the caller can see."""
+    query = caller.scope(
+        select(t.DeliveryAttempt).join(
+            t.Project,
+            t.Project.id == t.DeliveryAttempt.project_id,  # type: ignore[arg-type]
+        )
+    )
+    if project_id is not None:
+        query = query.where(t.DeliveryAttempt.project_id == project_id)
+    if notification_id is not None:
+        query = query.where(t.DeliveryAttempt.notification_id == notification_id)
+    if outcome is not None:
+        query = query.where(t.DeliveryAttempt.outcome == outcome)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(t.DeliveryAttempt.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+    )
+    return Page[DeliveryPublic](
+        items=[
+            DeliveryPublic(
+                delivery_id=r.delivery_id,
+                notification_id=r.notification_id,
+                project_id=r.project_id,
+                channel_id=r.channel_id,
+                attempt=r.attempt,
+                at=r.at,
+                outcome=r.outcome,
+                status_code=r.status_code,
+                error=r.error,
+            )
+            for r in rows
+        ],
+        total=total,
+    )

@@ -1,0 +1,187 @@
+"""Escalations, acknowledgement, replanning and the extended track over the API."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from tests.api.conftest import Api, ProjectCtx, fresh_project
+from tests.api.test_projects import assert_problem
+from tests.api.test_work import counts, task
+from workflows.calendar import add_months
+
+
+@pytest.fixture
+async def late_project(api: Api) -> ProjectCtx:
+    """A project planned so late that its first tasks are already overdue on creation."""
+    lg_code, business = fresh_project()
+    target = add_months(date.today(), 20)
+    resp = await api.create(lg_code, business, target_go_live=target.isoformat())
+    assert resp.status_code == 201, resp.text
+    api.token("pm", "pm", lg_code=lg_code)
+    api.token("approver", "approver", lg_code=lg_code)
+    api.token("prefecture", "prefecture", prefecture=lg_code[:2])
+    api.token("pm_elsewhere", "pm", lg_code="011002" if lg_code != "011002" else "012025")
+    return ProjectCtx(resp.json()["id"], lg_code, business)
+
+
+async def escalations(api: Api, who: str, **params: str) -> list[dict]:
+    resp = await api.http.get("/api/v1/escalations", params=params, headers=api.auth(who))
+    assert resp.status_code == 200, resp.text
+    return resp.json()["items"]
+
+
+async def test_late_tasks_escalate_once_to_where_they_stand(
+    api: Api, late_project: ProjectCtx
+) -> None:
+    p = (await api.http.get(f"/api/v1/projects/{late_project.id}", headers=api.auth("pm"))).json()
+    assert p["health"] == "overdue"
+    mine = await escalations(api, "prefecture", status="open")
+    gov = [e for e in mine if e["task_key"] == "setup_governance"]
+    # Months late on creation: only the rung it stands at now, not every earlier one.
+    assert [e["level"] for e in gov] == ["prefecture"]
+    assert gov[0]["audience"] == ["prefecture"]
+    assert await escalations(api, "pm_elsewhere") == []
+    esc = gov[0]["id"]
+    assert_problem(
+        await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("observer")), 403
+    )
+    assert_problem(
+        await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("pm_elsewhere")), 404
+    )
+    acked = await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("prefecture"))
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["status"] == "acknowledged"
+    assert acked.json()["acknowledged_by"] == "prefecture:prefecture"
+    assert_problem(
+        await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("pm")), 409
+    )
+    assert (await task(api, late_project, "setup_governance", "done")).status_code == 200
+    resolved = await escalations(api, "pm", status="resolved")
+    assert esc in [e["id"] for e in resolved]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"target_go_live": "2020-01-01", "reason": "x"}, "target_go_live"),
+        ({"target_go_live": "2031-04-01", "reason": "x"}, "target_go_live"),
+        ({"target_go_live": "next spring", "reason": "x"}, "target_go_live"),
+        ({"target_go_live": "2029-04-01", "reason": ""}, "reason"),
+    ],
+)
+async def test_bad_replans_are_refused(
+    api: Api, late_project: ProjectCtx, body: dict, field: str
+) -> None:
+    before = counts(api, late_project.id)
+    resp = await api.http.post(
+        f"/api/v1/projects/{late_project.id}/replan", json=body, headers=api.auth("pm")
+    )
+    problem = assert_problem(resp, 422)
+    assert any(field in e["loc"] for e in problem["errors"])
+    assert counts(api, late_project.id) == before
+
+
+async def test_replan_moves_due_dates_and_resolves_what_no_longer_applies(
+    api: Api, late_project: ProjectCtx
+) -> None:
+    open_before = await escalations(api, "pm", status="open")
+    assert open_before
+    new_target = add_months(date.today(), 30)
+    assert_problem(
+        await api.http.post(
+            f"/api/v1/projects/{late_project.id}/replan",
+            json={"target_go_live": new_target.isoformat(), "reason": "x"},
+            headers=api.auth("approver"),
+        ),
+        403,
+    )
+    resp = await api.http.post(
+        f"/api/v1/projects/{late_project.id}/replan",
+        json={"target_go_live": new_target.isoformat(), "reason": "ベンダ繁忙のため"},
+        headers=api.auth("pm"),
+    )
+    assert resp.status_code == 200, resp.text
+    p = resp.json()
+    assert p["target_go_live"] == new_target.isoformat()
+    assert p["health"] != "overdue"
+    gov = next(x for x in p["tasks"] if x["key"] == "setup_governance")
+    assert date.fromisoformat(gov["due_date"]) > date.today()
+    assert await escalations(api, "pm", status="open") == []
+    events = (
+        await api.http.get(
+            f"/api/v1/projects/{late_project.id}/events",
+            params={"limit": 500},
+            headers=api.auth("pm"),
+        )
+    ).json()["items"]
+    replans = [e for e in events if e["kind"] == "replanned"]
+    assert replans[-1]["data"]["reason"] == "ベンダ繁忙のため"
+
+
+async def test_extended_track(api: Api, late_project: ProjectCtx) -> None:
+    url = f"/api/v1/projects/{late_project.id}/extended-track"
+    planned = add_months(date.today(), 40)
+    before = counts(api, late_project.id)
+    for body, field in (
+        ({"ground": "budget", "planned_go_live": planned.isoformat(), "reason": "x"}, "ground"),
+        (
+            {"ground": "mainframe", "planned_go_live": "2031-04-01", "reason": "x"},
+            "planned_go_live",
+        ),
+    ):
+        problem = assert_problem(await api.http.post(url, json=body, headers=api.auth("pm")), 422)
+        assert any(field in e["loc"] for e in problem["errors"])
+    assert counts(api, late_project.id) == before
+    resp = await api.http.post(
+        url,
+        json={
+            "ground": "vendor_shortage",
+            "planned_go_live": planned.isoformat(),
+            "reason": "事業者のリソースひっ迫",
+        },
+        headers=api.auth("pm"),
+    )
+    assert resp.status_code == 200, resp.text
+    p = resp.json()
+    assert p["extended_track"]["ground"] == "vendor_shortage"
+    assert p["deadline"] == planned.isoformat()
+    assert p["target_go_live"] == planned.isoformat()
+    assert p["past_deadline"] is False
+    listed = await api.http.get(
+        "/api/v1/projects", params={"extended": "true"}, headers=api.auth("observer")
+    )
+    assert [x["id"] for x in listed.json()["items"]] == [late_project.id]
+
+
+async def test_channels_are_http_and_per_body(api: Api, project: ProjectCtx) -> None:
+    ok = {
+        "id": "slack-chiyoda",
+        "kind": "slack",
+        "url": "https://hooks.example.jp/T1",
+        "lg_code": project.lg_code,
+    }
+    for bad, field in (
+        ({**ok, "url": "ftp://hooks.example.jp/x"}, "url"),
+        ({**ok, "url": "hooks.example.jp"}, "url"),
+        ({**ok, "kind": "email"}, "kind"),
+    ):
+        problem = assert_problem(
+            await api.http.post("/api/v1/channels", json=bad, headers=api.auth("pm")), 422
+        )
+        assert any(field in e["loc"] for e in problem["errors"])
+    assert_problem(
+        await api.http.post("/api/v1/channels", json=ok, headers=api.auth("pm_elsewhere")), 403
+    )
+    made = await api.http.post("/api/v1/channels", json=ok, headers=api.auth("pm"))
+    assert made.status_code == 201, made.text
+    assert [
+        c["id"]
+        for c in (await api.http.get("/api/v1/channels", headers=api.auth("pm"))).json()["items"]
+    ] == ["slack-chiyoda"]
+    assert (await api.http.get("/api/v1/channels", headers=api.auth("pm_elsewhere"))).json()[
+        "total"
+    ] == 0
+    gone = await api.http.delete("/api/v1/channels/slack-chiyoda", headers=api.auth("pm"))
+    assert gone.status_code == 204

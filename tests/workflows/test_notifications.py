@@ -1,0 +1,135 @@
+"""Notifications reach a real HTTP receiver that is down at first, with stable delivery ids."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notifications import DELIVERY_HEADER
+from readmodel import tables as t
+from readmodel.settings import Settings
+from tests.workflows.helpers import describe, finish, future_target, new_input, start
+from worker.runner import build_worker
+from workflows.ladder import rung_instant
+
+
+class Receiver:
+    """A webhook endpoint that answers 503 to its first ``fail_first`` calls."""
+
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    failing = len(receiver.calls) < receiver.fail_first
+                    receiver.calls.append(
+                        {
+                            "path": self.path,
+                            "delivery": self.headers.get(DELIVERY_HEADER),
+                            "body": body,
+                            "answered": 503 if failing else 200,
+                        }
+                    )
+                self.send_response(503 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver(fail_first=5) as r:
+        yield r
+
+
+@pytest.fixture
+async def task_queue(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, receiver: Receiver
+) -> AsyncIterator[str]:
+    channels = json.dumps(
+        [
+            {"id": "hook", "kind": "webhook", "url": f"{receiver.url}/hook"},
+            {"id": "chat", "kind": "slack", "url": f"{receiver.url}/slack"},
+        ]
+    )
+    settings = Settings(channels=channels, public_url="https://hyojunka.example.lg.jp")
+    queue = f"tq-{uuid.uuid4().hex}"
+    async with build_worker(time_skipping_env.client, engine, settings, task_queue=queue) as w:
+        async with w:
+            yield queue
+
+
+async def test_receiver_down_at_first_still_gets_every_notification_once_recovered(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, engine: Engine, receiver: Receiver
+) -> None:
+    env = time_skipping_env
+    target = await future_target(env, months=25)
+    handle = await start(env.client, task_queue, new_input(target))
+    snap = await describe(handle)
+    # The channel is failing, yet the project moves on.
+    await finish(handle, "setup_governance")
+    due = snap.state.tasks["current_system_survey"].due_date
+    assert due is not None
+    reminder_at = rung_instant(due, "reminder", snap.state.ladder)
+    await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=5))
+    snap = await describe(handle)
+    notes = [f"{snap.state.project_id}.deadline.2026-03-31"] + [
+        e.id for e in snap.state.escalations
+    ]
+    assert len(notes) == 3  # the deadline notice, and reminders of the survey and the inventory
+    for note in notes:
+        delivered = await env.client.get_workflow_handle(f"notify-{note}").result()
+        assert delivered == 2
+
+    calls = receiver.calls
+    assert [c["answered"] for c in calls[:5]] == [503] * 5
+    by_delivery: dict[str, list[dict[str, Any]]] = {}
+    for c in calls:
+        by_delivery.setdefault(c["delivery"], []).append(c)
+    assert set(by_delivery) == {f"{n}/{ch}" for n in notes for ch in ("hook", "chat")}
+    for delivery, attempts in by_delivery.items():
+        assert attempts[-1]["answered"] == 200, delivery
+        assert [a["answered"] for a in attempts[:-1]] == [503] * (len(attempts) - 1)
+        assert all(a["body"] == attempts[0]["body"] for a in attempts)  # a true repeat
+    survey = next(e for e in snap.state.escalations if e.task_key == "current_system_survey")
+    hook = by_delivery[f"{survey.id}/hook"][-1]["body"]
+    assert hook["kind"] == "escalation.reminder"
+    assert hook["data"]["due_date"] == due.isoformat()
+    slack = by_delivery[f"{survey.id}/chat"][-1]["body"]["text"]
+    assert "現行システム環境の基礎調査" in slack and "千代田区" in slack
+    assert due.isoformat() in slack
+    assert f"https://hyojunka.example.lg.jp/projects/{snap.state.project_id}" in slack
+
+    with Session(engine) as session:
+        attempts = session.exec(select(t.DeliveryAttempt).order_by(t.DeliveryAttempt.id)).all()
+    assert len(attempts) == len(calls)
+    assert sum(a.outcome == "failed" for a in attempts) == 5
+    assert {a.delivery_id for a in attempts if a.outcome == "delivered"} == set(by_delivery)
