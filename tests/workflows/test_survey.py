@@ -49,7 +49,7 @@ async def run_survey(env: WorkflowEnvironment, queue: str) -> int:
         id=f"s-{uuid.uuid4().hex}",
         task_queue=queue,
     )
-    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     # Even a finished handle's result() unlocks skipping for a moment; read history instead.
     events = [e async for e in handle.fetch_history_events()]

@@ -1,0 +1,110 @@
+"""Record workflow histories for the replay test: ``python -m tests.histories.record``.
+
+Run it when a release changes workflow code on purpose; commit the new files beside the old
+ones, which must keep replaying (old histories are what running projects are made of).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from readmodel.db import make_engine, upgrade_schema
+from readmodel.settings import Settings
+from tests.workflows.helpers import describe, finish, finish_until, future_target, new_input, start
+from worker.binaries import temporal_test_server
+from worker.runner import build_worker
+from worker.temporal import register_search_attributes
+from workflows.ladder import rung_instant
+from workflows.migration import (
+    AcknowledgeInput,
+    ExtendedTrackInput,
+    GateDecisionInput,
+    MigrationWorkflow,
+    MilestoneReport,
+    ReplanInput,
+)
+
+HERE = Path(__file__).parent
+
+
+async def scenario_full(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Reject and rework, a failed cutover, milestones with a replayed key, to completion."""
+    h = await start(env.client, queue, new_input(await future_target(env), switching_vendor=True))
+    await finish_until(h, stop_before="gate_migration_plan")
+    await h.execute_update(
+        MigrationWorkflow.decide_gate,
+        GateDecisionInput("gate_migration_plan", "reject", "approver:cio", "再検討"),
+    )
+    await finish(h, "migration_plan")
+    await finish_until(h, stop_before="system_setup")
+    report = MilestoneReport("k1", "system_setup", "in_progress", "vendor:acme", percent=50)
+    await h.execute_update(MigrationWorkflow.report_milestone, report, id="milestone-k1")
+    await h.execute_update(MigrationWorkflow.report_milestone, report, id="milestone-k1")
+    await finish_until(h, stop_before="cutover")
+    await h.execute_update(
+        MigrationWorkflow.report_milestone,
+        MilestoneReport("k2", "cutover", "failed", "vendor:acme"),
+    )
+    await finish_until(h)
+    await h.result()
+    return h
+
+
+async def scenario_ladder(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Rungs fire, one is acknowledged, a task completes, the plan moves, extended track."""
+    target = await future_target(env, months=25)
+    h = await start(env.client, queue, new_input(target))
+    snap = await describe(h)
+    due = snap.state.tasks["setup_governance"].due_date
+    assert due is not None
+    at = rung_instant(due, "approver", snap.state.ladder)
+    await env.sleep(at - await env.get_current_time() + timedelta(hours=1))
+    snap = await describe(h)
+    await h.execute_update(
+        MigrationWorkflow.acknowledge_escalation,
+        AcknowledgeInput(snap.state.escalations[0].id, "prefecture:tokyo"),
+    )
+    await finish(h, "setup_governance")
+    await h.execute_update(
+        MigrationWorkflow.replan, ReplanInput(await future_target(env, 28), "遅延", "pm:x")
+    )
+    await h.execute_update(
+        MigrationWorkflow.declare_extended_track,
+        ExtendedTrackInput("mainframe", await future_target(env, 30), "メインフレーム", "pm:x"),
+    )
+    await env.sleep(timedelta(days=60))
+    return h
+
+
+async def main(tag: str) -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+    )
+    await register_search_attributes(env.client)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/rm.db"
+        upgrade_schema(url)
+        engine = make_engine(url)
+        queue = f"record-{uuid.uuid4().hex}"
+        async with build_worker(env.client, engine, Settings(), task_queue=queue) as w, w:
+            for name, scenario in (("full", scenario_full), ("ladder", scenario_ladder)):
+                handle = await scenario(env, queue)
+                history = await handle.fetch_history()
+                path = HERE / f"{tag}-{name}.json"
+                path.write_text(history.to_json())
+                print(f"wrote {path.name}: {len(history.events)} events")
+        engine.dispose()
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1"))
