@@ -1,0 +1,78 @@
+"""Wall time and timers of a project left untouched for its whole plan, under time skipping.
+
+    .venv/bin/python -m benchmarks.ladder
+
+A fresh time-skipping server; a project whose first reminder is three weeks out; the clock
+skipped past its last rung (about 27 months). Prints the wall time, the escalations raised,
+and from the workflow's history the timers started and the most pending at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from readmodel.db import make_engine, upgrade_schema
+from readmodel.settings import Settings
+from tests.workflows.helpers import describe, future_target, new_input, start
+from worker.binaries import temporal_test_server
+from worker.runner import build_worker
+from worker.temporal import register_search_attributes
+from workflows.ladder import LEVELS, rung_instant
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+    )
+    await register_search_attributes(env.client)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/rm.db"
+        upgrade_schema(url)
+        engine = make_engine(url)
+        queue = f"bench-{uuid.uuid4().hex}"
+        async with build_worker(env.client, engine, Settings(), task_queue=queue) as w, w:
+            handle = await start(env.client, queue, new_input(await future_target(env, 24)))
+            snap = await describe(handle)
+            rungs = [
+                rung_instant(task.due_date, level, snap.state.ladder)
+                for task in snap.state.tasks.values()
+                if task.due_date is not None
+                for level in LEVELS
+            ]
+            began_virtual = await env.get_current_time()
+            span = max(rungs) - began_virtual + timedelta(days=1)
+            began = time.perf_counter()
+            await env.sleep(span)
+            wall = time.perf_counter() - began
+            snap = await describe(handle)
+            started = pending = peak = 0
+            async for e in handle.fetch_history_events():
+                if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                    started += 1
+                    pending += 1
+                    peak = max(peak, pending)
+                elif e.event_type in (
+                    EventType.EVENT_TYPE_TIMER_FIRED,
+                    EventType.EVENT_TYPE_TIMER_CANCELED,
+                ):
+                    pending -= 1
+        engine.dispose()
+    await env.shutdown()
+    print(f"virtual span            {span.days} days ({span.days / 365.25:.2f} years)")
+    print(f"wall time               {wall:.2f} s")
+    print(f"escalations raised      {len(snap.state.escalations)} (expected {len(rungs)})")
+    print(f"distinct rung instants  {len(set(rungs))}")
+    print(f"timers started          {started}")
+    print(f"timers pending at once  {peak} at most")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
