@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api import errors
+from api import errors, pages
 from api.routers import admin, health, notifications, oversight, projects, reports
 from readmodel.db import make_engine
 from readmodel.settings import Settings, get_settings
@@ -76,10 +76,5 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
-    try:
-        from api import pages
-
-        app.include_router(pages.router)
-    except ImportError:
-        pass
+    app.include_router(pages.router)
     return app

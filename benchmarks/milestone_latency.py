@@ -81,7 +81,7 @@ async def main(n: int) -> None:
             )
             async with build_worker(client, engine, settings) as worker, worker:
                 serve = asyncio.create_task(server.serve())
-                while not server.started:
+                while not server.started:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 base = f"http://127.0.0.1:{settings.api_port}/api/v1"
                 async with httpx.AsyncClient(base_url=base, timeout=30) as http:

@@ -3,6 +3,7 @@ running projects fails here first. Record new ones with ``python -m tests.histor
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ def test_there_are_histories_to_replay() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(f"migration-{path.stem}", path.read_text())
+    text = await asyncio.to_thread(path.read_text)
+    history = WorkflowHistory.from_json(f"migration-{path.stem}", text)
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

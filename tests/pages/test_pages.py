@@ -1,0 +1,165 @@
+"""The pages in a real browser (Debian's Chromium), against the real server stack."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlmodel import Session
+from temporalio.testing import WorkflowEnvironment
+
+from api.auth import create_token
+from api.main import create_app
+from readmodel import tables as t
+from readmodel.db import make_engine
+from readmodel.settings import Settings
+from tests.api.conftest import fresh_project
+from worker.runner import build_worker
+from workflows.calendar import add_months
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Site:
+    base: str
+    tokens: dict[str, str]
+    lg_code: str
+    business: str
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def site(dev_env: WorkflowEnvironment, sqlite_url: str) -> AsyncIterator[Site]:
+    settings = Settings(
+        task_queue=f"pages-{uuid.uuid4().hex}", database_url=sqlite_url, api_port=_port()
+    )
+    engine = make_engine(sqlite_url)
+    lg_code, business = fresh_project()
+    tokens = {}
+    with Session(engine) as session:
+        session.add(t.Vendor(id="acme", name="アクメ情報システム"))
+        session.commit()
+        for role, scope in (
+            ("pm", {"lg_code": lg_code}),
+            ("approver", {"lg_code": lg_code}),
+            ("observer", {}),
+        ):
+            _, tokens[role] = create_token(session, role=role, name=f"{role}-1", **scope)
+    app = create_app(settings, client=dev_env.client, engine=engine)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")
+    )
+    async with build_worker(dev_env.client, engine, settings) as worker, worker:
+        serving = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        yield Site(f"http://127.0.0.1:{settings.api_port}", tokens, lg_code, business)
+        server.should_exit = True
+        await serving
+    engine.dispose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        await b.close()
+
+
+async def login(browser: Browser, site: Site, role: str) -> Page:
+    page = await browser.new_page(locale="ja-JP")
+    await page.goto(f"{site.base}/login")
+    await page.fill("#token", site.tokens[role])
+    await page.click("button[type=submit]")
+    await expect(page.locator("h1")).to_contain_text("プロジェクト一覧")
+    return page
+
+
+async def test_login_refuses_a_bad_token_in_japanese(browser: Browser, site: Site) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{site.base}/projects")
+    assert page.url.endswith("/login")
+    assert await page.get_attribute("html", "lang") == "ja"
+    await page.fill("#token", "hyj_wrong")
+    await page.click("button[type=submit]")
+    await expect(page.get_by_role("alert")).to_have_text("トークンが正しくありません")
+
+
+async def test_pm_and_approver_work_a_project_through_the_pages(
+    browser: Browser, site: Site
+) -> None:
+    pm = await login(browser, site, "pm")
+    await pm.click("text=新規登録")
+    await pm.fill("#lg_code", site.lg_code)
+    await pm.select_option("#business", site.business)
+    await pm.fill("#target_go_live", add_months(date.today(), 36).isoformat())
+    await pm.select_option("#vendor_id", "acme")
+    await pm.click("text=登録する")
+    await expect(pm.get_by_role("status")).to_have_text("プロジェクトを登録しました")
+    await expect(pm.locator("h1")).to_contain_text("要注意")  # planned after the 2026 deadline
+    await expect(pm.get_by_role("note")).to_contain_text("移行期限の延長")
+
+    # A task cannot be finished before its prerequisites: the refusal is shown, nothing moves.
+    row = pm.locator("#task-fit_gap_analysis")
+    await row.get_by_role("button", name="完了").click()
+    await expect(pm.get_by_role("alert")).to_contain_text("現在の状態ではこの操作はできません")
+    await expect(row).to_contain_text("未着手")
+
+    for key in (
+        "setup_governance",
+        "current_system_survey",
+        "interface_inventory",
+        "fit_gap_analysis",
+        "spec_mapping",
+        "migration_plan",
+    ):
+        await pm.locator(f"#task-{key}").get_by_role("button", name="完了").click()
+        await expect(pm.locator(f"#task-{key}")).to_contain_text("完了済み")
+    await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("判断待ち")
+    # The pm sees no decision buttons on a gate: four eyes.
+    assert await pm.locator("#task-gate_migration_plan button").count() == 0
+
+    approver = await login(browser, site, "approver")
+    await approver.click("text=承認待ち")
+    await expect(approver.locator("tbody tr")).to_have_count(1)
+    await approver.get_by_role("button", name="差戻し").click()  # no comment: refused
+    await expect(approver.get_by_role("alert")).to_contain_text("入力内容を確認してください")
+    await approver.get_by_label("コメント").fill("連携一覧の記載が不足")
+    await approver.get_by_role("button", name="差戻し").click()
+    await expect(approver.get_by_role("status")).to_have_text("差し戻しました")
+    await expect(approver.locator("tbody")).to_contain_text("承認待ちの判断事項はありません")
+
+    await pm.reload()
+    await expect(pm.locator("#task-migration_plan")).to_contain_text("作業中")
+    await expect(pm.locator("#task-migration_plan")).to_contain_text("連携一覧の記載が不足")
+    await pm.locator("#task-migration_plan").get_by_role("button", name="完了").click()
+    await approver.reload()
+    await approver.get_by_role("button", name="承認").click()
+    await expect(approver.get_by_role("status")).to_have_text("承認しました")
+    await pm.reload()
+    await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("完了済み")
+    await expect(pm.locator("dl.facts")).to_contain_text("ベンダ調達")
