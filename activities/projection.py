@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from readmodel import tables as t
@@ -205,7 +205,7 @@ class ReadModelActivities:
             .join(t.Task, t.Task.project_id == t.Project.id)  # type: ignore[arg-type]
             .where(t.Task.status.in_(("not_started", "in_progress")))  # type: ignore[attr-defined]
             .where(t.Task.updated_at < cutoff)  # type: ignore[operator]
-            .order_by(t.Project.lg_code, t.Project.id, t.Task.position)
+            .order_by(col(t.Project.lg_code), col(t.Project.id), col(t.Task.position))
         )
         bodies: dict[str, StaleBody] = {}
         with Session(self._engine) as session:

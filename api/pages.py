@@ -218,12 +218,14 @@ async def project_create(
     project_id = f"{lg_code}-{business}"
 
     async def create() -> None:
-        body = ProjectCreate(
-            lg_code=lg_code.strip(),
-            business=business,
-            target_go_live=target_go_live,
-            vendor_id=vendor_id or None,
-            switching_vendor=bool(switching_vendor),
+        body = ProjectCreate.model_validate(
+            {
+                "lg_code": lg_code.strip(),
+                "business": business,
+                "target_go_live": target_go_live,
+                "vendor_id": vendor_id or None,
+                "switching_vendor": bool(switching_vendor),
+            }
         )
         await projects.create_project(
             body, caller, session, client, request.app.state.settings, rid
@@ -344,10 +346,8 @@ async def extended_track(
         return RedirectResponse("/login", 303)
 
     async def declare() -> None:
-        body = ExtendedTrackIn(
-            ground=ground,
-            planned_go_live=planned_go_live,  # type: ignore[arg-type]
-            reason=reason,
+        body = ExtendedTrackIn.model_validate(
+            {"ground": ground, "planned_go_live": planned_go_live, "reason": reason}
         )
         await projects.declare_extended_track(project_id, body, caller, session, client, rid)
 

@@ -151,20 +151,23 @@ async def cmd_api(settings: Settings) -> None:
     engine.dispose()
 
 
-async def rebuild_read_model(client: Client, engine: Engine) -> int:
-    """Rewrite every project's rows from its workflow: state by query, events from its journal."""
+async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) -> int:
+    """Rewrite every project's rows from its workflow: state by query, events from its journal.
+
+    Only this deployment's projects (its task queue): a query needs a worker to answer it."""
     from activities.projection import write_projection
     from workflows.migration import MigrationWorkflow
 
     count = 0
-    async for wf in client.list_workflows("WorkflowType = 'MigrationWorkflow'"):
+    query = f"WorkflowType = 'MigrationWorkflow' AND TaskQueue = '{task_queue}'"
+    async for wf in client.list_workflows(query):
         handle = client.get_workflow_handle(wf.id)
         snap = await handle.query(MigrationWorkflow.describe)
         snap.events = await handle.query(MigrationWorkflow.journal)
         pid = snap.state.project_id
         with Session(engine) as session:
             for table in (t.Task, t.Event, t.Escalation, t.GateDecision, t.Milestone):
-                session.exec(delete(table).where(table.project_id == pid))  # type: ignore[attr-defined]
+                session.exec(delete(table).where(table.project_id == pid))  # type: ignore[attr-defined,arg-type]
             project = session.get(t.Project, pid)
             if project is not None:
                 session.delete(project)
@@ -180,7 +183,7 @@ async def cmd_rebuild(settings: Settings) -> None:
 
     engine = make_engine(settings.resolved_database_url)
     client = await connect(settings)
-    n = await rebuild_read_model(client, engine)
+    n = await rebuild_read_model(client, engine, settings.task_queue)
     engine.dispose()
     _out(f"rebuilt {n} projects")
 

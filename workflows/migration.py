@@ -87,6 +87,8 @@ class MigrationInput:
     deadline: date = date(2026, 3, 31)
     ladder: EscalationLadder | None = None
     created_by: str = "system"
+    # Continue as new past this many history events, even before the server suggests it.
+    history_limit: int = 20_000
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
 
@@ -178,8 +180,7 @@ class MigrationWorkflow:
             timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
             try:
                 await workflow.wait_condition(
-                    lambda: self._wake or workflow.info().is_continue_as_new_suggested(),
-                    timeout=timeout,
+                    lambda: self._wake or self._history_full(inp), timeout=timeout
                 )
             except TimeoutError:
                 pass
@@ -189,7 +190,7 @@ class MigrationWorkflow:
                 if self._advance_ladder() or noticed:
                     await self._project()
             await self._send_notifications()
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_full(inp):
                 # Handlers must finish first, or an update in flight would be lost.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 async with self._lock:
@@ -199,6 +200,13 @@ class MigrationWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._send_notifications()
         return MigrationResult(self._s.project_id, self._s.completed_at)
+
+    def _history_full(self, inp: MigrationInput) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= inp.history_limit
+        )
 
     # ---- queries ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -64,7 +64,7 @@ def visible_project(session: Session, caller: Caller, project_id: str) -> t.Proj
 def tasks_of(session: Session, project_id: str) -> list[t.Task]:
     return list(
         session.exec(
-            select(t.Task).where(t.Task.project_id == project_id).order_by(t.Task.position)
+            select(t.Task).where(t.Task.project_id == project_id).order_by(col(t.Task.position))
         )
     )
 
@@ -353,7 +353,7 @@ def list_events(
     visible_project(session, caller, project_id)
     query = select(t.Event).where(t.Event.project_id == project_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(t.Event.seq).offset(offset).limit(limit)).all()
+    rows = session.exec(query.order_by(col(t.Event.seq)).offset(offset).limit(limit)).all()
     return Page[EventPublic](
         items=[
             EventPublic(seq=r.seq, at=r.at, actor=r.actor, kind=r.kind, data=r.data or {})

@@ -35,7 +35,7 @@ COLUMNS = [
 def progress_rows(session: Any, caller: Any, group_by: str) -> list[dict[str, Any]]:
     """One row per group; every task of every visible project is one step, as MIC counts."""
     query = caller.scope(
-        select(
+        select(  # type: ignore[call-overload]
             t.Project.prefecture,
             t.Project.lg_code,
             t.Project.body_name,

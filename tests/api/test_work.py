@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
+import structlog
 from sqlmodel import Session, func, select
 
 from readmodel import tables as t
 from tests.api.conftest import Api, ProjectCtx
 from tests.api.test_projects import assert_problem
+from worker.cli import rebuild_read_model
 from workflows.procedure import DEFAULT_TEMPLATE
 
 
@@ -310,3 +314,45 @@ async def test_vendor_and_token_administration(api: Api) -> None:
         assert_problem(
             await api.http.post("/api/v1/tokens", json=body, headers=api.auth("admin")), 422
         )
+
+
+async def test_request_id_follows_a_write_into_workflow_and_activity_logs(
+    api: Api, project: ProjectCtx, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with structlog.testing.capture_logs() as logs:
+        resp = await api.http.post(
+            f"/api/v1/projects/{project.id}/tasks/setup_governance",
+            json={"status": "in_progress"},
+            headers={**api.auth("pm"), "X-Request-ID": "req-7f3a"},
+        )
+    assert resp.status_code == 200
+    assert resp.headers["X-Request-ID"] == "req-7f3a"
+    workflow_lines = [r for r in caplog.records if getattr(r, "request_id", None) == "req-7f3a"]
+    assert workflow_lines and workflow_lines[0].name.startswith("temporalio.workflow")
+    assert any(e["event"] == "projected" and e.get("request_id") == "req-7f3a" for e in logs)
+    assert any(e["event"] == "request" and e.get("status") == 200 for e in logs)
+
+
+async def test_read_model_rebuilds_from_the_workflows(api: Api, project: ProjectCtx) -> None:
+    await task(api, project, "setup_governance", "done")
+    await task(api, project, "current_system_survey", "in_progress", note="調査票を配布")
+    url = f"/api/v1/projects/{project.id}"
+    before = (await api.http.get(url, headers=api.auth("pm"))).json()
+    events_before = (await api.http.get(f"{url}/events", headers=api.auth("pm"))).json()
+    with Session(api.engine) as session:
+        for table in (t.Task, t.Event, t.Escalation, t.GateDecision, t.Milestone, t.Project):
+            for row in session.exec(select(table)):
+                session.delete(row)
+        session.commit()
+    assert_problem(await api.http.get(url, headers=api.auth("pm")), 404)
+    rebuilt = 0
+    for _ in range(100):  # the server's list of workflows lags their start a little
+        rebuilt = await rebuild_read_model(api.env.client, api.engine, api.settings.task_queue)
+        if rebuilt:
+            break
+        await asyncio.sleep(0.1)
+    assert rebuilt == 1
+    after = (await api.http.get(url, headers=api.auth("pm"))).json()
+    assert after == before
+    assert (await api.http.get(f"{url}/events", headers=api.auth("pm"))).json() == events_before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -157,3 +158,36 @@ async def test_rejected_update_never_enters_history(
     assert accepted == []
     snap = await describe(handle)
     assert snap.state.tasks["fit_gap_analysis"].status == "not_started"
+
+
+async def test_continue_as_new_carries_the_whole_project(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, engine: Engine
+) -> None:
+    inp = new_input(await future_target(time_skipping_env))
+    inp.history_limit = 60  # a long-lived project, in miniature
+    handle = await start(time_skipping_env.client, task_queue, inp)
+    first_run = (await handle.describe()).run_id
+    report = MilestoneReport("key-1", "system_setup", "in_progress", "vendor:acme", percent=10)
+    await finish_until(handle, stop_before="system_setup")
+    first = await handle.execute_update(MigrationWorkflow.report_milestone, report)
+    await finish_until(handle, stop_before="go_no_go")
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.05)
+    assert (await handle.describe()).run_id != first_run
+    snap = await describe(handle)
+    assert snap.state.tasks["testing"].status == "done"
+    assert snap.state.tasks["go_no_go"].status == "in_progress"
+    # The same Idempotency-Key in the new run returns the first answer, changing nothing.
+    again = await handle.execute_update(MigrationWorkflow.report_milestone, report)
+    assert again.milestone_id == first.milestone_id
+    journal = await handle.query(MigrationWorkflow.journal)
+    assert [e.seq for e in journal] == list(range(1, len(journal) + 1))
+    await finish_until(handle)
+    await handle.result()
+    journal = await handle.query(MigrationWorkflow.journal)
+    assert journal[-1].kind == "project_completed"
+    with Session(engine) as session:
+        events = session.exec(select(t.Event).order_by(t.Event.seq)).all()
+    assert [(e.seq, e.kind) for e in events] == [(e.seq, e.kind) for e in journal]
