@@ -34,6 +34,24 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@pytest.fixture
+async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of its own, for scenarios that move the clock.
+
+    The server has one clock for all workflows. Moving it on the shared server wakes the
+    timers of every earlier test's workflows, whose workers are gone, and the server then
+    waits for work nobody will do; and years skipped by one scenario would push the next
+    past the 2031 limit.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(

@@ -11,15 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel import tables as t
 from readmodel.settings import Settings
 from tests.workflows.helpers import describe, finish, new_input, start
-from worker.binaries import temporal_test_server
 from worker.runner import build_worker
-from worker.temporal import register_search_attributes
 from workflows.calendar import JST, add_months, previous_working_day
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
 from workflows.migration import MigrationWorkflow, ReplanInput
@@ -44,18 +41,6 @@ HAND_CHECKED_CLOSED = {
     date(2029, 1, 8),
     date(2030, 1, 14),  # 成人の日
 }
-
-
-@pytest.fixture
-async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of its own: its one clock starts today and these scenarios move
-    it years ahead, which would push every later scenario past the 2031 limit."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
-    )
-    await register_search_attributes(env.client)
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture

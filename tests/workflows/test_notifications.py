@@ -72,7 +72,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 async def task_queue(
-    time_skipping_env: WorkflowEnvironment, engine: Engine, receiver: Receiver
+    clock_env: WorkflowEnvironment, engine: Engine, receiver: Receiver
 ) -> AsyncIterator[str]:
     channels = json.dumps(
         [
@@ -82,15 +82,15 @@ async def task_queue(
     )
     settings = Settings(channels=channels, public_url="https://hyojunka.example.lg.jp")
     queue = f"tq-{uuid.uuid4().hex}"
-    async with build_worker(time_skipping_env.client, engine, settings, task_queue=queue) as w:
+    async with build_worker(clock_env.client, engine, settings, task_queue=queue) as w:
         async with w:
             yield queue
 
 
 async def test_receiver_down_at_first_still_gets_every_notification_once_recovered(
-    time_skipping_env: WorkflowEnvironment, task_queue: str, engine: Engine, receiver: Receiver
+    clock_env: WorkflowEnvironment, task_queue: str, engine: Engine, receiver: Receiver
 ) -> None:
-    env = time_skipping_env
+    env = clock_env
     target = await future_target(env, months=25)
     handle = await start(env.client, task_queue, new_input(target))
     snap = await describe(handle)

@@ -29,13 +29,13 @@ from workflows.survey import (
 
 @pytest.fixture
 async def setup(
-    time_skipping_env: WorkflowEnvironment, engine: Engine
+    clock_env: WorkflowEnvironment, engine: Engine
 ) -> AsyncIterator[tuple[str, Receiver]]:
     with Receiver(fail_first=0) as receiver:
         channels = json.dumps([{"id": "hook", "kind": "webhook", "url": receiver.url}])
         queue = f"tq-{uuid.uuid4().hex}"
         settings = Settings(channels=channels)
-        async with build_worker(time_skipping_env.client, engine, settings, task_queue=queue) as w:
+        async with build_worker(clock_env.client, engine, settings, task_queue=queue) as w:
             async with w:
                 yield queue, receiver
 
@@ -59,9 +59,9 @@ async def run_survey(env: WorkflowEnvironment, queue: str) -> int:
 
 
 async def test_first_working_day_lists_tasks_unmoved_for_a_month(
-    time_skipping_env: WorkflowEnvironment, setup: tuple[str, Receiver]
+    clock_env: WorkflowEnvironment, setup: tuple[str, Receiver]
 ) -> None:
-    env = time_skipping_env
+    env = clock_env
     queue, receiver = setup
     handle = await start(env.client, queue, new_input(await future_target(env, months=30)))
     now = (await env.get_current_time()).astimezone(JST)
