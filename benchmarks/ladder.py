@@ -15,24 +15,22 @@ import time
 import uuid
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from readmodel.db import make_engine, upgrade_schema
 from readmodel.settings import Settings
-from tests.workflows.helpers import describe, future_target, new_input, start
-from worker.binaries import temporal_test_server
+from tests.workflows.helpers import (
+    describe,
+    future_target,
+    new_input,
+    own_time_skipping_server,
+    start,
+    timer_profile,
+)
 from worker.runner import build_worker
-from worker.temporal import register_search_attributes
 from workflows.ladder import LEVELS, rung_instant
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
-    )
-    await register_search_attributes(env.client)
+    env = await own_time_skipping_server()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/rm.db"
         upgrade_schema(url)
@@ -53,17 +51,7 @@ async def main() -> None:
             await env.sleep(span)
             wall = time.perf_counter() - began
             snap = await describe(handle)
-            started = pending = peak = 0
-            async for e in handle.fetch_history_events():
-                if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
-                    started += 1
-                    pending += 1
-                    peak = max(peak, pending)
-                elif e.event_type in (
-                    EventType.EVENT_TYPE_TIMER_FIRED,
-                    EventType.EVENT_TYPE_TIMER_CANCELED,
-                ):
-                    pending -= 1
+            started, peak = await timer_profile(handle)
         engine.dispose()
     await env.shutdown()
     print(f"virtual span            {span.days} days ({span.days / 365.25:.2f} years)")

@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel.db import make_engine, upgrade_schema
+from tests.workflows.helpers import own_time_skipping_server
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.temporal import register_search_attributes
 from workflows import search_attributes as sa
@@ -43,11 +44,7 @@ async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
     waits for work nobody will do; and years skipped by one scenario would push the next
     past the 2031 limit.
     """
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(),
-        data_converter=pydantic_data_converter,
-    )
-    await register_search_attributes(env.client)
+    env = await own_time_skipping_server()
     yield env
     await env.shutdown()
 

