@@ -102,7 +102,7 @@ def check_token_scope(
         if (
             not prefecture
             or len(prefecture) != 2
-            or not prefecture.isdigit()
+            or not (prefecture.isascii() and prefecture.isdigit())
             or not (1 <= int(prefecture) <= 47)
         ):
             raise TokenScopeError("prefecture", "a prefecture token needs a prefecture 01-47")

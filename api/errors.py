@@ -108,6 +108,11 @@ def install(app: FastAPI) -> None:
         errs = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errs):
             return problem_response(400, "the request body is not valid JSON")
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errs):
+            return problem_response(400, "the request body must be a JSON object")
+        for e in errs:
+            if e.get("type") == "missing" and tuple(e.get("loc", ()))[:1] == ("header",):
+                return problem_response(400, f"the {e['loc'][1]} header is required")
         items = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in errs]
         detail = "; ".join(
             f"{'.'.join(str(p) for p in i['loc'][1:]) or i['loc'][0]}: {i['msg']}" for i in items

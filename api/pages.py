@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -165,7 +165,7 @@ def project_list(
     session: SessionDep,
     stage: str | None = None,
     health: str | None = None,
-    page: int = 1,
+    page: Annotated[int, Query(ge=1, le=2**20)] = 1,
 ) -> Response:
     caller = _caller(request, session)
     if caller is None:

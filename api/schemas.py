@@ -15,6 +15,41 @@ TaskStatus = Literal["not_started", "in_progress", "done", "not_applicable"]
 Ground = Literal["mainframe", "custom_built", "no_product", "vendor_shortage"]
 
 
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """application/problem+json (RFC 9457), the body of every error."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("malformed request"),
+    401: _problem("no or bad token"),
+    403: _problem("allowed to see but not to do"),
+    404: _problem("not found or not visible to the caller"),
+    409: _problem("conflicts with the current state"),
+    422: _problem("fails validation; errors name the fields"),
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -142,7 +177,9 @@ class ExtendedTrackPublic(BaseModel):
     declared_at: datetime
 
 
-class ProjectPublic(BaseModel):
+class ProjectSummary(BaseModel):
+    """A project as lists show it: everything but its tasks."""
+
     id: str
     workflow_id: str
     lg_code: str
@@ -158,7 +195,6 @@ class ProjectPublic(BaseModel):
     health: str
     extended_track: ExtendedTrackPublic | None
     progress: ProgressPublic
-    tasks: list[TaskPublic] | None = None
     created_at: datetime | None
     updated_at: datetime | None
     switching_vendor: bool = False
@@ -168,8 +204,8 @@ class ProjectPublic(BaseModel):
     forecast_go_live: date | None = None
 
     @classmethod
-    def of(cls, row: t.Project, tasks: list[t.Task] | None = None) -> ProjectPublic:
-        return cls(
+    def fields_of(cls, row: t.Project) -> dict[str, Any]:
+        return dict(
             id=row.id,
             workflow_id=row.workflow_id,
             lg_code=row.lg_code,
@@ -195,13 +231,26 @@ class ProjectPublic(BaseModel):
                 in_progress_rate=row.in_progress_rate,
                 not_started_rate=row.not_started_rate,
             ),
-            tasks=[TaskPublic.of(x) for x in tasks] if tasks is not None else None,
             created_at=row.created_at,
             updated_at=row.updated_at,
             switching_vendor=row.switching_vendor,
             past_deadline=row.target_go_live > row.deadline,
             forecast_go_live=row.forecast_go_live,
         )
+
+    @classmethod
+    def of(cls, row: t.Project) -> ProjectSummary:
+        return cls(**cls.fields_of(row))
+
+
+class ProjectPublic(ProjectSummary):
+    """One project with its tasks, in template order."""
+
+    tasks: list[TaskPublic]
+
+    @classmethod
+    def with_tasks(cls, row: t.Project, tasks: list[t.Task]) -> ProjectPublic:
+        return cls(**cls.fields_of(row), tasks=[TaskPublic.of(x) for x in tasks])
 
 
 class MilestoneAnswer(BaseModel):

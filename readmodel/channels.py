@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from urllib.parse import urlparse
 
@@ -22,6 +23,21 @@ def check_channel(channel_id: str, kind: str, url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ChannelError(f"channel {channel_id}: url must be an http(s) URL, got {url!r}")
+
+
+def check_public_url(url: str) -> None:
+    """A channel a local body configures over the API must not aim the worker at our own
+    network: no loopback, private, link-local or reserved addresses, no bare host names."""
+    host = (urlparse(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost") or "." not in host.strip("[]"):
+        if ":" not in host:
+            raise ChannelError(f"url host {host!r} is not a public address")
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    if not addr.is_global:
+        raise ChannelError(f"url host {host} is not a public address")
 
 
 def parse_channels(raw: str) -> list[Channel]:

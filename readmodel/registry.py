@@ -40,7 +40,7 @@ def check_digit(first_five: str) -> int:
 
 def lg_code_problem(code: str) -> str | None:
     """Why ``code`` is not a well-formed local-government code, or None when it is."""
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return "must be six digits"
     if not 1 <= int(code[:2]) <= 47:
         return "prefecture part must be 01-47"

@@ -63,6 +63,11 @@ FORBIDDEN = "Forbidden"
 INVALID = "Invalid"
 
 PROJECTION_ACTIVITY = "project_migration"
+
+# Changes that would alter running projects' histories; see tests/histories.
+PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
+PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
+PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -119,6 +124,8 @@ class MilestoneReport:
     note: str | None = None
     request_id: str = ""
     fingerprint: str = ""
+    # Made by the API for each HTTP request; a replay gets the first attempt's back.
+    attempt_id: str = ""
 
 
 @dataclass
@@ -231,7 +238,8 @@ class MigrationWorkflow:
     @workflow.update
     async def change_task(self, change: TaskChange) -> TaskView:
         async with self._lock:
-            self._check_task_change(change)
+            # Validators do not run on replay; the handler keeps old histories' rule.
+            self._check_task_change(change, workflow.patched(PATCH_NOT_APPLICABLE_RULE))
             now = workflow.now()
             task = self._s.tasks[change.task_key]
             before = task.status
@@ -291,6 +299,7 @@ class MigrationWorkflow:
                 task=task_view(self._s, task.key),
                 request_id=report.request_id,
                 fingerprint=report.fingerprint,
+                attempt_id=report.attempt_id,
             )
             self._s.milestones[report.idempotency_key] = result
             await self._project(report.request_id)
@@ -316,6 +325,7 @@ class MigrationWorkflow:
                     task = self._s.tasks[dep]
                     task.status = IN_PROGRESS
                     task.completed_at = None
+                    task.percent = None
                     task.note = decision.comment
                     task.updated_at = now
                     self._restart_ladder(task, now)
@@ -407,7 +417,7 @@ class MigrationWorkflow:
 
     # ---- rules -----------------------------------------------------------------------
 
-    def _check_task_change(self, change: TaskChange) -> None:
+    def _check_task_change(self, change: TaskChange, strict_not_applicable: bool = True) -> None:
         if change.task_key not in self._s.tasks:
             raise _refuse(NOT_FOUND, f"no task {change.task_key!r} in this project")
         spec = self._s.template.task(change.task_key)
@@ -423,6 +433,15 @@ class MigrationWorkflow:
             raise _refuse(CONFLICT, f"{spec.key} is already {task.status}")
         if change.status == IN_PROGRESS and task.status == IN_PROGRESS:
             raise _refuse(CONFLICT, f"{spec.key} is already in_progress")
+        if strict_not_applicable and change.status == NOT_APPLICABLE:
+            # Not applicable counts as complete, so it is decided when the task is reached:
+            # a cutover must not be waved through before go/no-go.
+            if task.status != NOT_STARTED:
+                raise _refuse(CONFLICT, f"{spec.key} is under way: it cannot become not_applicable")
+            if not dependencies_complete(self._s, spec):
+                raise _refuse(
+                    CONFLICT, f"{spec.key} is not reached yet: its prerequisites are open"
+                )
         if change.status == DONE and not dependencies_complete(self._s, spec):
             missing = [
                 d
@@ -557,6 +576,8 @@ class MigrationWorkflow:
         task.percent = None
         task.started_at = None
         task.updated_at = now
+        if workflow.patched(PATCH_FAILED_CUTOVER_LADDER):
+            self._restart_ladder(task, now)
         gate = self._s.tasks[gate_key]
         gate.status = NOT_STARTED
         gate.completed_at = None
@@ -604,6 +625,7 @@ class MigrationWorkflow:
     def _restart_ladder(self, task: TaskState, now: datetime) -> None:
         """A new due date or a reopened task: old rungs no longer apply, the ladder starts over."""
         task.ladder_since = now
+        task.ladder_round += 1
         self._resolve_escalations(task.key, now, keep_due=None)
         prefix = f"{task.key}@"
         self._s.rungs_done = [r for r in self._s.rungs_done if not r.startswith(prefix)]
@@ -677,16 +699,23 @@ class MigrationWorkflow:
                 self._s.rungs_done.append(rung_key(task, lvl))
                 if lvl in stale and lvl != stale[-1]:
                     continue
-                self._raise(spec.key, spec.name, spec.owner, due, lvl, now)
+                self._raise(spec.key, spec.name, spec.owner, due, lvl, now, task.ladder_round)
                 raised = True
         if raised:
             self._s.updated_at = now
         return raised
 
-    def _raise(self, key: str, name: str, owner: str, due: date, level: str, now: datetime) -> None:
+    def _raise(
+        self, key: str, name: str, owner: str, due: date, level: str, now: datetime, round_: int
+    ) -> None:
         s = self._s
+        esc_id = f"{s.project_id}.{key}.{due.isoformat()}.{level}"
+        # A ladder that started over on the same due date (a reopened task) must not reuse
+        # the ids, and so the notification workflow ids, of its earlier round.
+        if round_ and workflow.patched(PATCH_ESCALATION_ID_ROUND):
+            esc_id += f".r{round_}"
         esc = Escalation(
-            id=f"{s.project_id}.{key}.{due.isoformat()}.{level}",
+            id=esc_id,
             task_key=key,
             level=level,
             audience=audience(level, owner),

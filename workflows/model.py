@@ -46,6 +46,8 @@ class TaskState:
     note: str | None = None
     # When this task's ladder starts counting: rungs before it are not raised one by one.
     ladder_since: datetime | None = None
+    # How often the ladder started over (reopened, replanned): keeps escalation ids unique.
+    ladder_round: int = 0
     updated_at: datetime | None = None
 
 
@@ -104,6 +106,7 @@ class MilestoneResult:
     task: TaskView
     request_id: str = ""
     fingerprint: str = ""
+    attempt_id: str = ""
 
 
 @dataclass

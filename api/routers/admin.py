@@ -6,16 +6,23 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.auth import TokenScopeError, create_token
 from api.deps import CallerDep, SessionDep
 from api.errors import Problem, field_error
 from api.routers.projects import Limit, Offset, require
-from api.schemas import Page, TokenCreate, TokenCreated, VendorCreate, VendorPublic
+from api.schemas import (
+    PROBLEM_RESPONSES,
+    Page,
+    TokenCreate,
+    TokenCreated,
+    VendorCreate,
+    VendorPublic,
+)
 from readmodel import tables as t
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/vendors", status_code=201, response_model=VendorPublic)
@@ -32,8 +39,11 @@ def create_vendor(body: VendorCreate, caller: CallerDep, session: SessionDep) ->
 def list_vendors(
     caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[VendorPublic]:
-    total = session.exec(select(func.count()).select_from(t.Vendor)).one()
-    rows = session.exec(select(t.Vendor).order_by(t.Vendor.id).offset(offset).limit(limit)).all()
+    query = select(t.Vendor)
+    if caller.role == "vendor":
+        query = query.where(t.Vendor.id == caller.vendor_id)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(t.Vendor.id)).offset(offset).limit(limit)).all()
     return Page[VendorPublic](items=[VendorPublic(id=r.id, name=r.name) for r in rows], total=total)
 
 

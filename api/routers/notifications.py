@@ -14,12 +14,12 @@ from api.auth import Caller
 from api.deps import CallerDep, SessionDep
 from api.errors import Problem, field_error
 from api.routers.projects import Limit, Offset
-from api.schemas import Page
+from api.schemas import PROBLEM_RESPONSES, Page
 from readmodel import tables as t
-from readmodel.channels import ChannelError, check_channel
+from readmodel.channels import ChannelError, check_channel, check_public_url
 from readmodel.registry import lg_code_problem
 
-router = APIRouter(prefix="/api/v1", tags=["notifications"])
+router = APIRouter(prefix="/api/v1", tags=["notifications"], responses=PROBLEM_RESPONSES)
 
 
 class ChannelCreate(BaseModel):
@@ -66,6 +66,7 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
         raise Problem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
+        check_public_url(body.url)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:

@@ -11,11 +11,11 @@ from sqlmodel import select
 from api.deps import CallerDep, ClientDep, RequestIdDep, SessionDep
 from api.errors import Problem
 from api.routers.projects import Limit, Offset
-from api.schemas import ApprovalPublic, EscalationPublic, Page
+from api.schemas import PROBLEM_RESPONSES, ApprovalPublic, EscalationPublic, Page
 from readmodel import tables as t
 from workflows.migration import AcknowledgeInput, MigrationWorkflow
 
-router = APIRouter(prefix="/api/v1", tags=["oversight"])
+router = APIRouter(prefix="/api/v1", tags=["oversight"], responses=PROBLEM_RESPONSES)
 
 
 @router.get("/approvals", response_model=Page[ApprovalPublic])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import date
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from api.auth import Caller
 from api.deps import CallerDep, ClientDep, RequestIdDep, SessionDep, SettingsDep
 from api.errors import Problem, field_error
 from api.schemas import (
+    PROBLEM_RESPONSES,
     DecisionIn,
     EventPublic,
     ExtendedTrackIn,
@@ -26,6 +28,7 @@ from api.schemas import (
     Page,
     ProjectCreate,
     ProjectPublic,
+    ProjectSummary,
     ReplanIn,
     TaskChangeIn,
     TaskPublic,
@@ -48,10 +51,10 @@ from workflows.migration import (
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=PROBLEM_RESPONSES)
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**31)]
 
 
 def visible_project(session: Session, caller: Caller, project_id: str) -> t.Project:
@@ -73,7 +76,7 @@ def project_answer(session: Session, project_id: str) -> ProjectPublic:
     session.expire_all()
     row = session.get(t.Project, project_id)
     assert row is not None
-    return ProjectPublic.of(row, tasks_of(session, project_id))
+    return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
 
 
 def require(caller: Caller, action: str) -> None:
@@ -163,7 +166,7 @@ async def create_project(
     return project_answer(session, project_id)
 
 
-@router.get("", response_model=Page[ProjectPublic], response_model_exclude_none=False)
+@router.get("", response_model=Page[ProjectSummary])
 def list_projects(
     caller: CallerDep,
     session: SessionDep,
@@ -176,7 +179,7 @@ def list_projects(
     extended: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> Page[ProjectPublic]:
+) -> Page[ProjectSummary]:
     query = caller.scope(select(t.Project))
     for column, value in (
         (t.Project.prefecture, prefecture),
@@ -193,13 +196,13 @@ def list_projects(
         query = query.where(col.is_not(None) if extended else col.is_(None))  # type: ignore[union-attr]
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(t.Project.id).offset(offset).limit(limit)).all()
-    return Page[ProjectPublic](items=[ProjectPublic.of(r) for r in rows], total=total)
+    return Page[ProjectSummary](items=[ProjectSummary.of(r) for r in rows], total=total)
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
 def get_project(project_id: str, caller: CallerDep, session: SessionDep) -> ProjectPublic:
     row = visible_project(session, caller, project_id)
-    return ProjectPublic.of(row, tasks_of(session, project_id))
+    return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
 
 
 def _task_row(session: Session, project_id: str, key: str) -> t.Task:
@@ -245,11 +248,17 @@ async def report_milestone(
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str,
+        Header(
+            alias="Idempotency-Key",
+            description="The same key again returns the first answer and changes nothing.",
+        ),
+    ],
 ) -> MilestoneAnswer:
     project = visible_project(session, caller, project_id)
     require(caller, "milestone")
-    if not idempotency_key or not idempotency_key.strip():
+    if not idempotency_key.strip():
         raise Problem(400, "the Idempotency-Key header is required")
     if len(idempotency_key) > 200:
         raise Problem(400, "the Idempotency-Key header is longer than 200 characters")
@@ -266,12 +275,13 @@ async def report_milestone(
         note=body.note,
         request_id=rid,
         fingerprint=fingerprint,
+        attempt_id=uuid.uuid4().hex,
     )
     # The key is the update id: Temporal answers a repeat with the first result.
     result = await handle_for(client, project).execute_update(
         MigrationWorkflow.report_milestone, report, id=f"milestone-{idempotency_key}"
     )
-    duplicate = result.request_id != rid
+    duplicate = result.attempt_id != report.attempt_id
     if duplicate and result.fingerprint != fingerprint:
         raise Problem(409, "this Idempotency-Key was already used for a different milestone")
     return MilestoneAnswer(

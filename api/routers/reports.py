@@ -11,11 +11,12 @@ from fastapi.responses import Response
 from sqlmodel import select
 
 from api.deps import CallerDep, SessionDep
+from api.schemas import PROBLEM_RESPONSES
 from readmodel import tables as t
 from workflows.businesses import BY_SLUG
 from workflows.model import progress_of
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"], responses=PROBLEM_RESPONSES)
 
 GroupBy = Literal["prefecture", "lg_code", "business", "task"]
 COLUMNS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 import pytest
@@ -185,3 +186,60 @@ async def test_channels_are_http_and_per_body(api: Api, project: ProjectCtx) -> 
     ] == 0
     gone = await api.http.delete("/api/v1/channels/slack-chiyoda", headers=api.auth("pm"))
     assert gone.status_code == 204
+
+
+async def test_channels_cannot_point_inside_the_network(api: Api, project: ProjectCtx) -> None:
+    for url in (
+        "http://169.254.169.254/latest",
+        "http://127.0.0.1:8000/x",
+        "http://localhost/",
+        "http://10.1.2.3/hook",
+        "http://[::1]/hook",
+        "http://intranet/hook",
+    ):
+        body = {"id": "c1", "kind": "webhook", "url": url, "lg_code": project.lg_code}
+        resp = await api.http.post("/api/v1/channels", json=body, headers=api.auth("pm"))
+        assert_problem(resp, 422)
+    assert (await api.http.get("/api/v1/channels", headers=api.auth("pm"))).json()["total"] == 0
+
+
+async def test_a_reopened_task_escalates_afresh_and_can_be_acknowledged(api: Api) -> None:
+    # Planned so late that the migration plan itself is past due when it is reopened.
+    lg_code, business = fresh_project()
+    resp = await api.create(
+        lg_code, business, target_go_live=add_months(date.today(), 15).isoformat()
+    )
+    assert resp.status_code == 201, resp.text
+    api.token("pm", "pm", lg_code=lg_code)
+    api.token("approver", "approver", lg_code=lg_code)
+    late_project = ProjectCtx(resp.json()["id"], lg_code, business)
+    for key in (
+        "setup_governance",
+        "current_system_survey",
+        "interface_inventory",
+        "fit_gap_analysis",
+        "spec_mapping",
+        "migration_plan",
+    ):
+        assert (await task(api, late_project, key, "done")).status_code == 200
+    resp = await api.http.post(
+        f"/api/v1/projects/{late_project.id}/gates/gate_migration_plan/decision",
+        json={"outcome": "reject", "comment": "やり直し"},
+        headers=api.auth("approver"),
+    )
+    assert resp.status_code == 200, resp.text
+    fresh: list[dict] = []
+    for _ in range(100):  # the ladder restarts on the workflow's next turn
+        fresh = [
+            e
+            for e in await escalations(api, "pm", status="open")
+            if e["task_key"] == "migration_plan"
+        ]
+        if fresh:
+            break
+        await asyncio.sleep(0.05)
+    [esc] = fresh
+    resolved = [e["id"] for e in await escalations(api, "pm", status="resolved")]
+    assert esc["id"] not in resolved
+    acked = await api.http.post(f"/api/v1/escalations/{esc['id']}/ack", headers=api.auth("pm"))
+    assert acked.status_code == 200, acked.text

@@ -356,3 +356,58 @@ async def test_read_model_rebuilds_from_the_workflows(api: Api, project: Project
     after = (await api.http.get(url, headers=api.auth("pm"))).json()
     assert after == before
     assert (await api.http.get(f"{url}/events", headers=api.auth("pm"))).json() == events_before
+
+
+async def test_not_applicable_is_decided_when_a_task_is_reached(
+    api: Api, project: ProjectCtx
+) -> None:
+    # A cutover cannot be waved through before go/no-go: it counts as complete.
+    assert_problem(await task(api, project, "cutover", "not_applicable", who="vendor"), 409)
+    assert_problem(await task(api, project, "interface_inventory", "not_applicable"), 409)
+    await task(api, project, "setup_governance", "in_progress")
+    assert_problem(await task(api, project, "setup_governance", "not_applicable"), 409)
+    await task(api, project, "setup_governance", "done")
+    resp = await task(api, project, "interface_inventory", "not_applicable", note="連携なし")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "not_applicable"
+
+
+async def test_replay_with_the_same_request_id_header_is_still_a_duplicate(
+    api: Api, project: ProjectCtx
+) -> None:
+    await complete_until(api, project, stop_before="system_setup")
+    headers = {**api.auth("vendor"), "Idempotency-Key": "gw-1", "X-Request-ID": "gateway-77"}
+    body = {"task_key": "system_setup", "status": "in_progress", "percent": 5}
+    url = f"/api/v1/projects/{project.id}/milestones"
+    first = await api.http.post(url, json=body, headers=headers)
+    again = await api.http.post(url, json=body, headers=headers)
+    assert first.json()["duplicate"] is False
+    assert again.json()["duplicate"] is True
+
+
+async def test_odd_input_is_refused_not_crashed_on(api: Api, project: ProjectCtx) -> None:
+    body = assert_problem(await api.create("13101²", "resident_registry"), 422)
+    assert any("lg_code" in e["loc"] for e in body["errors"])
+    assert_problem(await api.create("１３１０１６", "resident_registry"), 422)
+    assert_problem(
+        await api.http.post(
+            "/api/v1/tokens",
+            headers=api.auth("admin"),
+            json={"role": "pm", "name": "x", "lg_code": "１３１０１６"},
+        ),
+        422,
+    )
+    assert_problem(
+        await api.http.get(
+            "/api/v1/projects", params={"offset": 10**20}, headers=api.auth("admin")
+        ),
+        422,
+    )
+    plain = await api.http.post(
+        f"/api/v1/projects/{project.id}/tasks/setup_governance",
+        content=b"done",
+        headers={**api.auth("pm"), "content-type": "text/plain"},
+    )
+    assert_problem(plain, 400)
+    listed = await api.http.get("/api/v1/vendors", headers=api.auth("vendor"))
+    assert [v["id"] for v in listed.json()["items"]] == ["acme"]
