@@ -68,6 +68,7 @@ PROJECTION_ACTIVITY = "project_migration"
 PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
 PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
 PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
+PATCH_NOTIFY_AT_ONCE = "notify-without-waiting-for-the-next-wake"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -182,6 +183,10 @@ class MigrationWorkflow:
             self._check_deadline()
             self._advance_ladder()
             await self._project()
+        # What starting raised (a plan past its deadline, rungs already due) goes out now,
+        # not at the next wake-up, which may be months away.
+        if workflow.patched(PATCH_NOTIFY_AT_ONCE):
+            await self._send_notifications()
         while not all_complete(self._s):
             wake_at = next_rung(self._s)
             timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))

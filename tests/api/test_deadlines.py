@@ -243,3 +243,56 @@ async def test_a_reopened_task_escalates_afresh_and_can_be_acknowledged(api: Api
     assert esc["id"] not in resolved
     acked = await api.http.post(f"/api/v1/escalations/{esc['id']}/ack", headers=api.auth("pm"))
     assert acked.status_code == 200, acked.text
+
+
+async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
+    """An operator-configured channel (here a local receiver) hears of a late project's
+    escalations; every attempt is listed to those who can see the project."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from readmodel import tables as t
+    from tests.workflows.test_notifications import Receiver
+
+    lg_code, business = fresh_project()
+    with Receiver(fail_first=1) as receiver:
+        with Session(api.engine) as session:
+            session.add(
+                t.NotificationChannel(
+                    id="ops-hook",
+                    kind="webhook",
+                    url=receiver.url,
+                    lg_code=lg_code,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            session.commit()
+        target = add_months(date.today(), 20).isoformat()
+        resp = await api.create(lg_code, business, target_go_live=target)
+        assert resp.status_code == 201, resp.text
+        api.token("pm", "pm", lg_code=lg_code)
+        api.token("pm_elsewhere", "pm", lg_code="011002" if lg_code != "011002" else "012025")
+        pid = resp.json()["id"]
+        items: list[dict] = []
+        for _ in range(300):  # the first attempt fails; Temporal retries it 10 s later
+            got = await api.http.get(
+                "/api/v1/deliveries",
+                params={"project_id": pid, "outcome": "delivered"},
+                headers=api.auth("pm"),
+            )
+            items = got.json()["items"]
+            if len({i["notification_id"] for i in items}) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    kinds = {c["body"]["kind"] for c in receiver.calls}
+    assert {"deadline.exceeded", "escalation.prefecture"} <= kinds
+    assert all(i["channel_id"] == "ops-hook" for i in items)
+    failed = (
+        await api.http.get(
+            "/api/v1/deliveries", params={"outcome": "failed"}, headers=api.auth("pm")
+        )
+    ).json()
+    assert failed["total"] == 1 and failed["items"][0]["status_code"] == 503
+    elsewhere = await api.http.get("/api/v1/deliveries", headers=api.auth("pm_elsewhere"))
+    assert elsewhere.json()["total"] == 0
