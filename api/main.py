@@ -77,4 +77,5 @@ def create_app(
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(pages.router)
+    app.add_exception_handler(pages.LoginRequired, pages.to_login)
     return app

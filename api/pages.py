@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -81,13 +81,27 @@ templates.env.globals.update(
 )
 
 
-class _LoginRequired(Exception):
-    pass
+class LoginRequired(Exception):
+    """Raised by a page that needs a signed-in caller; the app answers with /login."""
 
 
 def _caller(request: Request, session: Session) -> Caller | None:
     secret = request.cookies.get(COOKIE)
     return caller_for(session, secret) if secret else None
+
+
+def _signed_in(request: Request, session: SessionDep) -> Caller:
+    caller = _caller(request, session)
+    if caller is None:
+        raise LoginRequired
+    return caller
+
+
+PageCaller = Annotated[Caller, Depends(_signed_in)]
+
+
+def to_login(_: Request, __: Exception) -> Response:
+    return RedirectResponse("/login", status_code=303)
 
 
 def _render(request: Request, name: str, caller: Caller | None, **ctx: Any) -> HTMLResponse:
@@ -162,14 +176,12 @@ def logout() -> Response:
 @router.get("/projects", response_class=HTMLResponse)
 def project_list(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     stage: str | None = None,
     health: str | None = None,
     page: Annotated[int, Query(ge=1, le=2**20)] = 1,
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
     size = 50
     result = projects.list_projects(
         caller,
@@ -192,10 +204,7 @@ def project_list(
 
 
 @router.get("/projects/new", response_class=HTMLResponse)
-def project_new(request: Request, session: SessionDep) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
+def project_new(request: Request, caller: PageCaller, session: SessionDep) -> Response:
     vendors = session.exec(select(t.Vendor).order_by(t.Vendor.id)).all()
     return _render(request, "project_new.html", caller, vendors=vendors)
 
@@ -203,6 +212,7 @@ def project_new(request: Request, session: SessionDep) -> Response:
 @router.post("/projects/new")
 async def project_create(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
@@ -212,9 +222,6 @@ async def project_create(
     vendor_id: Annotated[str, Form()] = "",
     switching_vendor: Annotated[str, Form()] = "",
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
     project_id = f"{lg_code}-{business}"
 
     async def create() -> None:
@@ -238,10 +245,9 @@ async def project_create(
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def project_detail(request: Request, session: SessionDep, project_id: str) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
+def project_detail(
+    request: Request, caller: PageCaller, session: SessionDep, project_id: str
+) -> Response:
     try:
         project = projects.get_project(project_id, caller, session)
     except Problem:
@@ -264,6 +270,7 @@ def project_detail(request: Request, session: SessionDep, project_id: str) -> Re
 @router.post("/projects/{project_id}/tasks/{key}")
 async def task_move(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
@@ -272,9 +279,6 @@ async def task_move(
     status: Annotated[str, Form()],
     note: Annotated[str, Form()] = "",
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
 
     async def move() -> None:
         body = TaskChangeIn(status=status, note=note or None)  # type: ignore[arg-type]
@@ -288,6 +292,7 @@ async def task_move(
 @router.post("/projects/{project_id}/gates/{key}")
 async def gate_decide(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
@@ -297,9 +302,6 @@ async def gate_decide(
     comment: Annotated[str, Form()] = "",
     back: Annotated[str, Form()] = "",
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
 
     async def decide() -> None:
         body = DecisionIn(outcome=outcome, comment=comment or None)  # type: ignore[arg-type]
@@ -312,6 +314,7 @@ async def gate_decide(
 @router.post("/projects/{project_id}/replan")
 async def replan(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
@@ -319,9 +322,6 @@ async def replan(
     target_go_live: Annotated[str, Form()],
     reason: Annotated[str, Form()],
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
 
     async def move() -> None:
         body = ReplanIn(target_go_live=target_go_live, reason=reason)  # type: ignore[arg-type]
@@ -333,6 +333,7 @@ async def replan(
 @router.post("/projects/{project_id}/extended-track")
 async def extended_track(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
@@ -341,9 +342,6 @@ async def extended_track(
     planned_go_live: Annotated[str, Form()],
     reason: Annotated[str, Form()],
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
 
     async def declare() -> None:
         body = ExtendedTrackIn.model_validate(
@@ -355,19 +353,15 @@ async def extended_track(
 
 
 @router.get("/approvals", response_class=HTMLResponse)
-def approvals(request: Request, session: SessionDep) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
+def approvals(request: Request, caller: PageCaller, session: SessionDep) -> Response:
     items = oversight.list_approvals(caller, session, limit=500, offset=0).items
     return _render(request, "approvals.html", caller, items=items)
 
 
 @router.get("/escalations", response_class=HTMLResponse)
-def escalations(request: Request, session: SessionDep, status: str = "open") -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
+def escalations(
+    request: Request, caller: PageCaller, session: SessionDep, status: str = "open"
+) -> Response:
     wanted = status if status in ("open", "acknowledged", "resolved") else "open"
     items = oversight.list_escalations(
         caller,
@@ -382,14 +376,12 @@ def escalations(request: Request, session: SessionDep, status: str = "open") -> 
 @router.post("/escalations/{escalation_id}/ack")
 async def escalation_ack(
     request: Request,
+    caller: PageCaller,
     session: SessionDep,
     client: ClientDep,
     rid: RequestIdDep,
     escalation_id: str,
 ) -> Response:
-    caller = _caller(request, session)
-    if caller is None:
-        return RedirectResponse("/login", 303)
     return await _act(
         "/escalations",
         "確認済みにしました",
