@@ -32,7 +32,9 @@ WRITES: dict[str, frozenset[str]] = {
     ),
     "observer": frozenset(),
     "prefecture": frozenset({"ack"}),
-    "pm": frozenset({"create_project", "change_task", "replan", "extended_track", "ack"}),
+    "pm": frozenset(
+        {"create_project", "change_task", "replan", "extended_track", "ack", "channels"}
+    ),
     "approver": frozenset({"decide_gate", "ack"}),
     "vendor": frozenset({"change_task", "milestone"}),
 }
@@ -55,24 +57,26 @@ class Caller:
     def may(self, action: str) -> bool:
         return action in WRITES[self.role]
 
-    def sees(self, project: t.Project) -> bool:
+    def _limit(self) -> tuple[str, str | None] | None:
+        """The column that bounds what this caller sees and its value; None sees all."""
         if self.role in ("admin", "observer"):
-            return True
+            return None
         if self.role == "prefecture":
-            return project.prefecture == self.prefecture
+            return ("prefecture", self.prefecture)
         if self.role in ("pm", "approver"):
-            return project.lg_code == self.lg_code
-        return self.vendor_id is not None and project.vendor_id == self.vendor_id
+            return ("lg_code", self.lg_code)
+        return ("vendor_id", self.vendor_id)
 
-    def scope(self, query: SelectOfScalar[Any]) -> SelectOfScalar[Any]:
-        """Restrict a query over projects to those this caller may see."""
-        if self.role in ("admin", "observer"):
-            return query
-        if self.role == "prefecture":
-            return query.where(t.Project.prefecture == self.prefecture)
-        if self.role in ("pm", "approver"):
-            return query.where(t.Project.lg_code == self.lg_code)
-        return query.where(t.Project.vendor_id == self.vendor_id)
+    def sees(self, row: Any) -> bool:
+        """Whether a project (or a row carrying its scope columns) is visible."""
+        limit = self._limit()
+        return limit is None or (limit[1] is not None and getattr(row, limit[0]) == limit[1])
+
+    def scope(self, query: SelectOfScalar[Any], on: Any = t.Project) -> SelectOfScalar[Any]:
+        """Restrict a query to what this caller may see, by the scope columns of ``on``
+        (projects, or escalations, which carry the same lg_code, prefecture and vendor_id)."""
+        limit = self._limit()
+        return query if limit is None else query.where(getattr(on, limit[0]) == limit[1])
 
 
 def hash_token(secret: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -13,7 +13,7 @@ from sqlmodel import select
 from api.auth import Caller
 from api.deps import CallerDep, SessionDep
 from api.errors import Problem, field_error
-from api.routers.projects import Limit, Offset
+from api.routers.projects import Limit, Offset, require
 from api.schemas import PROBLEM_RESPONSES, Page
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url
@@ -48,21 +48,21 @@ class DeliveryPublic(BaseModel):
     error: str | None
 
 
-def _may_manage(caller: Caller, lg_code: str | None) -> bool:
-    return caller.role == "admin" or (caller.role == "pm" and lg_code == caller.lg_code)
+def _may_manage(caller: Caller, channel: Any) -> bool:
+    """Channels are the admin's, and each local body's pm's for its own body."""
+    return caller.may("channels") and caller.sees(channel)
 
 
 @router.post("/channels", status_code=201, response_model=ChannelPublic)
 def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) -> ChannelPublic:
     """A channel for one local body's notifications (admin, or that body's pm)."""
-    if caller.role not in ("admin", "pm"):
-        raise Problem(403, f"a {caller.role} token may not configure channels")
+    require(caller, "channels")
     if body.lg_code is None:
         raise field_error(["body", "lg_code"], "a channel belongs to one local body (lg_code)")
     problem = lg_code_problem(body.lg_code)
     if problem:
         raise field_error(["body", "lg_code"], f"lg_code {problem}")
-    if not _may_manage(caller, body.lg_code):
+    if not _may_manage(caller, body):
         raise Problem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
@@ -88,11 +88,8 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
 def list_channels(
     caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[ChannelPublic]:
-    if caller.role not in ("admin", "pm"):
-        raise Problem(403, f"a {caller.role} token may not see channels")
-    query = select(t.NotificationChannel)
-    if caller.role == "pm":
-        query = query.where(t.NotificationChannel.lg_code == caller.lg_code)
+    require(caller, "channels")
+    query = caller.scope(select(t.NotificationChannel), on=t.NotificationChannel)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(t.NotificationChannel.id).offset(offset).limit(limit))
     return Page[ChannelPublic](
@@ -104,7 +101,7 @@ def list_channels(
 @router.delete("/channels/{channel_id}", status_code=204)
 def delete_channel(channel_id: str, caller: CallerDep, session: SessionDep) -> Response:
     row = session.get(t.NotificationChannel, channel_id)
-    if row is None or not _may_manage(caller, row.lg_code):
+    if row is None or not _may_manage(caller, row):
         raise Problem(404, f"no channel {channel_id!r}")
     session.delete(row)
     session.commit()

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.deps import CallerDep, ClientDep, RequestIdDep, SessionDep
 from api.errors import Problem
@@ -62,17 +62,6 @@ def _escalation(r: t.Escalation) -> EscalationPublic:
     )
 
 
-def _escalation_scope(caller: CallerDep):  # type: ignore[no-untyped-def]
-    query = select(t.Escalation)
-    if caller.role == "prefecture":
-        return query.where(t.Escalation.prefecture == caller.prefecture)
-    if caller.role in ("pm", "approver"):
-        return query.where(t.Escalation.lg_code == caller.lg_code)
-    if caller.role == "vendor":
-        return query.where(t.Escalation.vendor_id == caller.vendor_id)
-    return query
-
-
 @router.get("/escalations", response_model=Page[EscalationPublic])
 def list_escalations(
     caller: CallerDep,
@@ -82,14 +71,16 @@ def list_escalations(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[EscalationPublic]:
-    query = _escalation_scope(caller)
+    query = caller.scope(select(t.Escalation), on=t.Escalation)
     if status is not None:
         query = query.where(t.Escalation.status == status)
     if project_id is not None:
         query = query.where(t.Escalation.project_id == project_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
-        query.order_by(t.Escalation.raised_at, t.Escalation.id).offset(offset).limit(limit)
+        query.order_by(col(t.Escalation.raised_at), col(t.Escalation.id))
+        .offset(offset)
+        .limit(limit)
     ).all()
     return Page[EscalationPublic](items=[_escalation(r) for r in rows], total=total)
 
@@ -102,7 +93,9 @@ async def acknowledge_escalation(
     client: ClientDep,
     rid: RequestIdDep,
 ) -> EscalationPublic:
-    row = session.exec(_escalation_scope(caller).where(t.Escalation.id == escalation_id)).first()
+    row = session.get(t.Escalation, escalation_id)
+    if row is not None and not caller.sees(row):
+        row = None
     if row is None:
         raise Problem(404, f"no escalation {escalation_id!r}")
     if not caller.may("ack"):
