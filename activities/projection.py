@@ -106,6 +106,9 @@ def write_projection(session: Session, snap: ProjectionInput) -> bool:
                 setattr(existing[spec.key], k, v)
         else:
             session.add(t.Task(**tv))
+    stored = {
+        r.id: r for r in session.exec(select(t.Escalation).where(t.Escalation.project_id == pid))
+    }
     for esc in s.escalations:
         ev_values: dict[str, Any] = dict(
             id=esc.id,
@@ -123,7 +126,7 @@ def write_projection(session: Session, snap: ProjectionInput) -> bool:
             acknowledged_at=esc.acknowledged_at,
             resolved_at=esc.resolved_at,
         )
-        found = session.get(t.Escalation, esc.id)
+        found = stored.get(esc.id)
         if found is None:
             session.add(t.Escalation(**ev_values))
         else:

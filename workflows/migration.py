@@ -780,7 +780,9 @@ class MigrationWorkflow:
     def _snapshot(self, events: list[Event]) -> ProjectionInput:
         s = self._s
         return ProjectionInput(
-            state=replace(s, journal=[]),
+            # Without what only the workflow needs (the journal, milestone answers, fired
+            # rungs): this goes to the read model on every write, and those only grow.
+            state=replace(s, journal=[], milestones={}, rungs_done=[]),
             stage=stage_of(s),
             health=health_of(s, workflow.now()),
             progress=progress_of([t.status for t in s.tasks.values()]),
