@@ -69,13 +69,14 @@ def field_error(loc: list[str | int], msg: str) -> Problem:
     return Problem(422, msg, errors=[{"loc": loc, "msg": msg}])
 
 
-def from_update_error(err: WorkflowUpdateFailedError, field: str | None = None) -> Problem:
+def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
     """Map a rule the workflow refused to the status API.md promises."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type in _WORKFLOW_ERRORS:
         status = _WORKFLOW_ERRORS[cause.type]
         if status == 422:
-            loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else field
+            # The workflow's refusals of input name the field first: "reason: ...".
+            loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else ""
             return Problem(
                 422,
                 cause.message,

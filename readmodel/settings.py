@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,9 +56,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'hyojunka.db').resolve()}"
-
-    def channel_list(self) -> list[dict[str, Any]]:
-        return list(json.loads(self.channels))
 
 
 @lru_cache

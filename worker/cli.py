@@ -75,13 +75,13 @@ async def _until_signal() -> None:
 def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
     """On an empty database: an admin token and one demo token per role, shown once."""
     from api.auth import create_token
+    from api.routers.admin import register_vendor
+    from api.schemas import VendorCreate
 
     with Session(engine) as session:
         if session.exec(select(t.ApiToken)).first() is not None:
             return None
-        if session.get(t.Vendor, DEMO_VENDOR[0]) is None:
-            session.add(t.Vendor(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1]))
-            session.commit()
+        register_vendor(session, VendorCreate(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1]))
         made = []
         for role, kw in (
             ("admin", {}),
@@ -220,15 +220,24 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from api.routers.admin import register_vendor
+    from api.schemas import VendorCreate
+
+    try:
+        vendor = VendorCreate(id=args.id, name=args.name)
+    except ValidationError as exc:
+        sys.stderr.write(f"hyojunka: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}\n")
+        return 2
     upgrade_schema(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     with Session(engine) as session:
-        if session.get(t.Vendor, args.id) is not None:
-            sys.stderr.write(f"hyojunka: vendor {args.id} already exists\n")
-            return 2
-        session.add(t.Vendor(id=args.id, name=args.name))
-        session.commit()
+        added = register_vendor(session, vendor)
     engine.dispose()
+    if not added:
+        sys.stderr.write(f"hyojunka: vendor {args.id} already exists\n")
+        return 2
     _out(args.id)
     return 0
 

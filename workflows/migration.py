@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import search_attributes as sa
-from workflows.calendar import due_date
+from workflows.calendar import due_date, jst_today
 from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
 from workflows.model import (
     COMPLETE,
@@ -51,7 +51,6 @@ from workflows.model import (
     rung_key,
     stage_of,
     task_view,
-    today,
 )
 from workflows.notification import NotificationWorkflow
 from workflows.procedure import ProcedureTemplate
@@ -500,7 +499,7 @@ class MigrationWorkflow:
             raise _refuse(CONFLICT, f"{key} is not awaiting a decision")
 
     def _check_go_live(self, value: date, field_name: str) -> None:
-        if value <= today(workflow.now()):
+        if value <= jst_today(workflow.now()):
             raise _refuse(INVALID, f"{field_name}: must be in the future")
         if value > EXTENDED_TRACK_LIMIT:
             raise _refuse(INVALID, f"{field_name}: must be on or before {EXTENDED_TRACK_LIMIT}")

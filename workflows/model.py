@@ -310,10 +310,6 @@ def rung_key(task: TaskState, level: str) -> str:
     return f"{task.key}@{task.due_date}:{level}"
 
 
-def today(now: datetime) -> date:
-    return jst_today(now)
-
-
 @dataclass
 class ProjectionInput:
     """A whole snapshot of a project plus the events not yet written, keyed by ``state.seq``."""

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from api.auth import TokenScopeError, create_token
 from api.deps import CallerDep, SessionDep
@@ -25,13 +25,20 @@ from readmodel import tables as t
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 
 
+def register_vendor(session: Session, vendor: VendorCreate) -> bool:
+    """Store a vendor (the API and the command line both come here); False if taken."""
+    if session.get(t.Vendor, vendor.id) is not None:
+        return False
+    session.add(t.Vendor(id=vendor.id, name=vendor.name, created_at=datetime.now(UTC)))
+    session.commit()
+    return True
+
+
 @router.post("/vendors", status_code=201, response_model=VendorPublic)
 def create_vendor(body: VendorCreate, caller: CallerDep, session: SessionDep) -> VendorPublic:
     require(caller, "vendors")
-    if session.get(t.Vendor, body.id) is not None:
+    if not register_vendor(session, body):
         raise Problem(409, f"vendor {body.id!r} already exists")
-    session.add(t.Vendor(id=body.id, name=body.name, created_at=datetime.now(UTC)))
-    session.commit()
     return VendorPublic(id=body.id, name=body.name)
 
 

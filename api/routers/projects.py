@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -85,16 +85,10 @@ def require(caller: Caller, action: str) -> None:
 
 
 def check_go_live(value: date, field: str) -> None:
-    if value <= jst_today_now():
+    if value <= jst_today(datetime.now(UTC)):
         raise field_error(["body", field], f"{field} must be in the future")
     if value > EXTENDED_TRACK_LIMIT:
         raise field_error(["body", field], f"{field} must be on or before {EXTENDED_TRACK_LIMIT}")
-
-
-def jst_today_now() -> date:
-    from datetime import UTC, datetime
-
-    return jst_today(datetime.now(UTC))
 
 
 def handle_for(client: ClientDep, row: t.Project) -> WorkflowHandle:
