@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 from typing import Any
 
 import pytest
@@ -420,3 +421,29 @@ async def test_odd_input_is_refused_not_crashed_on(api: Api, project: ProjectCtx
     assert_problem(plain, 400)
     listed = await api.http.get("/api/v1/vendors", headers=api.auth("vendor"))
     assert [v["id"] for v in listed.json()["items"]] == ["acme"]
+
+
+async def test_operators_can_find_projects_by_search_attributes(
+    api: Api, project: ProjectCtx
+) -> None:
+    client = api.env.client
+
+    async def found(query: str) -> list[str]:
+        return [wf.id async for wf in client.list_workflows(query)]
+
+    wid = f"migration-{project.id}"
+    base = f"HyojunkaLgCode = '{project.lg_code}' AND HyojunkaBusiness = '{project.business}'"
+    await complete_until(api, project, stop_before="fit_gap_analysis")
+    wanted = (
+        f"{base} AND HyojunkaStage = 'fit_gap' AND HyojunkaHealth = 'at_risk'"
+        f" AND HyojunkaPrefecture = '{project.lg_code[:2]}' AND HyojunkaVendor = 'acme'"
+        f" AND HyojunkaTargetGoLive > '{date.today().isoformat()}T00:00:00Z'"
+    )
+    hits: list[str] = []
+    for _ in range(100):  # the server's visibility store follows shortly after
+        hits = await found(wanted)
+        if hits:
+            break
+        await asyncio.sleep(0.1)
+    assert hits == [wid]
+    assert await found(f"{base} AND HyojunkaStage = 'current_state'") == []

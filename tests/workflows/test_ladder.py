@@ -86,6 +86,13 @@ async def test_untouched_project_climbs_every_rung_once_in_order_on_working_days
         levels = [lvl for _, k, lvl in raised if k == key]
         assert levels == list(LEVELS)
     assert snap.health == "overdue"
+    heard = {(e.task_key, e.level): e.audience for e in snap.state.escalations}
+    assert heard[("setup_governance", "reminder")] == ["pm"]
+    assert heard[("data_migration", "reminder")] == ["vendor"]
+    assert heard[("data_migration", "overdue")] == ["pm", "vendor"]  # the vendor for its tasks
+    assert heard[("go_no_go", "overdue")] == ["approver", "pm"]  # an undecided gate
+    assert heard[("go_no_go", "approver")] == ["approver"]
+    assert heard[("testing", "prefecture")] == ["prefecture"]
     started, peak = await timer_profile(handle)
     assert peak == 1  # one next-deadline timer at a time, never one per task and rung
     assert started <= len({at for at, _, _ in expected}) + 2
