@@ -7,13 +7,27 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
 from readmodel import tables as t
 from workflows.migration import PROJECTION_ACTIVITY
-from workflows.model import Decision, Event, ExtendedTrack, ProjectionInput, workflow_id_for
+from workflows.model import (
+    APPLIED,
+    RESYNC,
+    Decision,
+    Escalation,
+    Event,
+    ExtendedTrack,
+    ProjectionInput,
+    ProjectRow,
+    TaskRow,
+    workflow_id_for,
+)
 from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
 
 log = structlog.get_logger(__name__)
@@ -36,142 +50,195 @@ def _extended(x: ExtendedTrack | None) -> dict[str, Any] | None:
     }
 
 
-def write_projection(session: Session, snap: ProjectionInput) -> bool:
-    """Apply one snapshot. Returns False when the read model already holds a newer one."""
-    s = snap.state
-    pid = s.project_id
-    for ev in snap.events:
-        _write_event(session, pid, ev)
-    row = session.get(t.Project, pid)
-    if row is not None and row.seq >= s.seq:
-        return False
-    p = snap.progress
-    values: dict[str, Any] = dict(
-        id=pid,
-        workflow_id=workflow_id_for(s.lg_code, s.business),
-        lg_code=s.lg_code,
-        body_name=s.body_name,
-        prefecture=s.prefecture,
-        business=s.business,
-        business_name=s.business_name,
-        vendor_id=s.vendor_id,
-        switching_vendor=s.switching_vendor,
-        template=s.template.id,
-        target_go_live=s.target_go_live,
-        deadline=s.deadline,
-        forecast_go_live=snap.forecast_go_live,
-        stage=snap.stage,
-        health=snap.health,
-        extended_track=_extended(s.extended_track),
-        done=p.done,
-        in_progress=p.in_progress,
-        not_started=p.not_started,
-        not_applicable=p.not_applicable,
-        completion_rate=p.completion_rate,
-        in_progress_rate=p.in_progress_rate,
-        not_started_rate=p.not_started_rate,
-        seq=s.seq,
-        created_at=s.created_at,
-        updated_at=s.updated_at,
-        completed_at=s.completed_at,
-    )
-    if row is None:
-        session.add(t.Project(**values))
-    else:
-        for k, v in values.items():
-            setattr(row, k, v)
-    existing = {r.key: r for r in session.exec(select(t.Task).where(t.Task.project_id == pid))}
-    for position, spec in enumerate(s.template.tasks):
-        task = s.tasks[spec.key]
-        tv: dict[str, Any] = dict(
-            project_id=pid,
-            key=spec.key,
-            position=position,
-            name=spec.name,
-            stage=spec.stage,
-            owner=spec.owner,
-            gate=spec.gate,
-            status=task.status,
-            depends_on=list(spec.depends_on),
-            due_date=task.due_date,
-            started_at=task.started_at,
-            completed_at=task.completed_at,
-            percent=task.percent,
-            decision=_decision(task.decision),
-            note=task.note,
-            updated_at=task.updated_at,
-        )
-        if spec.key in existing:
-            for k, v in tv.items():
-                setattr(existing[spec.key], k, v)
-        else:
-            session.add(t.Task(**tv))
-    stored = {
-        r.id: r for r in session.exec(select(t.Escalation).where(t.Escalation.project_id == pid))
-    }
-    for esc in s.escalations:
-        ev_values: dict[str, Any] = dict(
-            id=esc.id,
-            project_id=pid,
-            lg_code=s.lg_code,
-            prefecture=s.prefecture,
-            vendor_id=s.vendor_id,
-            task_key=esc.task_key,
-            level=esc.level,
-            audience=list(esc.audience),
-            due_date=esc.due_date,
-            raised_at=esc.raised_at,
-            status=esc.status,
-            acknowledged_by=esc.acknowledged_by,
-            acknowledged_at=esc.acknowledged_at,
-            resolved_at=esc.resolved_at,
-        )
-        found = stored.get(esc.id)
-        if found is None:
-            session.add(t.Escalation(**ev_values))
-        else:
-            for k, v in ev_values.items():
-                setattr(found, k, v)
-    return True
-
-
-def _write_event(session: Session, pid: str, ev: Event) -> None:
-    if session.get(t.Event, (pid, ev.seq)) is not None:
+def upsert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, or overwrite those whose primary key is there: the workflow's truth wins."""
+    if not rows:
         return
-    session.add(
-        t.Event(
-            project_id=pid, seq=ev.seq, at=ev.at, actor=ev.actor, kind=ev.kind, data=dict(ev.data)
+    sql_table = table.__table__
+    keys = [c.name for c in sql_table.primary_key.columns]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(sql_table)
+    columns = [c for c in rows[0] if c not in keys]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: stmt.excluded[c] for c in columns}
+    )
+    session.execute(stmt, rows)
+
+
+def _project_values(p: ProjectRow) -> dict[str, Any]:
+    g = p.progress
+    return dict(
+        workflow_id=workflow_id_for(p.lg_code, p.business),
+        lg_code=p.lg_code,
+        body_name=p.body_name,
+        prefecture=p.prefecture,
+        business=p.business,
+        business_name=p.business_name,
+        vendor_id=p.vendor_id,
+        switching_vendor=p.switching_vendor,
+        template=p.template,
+        target_go_live=p.target_go_live,
+        deadline=p.deadline,
+        forecast_go_live=p.forecast_go_live,
+        stage=p.stage,
+        health=p.health,
+        extended_track=_extended(p.extended_track),
+        done=g.done,
+        in_progress=g.in_progress,
+        not_started=g.not_started,
+        not_applicable=g.not_applicable,
+        completion_rate=g.completion_rate,
+        in_progress_rate=g.in_progress_rate,
+        not_started_rate=g.not_started_rate,
+        seq=p.seq,
+        created_at=p.created_at,
+        updated_at=p.updated_at,
+        completed_at=p.completed_at,
+    )
+
+
+def _task_values(pid: str, r: TaskRow) -> dict[str, Any]:
+    return dict(
+        project_id=pid,
+        key=r.key,
+        status=r.status,
+        due_date=r.due_date,
+        started_at=r.started_at,
+        completed_at=r.completed_at,
+        percent=r.percent,
+        decision=_decision(r.decision),
+        note=r.note,
+        updated_at=r.updated_at,
+    )
+
+
+def _escalation_values(p: ProjectRow, e: Escalation) -> dict[str, Any]:
+    return dict(
+        id=e.id,
+        project_id=p.project_id,
+        lg_code=p.lg_code,
+        prefecture=p.prefecture,
+        vendor_id=p.vendor_id,
+        task_key=e.task_key,
+        level=e.level,
+        audience=list(e.audience),
+        due_date=e.due_date,
+        raised_at=e.raised_at,
+        status=e.status,
+        acknowledged_by=e.acknowledged_by,
+        acknowledged_at=e.acknowledged_at,
+        resolved_at=e.resolved_at,
+    )
+
+
+def _write_events(session: Session, pid: str, events: list[Event]) -> None:
+    upsert(
+        session,
+        t.Event,
+        [
+            dict(project_id=pid, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind, data=e.data)
+            for e in events
+        ],
+    )
+    upsert(
+        session,
+        t.GateDecision,
+        [
+            dict(
+                project_id=pid,
+                seq=e.seq,
+                gate_key=e.data["gate_key"],
+                outcome=e.data["outcome"],
+                by=e.actor,
+                at=e.at,
+                comment=e.data.get("comment"),
+            )
+            for e in events
+            if e.kind == "gate_decided"
+        ],
+    )
+    upsert(
+        session,
+        t.Milestone,
+        [
+            dict(
+                project_id=pid,
+                idempotency_key=e.data["idempotency_key"],
+                milestone_id=e.data["milestone_id"],
+                seq=e.seq,
+                task_key=e.data["task_key"],
+                status=e.data["status"],
+                percent=e.data.get("percent"),
+                note=e.data.get("note"),
+                actor=e.actor,
+                at=e.at,
+            )
+            for e in events
+            if e.kind == "milestone_reported"
+        ],
+    )
+
+
+def write_projection(session: Session, w: ProjectionInput) -> str:
+    """Apply one write in the caller's transaction; ``RESYNC`` when a partial write does not
+    start from what the read model holds (nothing is written then)."""
+    p = w.project
+    pid = p.project_id
+    values = _project_values(p)
+    if not w.full:
+        moved = session.execute(
+            update(t.Project)
+            .where(col(t.Project.id) == pid, col(t.Project.seq) == w.base_seq)
+            .values(**values)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return RESYNC
+        if w.tasks:
+            session.execute(update(t.Task), [_task_values(pid, r) for r in w.tasks])
+        upsert(session, t.Escalation, [_escalation_values(p, e) for e in w.escalations])
+        _write_events(session, pid, w.events)
+        return APPLIED
+
+    # Everything: what the read model holds after base_seq came from a workflow task that
+    # never committed, or from a rebuild; the workflow's truth replaces it.
+    assert w.template is not None
+    upsert(session, t.Project, [dict(id=pid, **values)])
+    for table in (t.Event, t.GateDecision, t.Milestone):
+        session.execute(
+            delete(table).where(
+                col(table.project_id) == pid,  # type: ignore[attr-defined]
+                col(table.seq) > w.base_seq,  # type: ignore[attr-defined]
+            )
+        )
+    by_key = {r.key: r for r in w.tasks}
+    upsert(
+        session,
+        t.Task,
+        [
+            dict(
+                _task_values(pid, by_key[spec.key]),
+                position=position,
+                name=spec.name,
+                stage=spec.stage,
+                owner=spec.owner,
+                gate=spec.gate,
+                depends_on=list(spec.depends_on),
+            )
+            for position, spec in enumerate(w.template.tasks)
+        ],
+    )
+    session.execute(
+        delete(t.Task).where(col(t.Task.project_id) == pid, col(t.Task.key).not_in(list(by_key)))
+    )
+    upsert(session, t.Escalation, [_escalation_values(p, e) for e in w.escalations])
+    session.execute(
+        delete(t.Escalation).where(
+            col(t.Escalation.project_id) == pid,
+            col(t.Escalation.id).not_in([e.id for e in w.escalations]),
         )
     )
-    if ev.kind == "gate_decided":
-        session.add(
-            t.GateDecision(
-                project_id=pid,
-                seq=ev.seq,
-                gate_key=ev.data["gate_key"],
-                outcome=ev.data["outcome"],
-                by=ev.actor,
-                at=ev.at,
-                comment=ev.data.get("comment"),
-            )
-        )
-    elif ev.kind == "milestone_reported":
-        d = ev.data
-        if session.get(t.Milestone, (pid, d["idempotency_key"])) is None:
-            session.add(
-                t.Milestone(
-                    project_id=pid,
-                    idempotency_key=d["idempotency_key"],
-                    milestone_id=d["milestone_id"],
-                    seq=ev.seq,
-                    task_key=d["task_key"],
-                    status=d["status"],
-                    percent=d.get("percent"),
-                    note=d.get("note"),
-                    actor=ev.actor,
-                    at=ev.at,
-                )
-            )
+    _write_events(session, pid, w.events)
+    return APPLIED
 
 
 class ReadModelActivities:
@@ -181,21 +248,24 @@ class ReadModelActivities:
         self._engine = engine
 
     @activity.defn(name=PROJECTION_ACTIVITY)
-    async def project_migration(self, snap: ProjectionInput) -> bool:
-        return await asyncio.to_thread(self._write, snap)
+    async def project_migration(self, write: ProjectionInput) -> str:
+        return await asyncio.to_thread(self._write, write)
 
-    def _write(self, snap: ProjectionInput) -> bool:
+    def _write(self, write: ProjectionInput) -> str:
         with Session(self._engine) as session:
-            applied = write_projection(session, snap)
-            session.commit()
+            outcome = write_projection(session, write)
+            if outcome == APPLIED:
+                session.commit()
         log.debug(
             "projected",
-            project_id=snap.state.project_id,
-            seq=snap.state.seq,
-            applied=applied,
-            request_id=snap.request_id or None,
+            project_id=write.project.project_id,
+            seq=write.project.seq,
+            base_seq=write.base_seq,
+            full=write.full,
+            outcome=outcome,
+            request_id=write.request_id or None,
         )
-        return applied
+        return outcome
 
     @activity.defn(name=STALE_TASKS_ACTIVITY)
     async def find_stale_tasks(self, cutoff: datetime) -> list[StaleBody]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel.db import make_engine, upgrade_schema
@@ -20,6 +19,7 @@ from tests.workflows.helpers import own_time_skipping_server
 from worker.binaries import temporal_cli, temporal_test_server
 from worker.temporal import register_search_attributes
 from workflows import search_attributes as sa
+from workflows.payloads import DATA_CONVERTER
 
 POSTGRES_URL = os.environ.get("HYOJUNKA_TEST_POSTGRES_URL")
 
@@ -28,7 +28,7 @@ POSTGRES_URL = os.environ.get("HYOJUNKA_TEST_POSTGRES_URL")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=temporal_test_server(),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     await register_search_attributes(env.client)
     yield env
@@ -53,7 +53,7 @@ async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=sa.ALL,
         dev_server_log_level="error",
     )

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 from readmodel import tables as t
@@ -157,6 +157,7 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
     Only this deployment's projects (its task queue): a query needs a worker to answer it."""
     from activities.projection import write_projection
     from workflows.migration import MigrationWorkflow
+    from workflows.model import escalation_rows, projection, task_rows
 
     count = 0
     query = f"WorkflowType = 'MigrationWorkflow' AND TaskQueue = '{task_queue}'"
@@ -164,15 +165,11 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
         handle = client.get_workflow_handle(wf.id)
         snap = await handle.query(MigrationWorkflow.describe)
         snap.events = await handle.query(MigrationWorkflow.journal)
-        pid = snap.state.project_id
+        write = projection(
+            snap, 0, task_rows(snap.state), escalation_rows(snap.state), None, None
+        )
         with Session(engine) as session:
-            for table in (t.Task, t.Event, t.Escalation, t.GateDecision, t.Milestone):
-                session.exec(delete(table).where(table.project_id == pid))  # type: ignore[attr-defined,arg-type]
-            project = session.get(t.Project, pid)
-            if project is not None:
-                session.delete(project)
-            session.flush()
-            write_projection(session, snap)
+            write_projection(session, write)
             session.commit()
         count += 1
     return count

@@ -20,6 +20,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.notifications import NotificationActivities
 from activities.projection import ReadModelActivities
@@ -54,6 +55,11 @@ async def build_worker(
                     notifications.deliver_notification,
                 ],
                 activity_executor=executor,
+                workflow_runner=SandboxedWorkflowRunner(
+                    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                        "workflows", "jpholiday"
+                    )
+                ),
             )
 
 

@@ -22,6 +22,7 @@ from workflows import search_attributes as sa
 from workflows.calendar import due_date, jst_today
 from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
 from workflows.model import (
+    APPLIED,
     COMPLETE,
     DONE,
     EXTENDED_GROUNDS,
@@ -29,6 +30,7 @@ from workflows.model import (
     IN_PROGRESS,
     NOT_APPLICABLE,
     NOT_STARTED,
+    RESYNC,
     Decision,
     Escalation,
     Event,
@@ -37,19 +39,24 @@ from workflows.model import (
     MilestoneResult,
     Notification,
     ProjectionInput,
+    ProjectSnapshot,
+    TaskRow,
     TaskState,
     TaskView,
     all_complete,
     awaiting_decision,
     dependencies_complete,
     effective_dependencies,
+    escalation_rows,
     forecast_go_live,
     health_of,
     is_complete,
     next_rung,
     progress_of,
+    projection,
     rung_key,
     stage_of,
+    task_rows,
     task_view,
 )
 from workflows.notification import NotificationWorkflow
@@ -96,6 +103,8 @@ class MigrationInput:
     history_limit: int = 20_000
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
+    # The key of the creating request (Update-with-Start): its repeats are not conflicts.
+    creation_key: str = ""
 
 
 @dataclass
@@ -155,6 +164,14 @@ class ExtendedTrackInput:
 
 
 @dataclass
+class OpenProject:
+    """The first update of a project, sent with its start (Update-with-Start)."""
+
+    creation_key: str
+    request_id: str = ""
+
+
+@dataclass
 class AcknowledgeInput:
     escalation_id: str
     actor: str
@@ -171,6 +188,12 @@ class MigrationWorkflow:
         self._lock = asyncio.Lock()
         self._wake = False
         self._published: dict[str, Any] = {}
+        # Set once run() has recorded and projected the creation.
+        self._opened = False
+        # The rows last written to the read model in this run; None until the first (full)
+        # write. Rebuilt identically on replay, so it needs no place in the state.
+        self._sent_tasks: dict[str, TaskRow] | None = None
+        self._sent_escalations: dict[str, Escalation] | None = None
 
     # ---- run -------------------------------------------------------------------------
 
@@ -182,6 +205,7 @@ class MigrationWorkflow:
             self._check_deadline()
             self._advance_ladder()
             await self._project()
+            self._opened = True
         # What starting raised (a plan past its deadline, rungs already due) goes out now,
         # not at the next wake-up, which may be months away.
         if workflow.patched(PATCH_NOTIFY_AT_ONCE):
@@ -222,7 +246,7 @@ class MigrationWorkflow:
     # ---- queries ---------------------------------------------------------------------
 
     @workflow.query
-    def describe(self) -> ProjectionInput:
+    def describe(self) -> ProjectSnapshot:
         """The live state of the project, with derived stage, health and progress."""
         return self._snapshot(events=[])
 
@@ -235,9 +259,21 @@ class MigrationWorkflow:
 
     @workflow.update
     async def sync(self) -> int:
-        """Returns once the read model holds everything recorded so far (used after start)."""
-        await workflow.wait_condition(lambda: self._s.projected_seq >= self._s.seq)
+        """Returns once the read model holds everything recorded so far."""
+        await workflow.wait_condition(lambda: self._opened and self._s.projected_seq >= self._s.seq)
         return self._s.seq
+
+    @workflow.update
+    async def open_project(self, req: OpenProject) -> int:
+        """Sent with the start: returns once the creation is recorded and in the read model."""
+        await workflow.wait_condition(lambda: self._opened and self._s.projected_seq >= self._s.seq)
+        return self._s.seq
+
+    @open_project.validator
+    def _validate_open(self, req: OpenProject) -> None:
+        # Update-with-Start on a project that exists runs this update on it instead.
+        if req.creation_key != self._s.creation_key:
+            raise _refuse(CONFLICT, f"project {self._s.project_id} already exists")
 
     @workflow.update
     async def change_task(self, change: TaskChange) -> TaskView:
@@ -537,6 +573,7 @@ class MigrationWorkflow:
             ladder=inp.ladder or EscalationLadder(),
             created_at=now,
             created_by=inp.created_by,
+            creation_key=inp.creation_key,
         )
         for spec in inp.template.tasks:
             task = TaskState(key=spec.key, updated_at=now, ladder_since=now)
@@ -776,11 +813,11 @@ class MigrationWorkflow:
 
     # ---- side effects ----------------------------------------------------------------
 
-    def _snapshot(self, events: list[Event]) -> ProjectionInput:
+    def _snapshot(self, events: list[Event]) -> ProjectSnapshot:
         s = self._s
-        return ProjectionInput(
+        return ProjectSnapshot(
             # Without what only the workflow needs (the journal, milestone answers, fired
-            # rungs): this goes to the read model on every write, and those only grow.
+            # rungs), which only grow.
             state=replace(s, journal=[], milestones={}, rungs_done=[]),
             stage=stage_of(s),
             health=health_of(s, workflow.now()),
@@ -789,27 +826,52 @@ class MigrationWorkflow:
             forecast_go_live=None if all_complete(s) else forecast_go_live(s, workflow.now()),
         )
 
+    def _unprojected_events(self) -> list[Event]:
+        pending: list[Event] = []
+        for ev in reversed(self._s.journal):
+            if ev.seq <= self._s.projected_seq:
+                break
+            pending.append(ev)
+        pending.reverse()
+        return pending
+
     async def _project(self, request_id: str = "") -> None:
-        """Write the snapshot and new events to the read model; idempotent by ``seq``."""
-        pending = [e for e in self._s.journal if e.seq > self._s.projected_seq]
-        snap = self._snapshot(events=pending)
+        """Bring the read model up to the workflow's truth: only what changed since the last
+        write of this run, or everything when the read model holds something else."""
+        s = self._s
+        snap = self._snapshot(events=self._unprojected_events())
         snap.request_id = request_id
         if request_id:
             workflow.logger.info(
                 "recorded %s",
-                ",".join(e.kind for e in pending),
-                extra={"request_id": request_id, "project_id": self._s.project_id},
+                ",".join(e.kind for e in snap.events),
+                extra={"request_id": request_id, "project_id": s.project_id},
             )
         self._publish(snap)
-        await workflow.execute_local_activity(
+        tasks, escalations = task_rows(s), escalation_rows(s)
+        write = projection(
+            snap, s.projected_seq, tasks, escalations, self._sent_tasks, self._sent_escalations
+        )
+        outcome = await self._write(write)
+        if outcome == RESYNC:
+            # The read model saw writes this run's history does not have (a workflow task
+            # that never committed) or lost some: overwrite it with the whole truth.
+            write = projection(snap, s.projected_seq, tasks, escalations, None, None)
+            await self._write(write)
+        self._sent_tasks, self._sent_escalations = tasks, escalations
+        s.projected_seq = max(s.projected_seq, s.seq)
+
+    async def _write(self, write: ProjectionInput) -> Any:
+        # Old histories recorded a bool here; only the new RESYNC answer asks for more.
+        outcome = await workflow.execute_local_activity(
             PROJECTION_ACTIVITY,
-            snap,
+            write,
             start_to_close_timeout=PROJECTION_TIMEOUT,
             retry_policy=PROJECTION_RETRY,
         )
-        self._s.projected_seq = max(self._s.projected_seq, snap.state.seq)
+        return outcome if outcome in (APPLIED, RESYNC) else APPLIED
 
-    def _publish(self, snap: ProjectionInput) -> None:
+    def _publish(self, snap: ProjectSnapshot) -> None:
         s = snap.state
         wanted: dict[str, Any] = {
             sa.LG_CODE.name: s.lg_code,

@@ -6,7 +6,7 @@ activity and the tests all compute stage, health and progress the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -152,6 +152,8 @@ class MigrationState:
     completed_at: datetime | None = None
     # The deadline the PM was last told the plan overshoots (told once per deadline).
     deadline_notice_for: date | None = None
+    # The key of the request that created the project: a repeat of it is not a conflict.
+    creation_key: str = ""
 
     @property
     def project_id(self) -> str:
@@ -311,8 +313,8 @@ def rung_key(task: TaskState, level: str) -> str:
 
 
 @dataclass
-class ProjectionInput:
-    """A whole snapshot of a project plus the events not yet written, keyed by ``state.seq``."""
+class ProjectSnapshot:
+    """A project as it stands, with what is derived from it (the ``describe`` query)."""
 
     state: MigrationState
     stage: str
@@ -320,8 +322,150 @@ class ProjectionInput:
     progress: Progress
     events: list[Event]
     forecast_go_live: date | None = None
+    request_id: str = ""
+
+
+@dataclass
+class ProjectRow:
+    """The project's own row in the read model."""
+
+    lg_code: str
+    business: str
+    body_name: str
+    prefecture: str
+    business_name: str
+    vendor_id: str | None
+    switching_vendor: bool
+    template: str
+    target_go_live: date
+    deadline: date
+    forecast_go_live: date | None
+    stage: str
+    health: str
+    extended_track: ExtendedTrack | None
+    progress: Progress
+    seq: int
+    created_at: datetime
+    updated_at: datetime | None
+    completed_at: datetime | None
+
+    @property
+    def project_id(self) -> str:
+        return f"{self.lg_code}-{self.business}"
+
+
+@dataclass
+class TaskRow:
+    """What of a task changes over its life; the rest of its row comes from the template."""
+
+    key: str
+    status: str
+    due_date: date | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    percent: int | None
+    decision: Decision | None
+    note: str | None
+    updated_at: datetime | None
+
+
+@dataclass
+class ProjectionInput:
+    """One write to the read model, in one transaction.
+
+    ``full`` writes every task and escalation (with the template for the tasks' fixed
+    columns) and replaces the events after ``base_seq``; a partial write carries only what
+    changed since the read model held ``base_seq``, and is refused with ``RESYNC`` when it
+    holds anything else (a write from a workflow task that never committed, say), so that
+    the workflow sends the whole truth instead.
+    """
+
+    project: ProjectRow
+    tasks: list[TaskRow]
+    escalations: list[Escalation]
+    events: list[Event]
+    base_seq: int
+    full: bool
+    template: ProcedureTemplate | None = None
     # The API request that caused this write, so its logs can be followed into the worker.
     request_id: str = ""
+
+
+APPLIED = "applied"
+RESYNC = "resync"
+
+
+def project_row(snap: ProjectSnapshot) -> ProjectRow:
+    s = snap.state
+    return ProjectRow(
+        lg_code=s.lg_code,
+        business=s.business,
+        body_name=s.body_name,
+        prefecture=s.prefecture,
+        business_name=s.business_name,
+        vendor_id=s.vendor_id,
+        switching_vendor=s.switching_vendor,
+        template=s.template.id,
+        target_go_live=s.target_go_live,
+        deadline=s.deadline,
+        forecast_go_live=snap.forecast_go_live,
+        stage=snap.stage,
+        health=snap.health,
+        extended_track=s.extended_track,
+        progress=snap.progress,
+        seq=s.seq,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+        completed_at=s.completed_at,
+    )
+
+
+def task_rows(state: MigrationState) -> dict[str, TaskRow]:
+    return {
+        spec.key: TaskRow(
+            key=spec.key,
+            status=(t := state.tasks[spec.key]).status,
+            due_date=t.due_date,
+            started_at=t.started_at,
+            completed_at=t.completed_at,
+            percent=t.percent,
+            decision=replace(t.decision) if t.decision else None,
+            note=t.note,
+            updated_at=t.updated_at,
+        )
+        for spec in state.template.tasks
+    }
+
+
+def escalation_rows(state: MigrationState) -> dict[str, Escalation]:
+    return {e.id: replace(e, audience=list(e.audience)) for e in state.escalations}
+
+
+def projection(
+    snap: ProjectSnapshot,
+    base_seq: int,
+    tasks: dict[str, TaskRow],
+    escalations: dict[str, Escalation],
+    sent_tasks: dict[str, TaskRow] | None,
+    sent_escalations: dict[str, Escalation] | None,
+) -> ProjectionInput:
+    """The write that brings a read model holding ``base_seq`` up to ``snap``: only the rows
+    that differ from those last sent, or everything when nothing was sent (``None``)."""
+    full = sent_tasks is None or sent_escalations is None
+    return ProjectionInput(
+        project=project_row(snap),
+        tasks=[r for k, r in tasks.items() if full or sent_tasks.get(k) != r],  # type: ignore[union-attr]
+        escalations=[
+            e
+            for k, e in escalations.items()
+            if full or sent_escalations.get(k) != e  # type: ignore[union-attr]
+        ],
+        events=[e for e in snap.events if e.seq > base_seq],
+        base_seq=base_seq,
+        full=full,
+        template=snap.state.template if full else None,
+        request_id=snap.request_id,
+    )
 
 
 @dataclass

