@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
 from api.auth import Caller, caller_for
+from api.commands import Context
 from api.errors import Problem
 from readmodel.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
+
+# Pagination of every list (API.md: default 50, at most 500).
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=2**31)]
 
 
 def get_engine(request: Request) -> Engine:
@@ -44,12 +49,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def get_caller(
-    session: SessionDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    caller = caller_for(session, credentials.credentials)
+    # A session of its own, closed here: a write must not keep it while Temporal works.
+    with Session(get_engine(request)) as session:
+        caller = caller_for(session, credentials.credentials)
     if caller is None:
         raise Problem(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
     return caller
@@ -64,3 +71,35 @@ def request_id(request: Request) -> str:
 
 
 RequestIdDep = Annotated[str, Depends(request_id)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional: a repeat of the request with the same key returns the first "
+        "answer and changes nothing, so a write that timed out can be retried safely.",
+    ),
+]
+
+
+def idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise Problem(400, "the Idempotency-Key header is empty")
+    if len(value) > 200:
+        raise Problem(400, "the Idempotency-Key header is longer than 200 characters")
+    return value
+
+
+def get_context(request: Request, rid: RequestIdDep) -> Context:
+    """What a command needs; the caller adds its Idempotency-Key."""
+    return Context(
+        db=request.app.state.readmodel,
+        client=get_client(request),
+        settings=get_settings_dep(request),
+        request_id=rid,
+    )
+
+
+ContextDep = Annotated[Context, Depends(get_context)]

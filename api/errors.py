@@ -8,6 +8,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -86,12 +88,19 @@ def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
     return Problem(500, "the project could not apply the change")
 
 
-def from_rpc_error(err: RPCError) -> Problem:
+def unavailable(detail: str, retry_after: int = 2) -> Problem:
+    return Problem(503, detail, headers={"Retry-After": str(retry_after)})
+
+
+def from_rpc_error(err: RPCError, retry_after: int = 2) -> Problem:
     if err.status == RPCStatusCode.NOT_FOUND:
         # The workflow has closed: a completed project takes no more changes.
         return Problem(409, "the project is closed and takes no more changes")
-    log.error("temporal rpc error", status=str(err.status), message=err.message)
-    return Problem(503, "the workflow service is unavailable; nothing was changed")
+    log.warning("temporal rpc error", status=str(err.status), message=err.message)
+    return unavailable(
+        "the workflow service is unavailable; retrying with the same Idempotency-Key is safe",
+        retry_after,
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -128,7 +137,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
         p = from_rpc_error(exc)
-        return problem_response(p.status, p.detail)
+        return problem_response(p.status, p.detail, headers=p.headers)
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _pool(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+        # Every connection is busy: say so at once rather than queue without end.
+        log.warning("read model pool exhausted")
+        return problem_response(
+            503, "the service is busy; retry shortly", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("read model unavailable", error=str(exc.orig)[:200])
+        return problem_response(
+            503, "the database is unavailable; retry shortly", headers={"Retry-After": "2"}
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

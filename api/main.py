@@ -2,24 +2,75 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors, pages
 from api.routers import admin, health, notifications, oversight, projects, reports
-from readmodel.db import make_engine
+from readmodel.db import ReadModel, engine_for
 from readmodel.settings import Settings, get_settings
 from worker.temporal import connect
 
 log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestLog:
+    """Binds a request id to every log line of a request and logs each answer once, with its
+    status and duration, including failures no handler caught (answered as problem+json)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        rid = given[:100] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.exception("unhandled error", exc_info=exc)
+            if not started:
+                response = errors.problem_response(
+                    500, f"an unexpected error occurred; it has been logged ({rid})"
+                )
+                response.headers[REQUEST_ID_HEADER] = rid
+                await response(scope, receive, send)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - t0) * 1000, 1),
+            )
 
 
 def create_app(
@@ -35,7 +86,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         app.state.settings = settings
-        app.state.engine = engine or make_engine(settings.resolved_database_url)
+        app.state.engine = engine or engine_for(settings)
+        app.state.readmodel = ReadModel(app.state.engine)
         app.state.temporal = client or await connect(settings)
         try:
             yield
@@ -51,24 +103,7 @@ def create_app(
     )
     errors.install(app)
 
-    @app.middleware("http")
-    async def bind_request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        rid = rid[:100]
-        request.state.request_id = rid
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=rid)
-        response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = rid
-        log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            status=response.status_code,
-        )
-        return response
+    app.add_middleware(RequestLog)
 
     app.include_router(health.router)
     app.include_router(projects.router)

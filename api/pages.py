@@ -15,8 +15,9 @@ from sqlmodel import Session, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from api import commands
 from api.auth import Caller, caller_for
-from api.deps import ClientDep, RequestIdDep, SessionDep
+from api.deps import ContextDep, SessionDep
 from api.errors import Problem, from_rpc_error, from_update_error
 from api.routers import oversight, projects
 from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
@@ -90,8 +91,11 @@ def _caller(request: Request, session: Session) -> Caller | None:
     return caller_for(session, secret) if secret else None
 
 
-def _signed_in(request: Request, session: SessionDep) -> Caller:
-    caller = _caller(request, session)
+def _signed_in(request: Request) -> Caller:
+    # A session of its own, closed here: a page that writes must not keep it while
+    # Temporal works.
+    with Session(request.app.state.engine) as session:
+        caller = _caller(request, session)
     if caller is None:
         raise LoginRequired
     return caller
@@ -213,9 +217,7 @@ def project_new(request: Request, caller: PageCaller, session: SessionDep) -> Re
 async def project_create(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     lg_code: Annotated[str, Form()],
     business: Annotated[str, Form()],
     target_go_live: Annotated[str, Form()],
@@ -234,9 +236,7 @@ async def project_create(
                 "switching_vendor": bool(switching_vendor),
             }
         )
-        await projects.create_project(
-            body, caller, session, client, request.app.state.settings, rid
-        )
+        await commands.create_project(ctx, caller, body)
 
     resp = await _act("/projects/new", "", create())
     if "err=" in resp.headers["location"]:
@@ -271,9 +271,7 @@ def project_detail(
 async def task_move(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     project_id: str,
     key: str,
     status: Annotated[str, Form()],
@@ -282,7 +280,7 @@ async def task_move(
 
     async def move() -> None:
         body = TaskChangeIn(status=status, note=note or None)  # type: ignore[arg-type]
-        await projects.change_task(project_id, key, body, caller, session, client, rid)
+        await commands.change_task(ctx, caller, project_id, key, body)
 
     return await _act(
         f"/projects/{project_id}", f"「{key}」を{STATUS_JA.get(status, status)}にしました", move()
@@ -293,9 +291,7 @@ async def task_move(
 async def gate_decide(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     project_id: str,
     key: str,
     outcome: Annotated[str, Form()],
@@ -305,7 +301,7 @@ async def gate_decide(
 
     async def decide() -> None:
         body = DecisionIn(outcome=outcome, comment=comment or None)  # type: ignore[arg-type]
-        await projects.decide_gate(project_id, key, body, caller, session, client, rid)
+        await commands.decide_gate(ctx, caller, project_id, key, body)
 
     done = "承認しました" if outcome == "approve" else "差し戻しました"
     return await _act(back if back == "/approvals" else f"/projects/{project_id}", done, decide())
@@ -315,9 +311,7 @@ async def gate_decide(
 async def replan(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     project_id: str,
     target_go_live: Annotated[str, Form()],
     reason: Annotated[str, Form()],
@@ -325,7 +319,7 @@ async def replan(
 
     async def move() -> None:
         body = ReplanIn(target_go_live=target_go_live, reason=reason)  # type: ignore[arg-type]
-        await projects.replan(project_id, body, caller, session, client, rid)
+        await commands.replan(ctx, caller, project_id, body)
 
     return await _act(f"/projects/{project_id}", "計画を変更しました", move())
 
@@ -334,9 +328,7 @@ async def replan(
 async def extended_track(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     project_id: str,
     ground: Annotated[str, Form()],
     planned_go_live: Annotated[str, Form()],
@@ -347,7 +339,7 @@ async def extended_track(
         body = ExtendedTrackIn.model_validate(
             {"ground": ground, "planned_go_live": planned_go_live, "reason": reason}
         )
-        await projects.declare_extended_track(project_id, body, caller, session, client, rid)
+        await commands.declare_extended_track(ctx, caller, project_id, body)
 
     return await _act(f"/projects/{project_id}", "移行期限の延長を申告しました", declare())
 
@@ -377,13 +369,11 @@ def escalations(
 async def escalation_ack(
     request: Request,
     caller: PageCaller,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    ctx: ContextDep,
     escalation_id: str,
 ) -> Response:
     return await _act(
         "/escalations",
         "確認済みにしました",
-        oversight.acknowledge_escalation(escalation_id, caller, session, client, rid),
+        commands.acknowledge_escalation(ctx, caller, escalation_id),
     )

@@ -281,6 +281,22 @@ class EscalationPublic(BaseModel):
     resolved_at: datetime | None = None
 
 
+def escalation_public(r: t.Escalation) -> EscalationPublic:
+    return EscalationPublic(
+        id=r.id,
+        project_id=r.project_id,
+        task_key=r.task_key,
+        level=r.level,
+        audience=list(r.audience or []),
+        raised_at=r.raised_at,
+        status=r.status,
+        due_date=r.due_date,
+        acknowledged_by=r.acknowledged_by,
+        acknowledged_at=r.acknowledged_at,
+        resolved_at=r.resolved_at,
+    )
+
+
 class EventPublic(BaseModel):
     seq: int
     at: datetime | None

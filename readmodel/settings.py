@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
     channels: str = "[]"
     log_json: bool | None = None  # default: JSON unless stderr is a terminal
+    # Read-model connections per process. A request never holds one across a Temporal call,
+    # so a handful serve many concurrent writers; past pool_timeout the answer is 503.
+    db_pool_size: int = 8
+    db_max_overflow: int = 8
+    db_pool_timeout: float = 5.0
+    # Every call from the API to Temporal has this deadline (seconds); past it, 503.
+    temporal_call_timeout: float = 10.0
+    retry_after_seconds: int = 2
 
     @field_validator("environment")
     @classmethod

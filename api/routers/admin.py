@@ -9,9 +9,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.auth import TokenScopeError, create_token
-from api.deps import CallerDep, SessionDep
+from api.commands import require
+from api.deps import CallerDep, Limit, Offset, SessionDep
 from api.errors import Problem, field_error
-from api.routers.projects import Limit, Offset, require
 from api.schemas import (
     PROBLEM_RESPONSES,
     Page,

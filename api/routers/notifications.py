@@ -11,9 +11,9 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from api.auth import Caller
-from api.deps import CallerDep, SessionDep
+from api.commands import require
+from api.deps import CallerDep, Limit, Offset, SessionDep
 from api.errors import Problem, field_error
-from api.routers.projects import Limit, Offset, require
 from api.schemas import PROBLEM_RESPONSES, Page
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url

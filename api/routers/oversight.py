@@ -8,12 +8,24 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from api.deps import CallerDep, ClientDep, RequestIdDep, SessionDep
-from api.errors import Problem
-from api.routers.projects import Limit, Offset
-from api.schemas import PROBLEM_RESPONSES, ApprovalPublic, EscalationPublic, Page
+from api import commands
+from api.deps import (
+    CallerDep,
+    ContextDep,
+    IdempotencyKeyHeader,
+    Limit,
+    Offset,
+    SessionDep,
+    idempotency_key,
+)
+from api.schemas import (
+    PROBLEM_RESPONSES,
+    ApprovalPublic,
+    EscalationPublic,
+    Page,
+    escalation_public,
+)
 from readmodel import tables as t
-from workflows.migration import AcknowledgeInput, MigrationWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["oversight"], responses=PROBLEM_RESPONSES)
 
@@ -46,22 +58,6 @@ def list_approvals(
     )
 
 
-def _escalation(r: t.Escalation) -> EscalationPublic:
-    return EscalationPublic(
-        id=r.id,
-        project_id=r.project_id,
-        task_key=r.task_key,
-        level=r.level,
-        audience=list(r.audience or []),
-        raised_at=r.raised_at,
-        status=r.status,
-        due_date=r.due_date,
-        acknowledged_by=r.acknowledged_by,
-        acknowledged_at=r.acknowledged_at,
-        resolved_at=r.resolved_at,
-    )
-
-
 @router.get("/escalations", response_model=Page[EscalationPublic])
 def list_escalations(
     caller: CallerDep,
@@ -82,31 +78,12 @@ def list_escalations(
         .offset(offset)
         .limit(limit)
     ).all()
-    return Page[EscalationPublic](items=[_escalation(r) for r in rows], total=total)
+    return Page[EscalationPublic](items=[escalation_public(r) for r in rows], total=total)
 
 
 @router.post("/escalations/{escalation_id}/ack", response_model=EscalationPublic)
 async def acknowledge_escalation(
-    escalation_id: str,
-    caller: CallerDep,
-    session: SessionDep,
-    client: ClientDep,
-    rid: RequestIdDep,
+    escalation_id: str, caller: CallerDep, ctx: ContextDep, idem: IdempotencyKeyHeader = None
 ) -> EscalationPublic:
-    row = session.get(t.Escalation, escalation_id)
-    if row is not None and not caller.sees(row):
-        row = None
-    if row is None:
-        raise Problem(404, f"no escalation {escalation_id!r}")
-    if not caller.may("ack"):
-        raise Problem(403, f"a {caller.role} token may not acknowledge escalations")
-    project = session.get(t.Project, row.project_id)
-    assert project is not None
-    await client.get_workflow_handle(project.workflow_id).execute_update(
-        MigrationWorkflow.acknowledge_escalation,
-        AcknowledgeInput(escalation_id, caller.actor, request_id=rid),
-    )
-    session.expire_all()
-    fresh = session.get(t.Escalation, escalation_id)
-    assert fresh is not None
-    return _escalation(fresh)
+    ctx.idempotency_key = idempotency_key(idem)
+    return await commands.acknowledge_escalation(ctx, caller, escalation_id)

@@ -1,0 +1,394 @@
+"""Every write, once, for every front end (REST, pages, command line).
+
+Each command reads what it must check from the read model in a short session on a worker
+thread, closes it, and only then calls Temporal, with a deadline: no connection, lock or
+pooled resource is held while a workflow works. The workflow's answer is final; a repeat of
+the same request (same ``Idempotency-Key``) is answered by Temporal from the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from sqlmodel import Session, col, select
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth import Caller
+from api.errors import Problem, field_error, from_rpc_error, from_update_error, unavailable
+from api.schemas import (
+    DecisionIn,
+    EscalationPublic,
+    ExtendedTrackIn,
+    MilestoneAnswer,
+    MilestoneIn,
+    ProjectCreate,
+    ProjectPublic,
+    ReplanIn,
+    TaskChangeIn,
+    TaskPublic,
+    escalation_public,
+    task_from_view,
+)
+from readmodel import tables as t
+from readmodel.db import ReadModel
+from readmodel.registry import lg_code_problem, registry
+from readmodel.settings import Settings
+from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
+from workflows.calendar import jst_today
+from workflows.ladder import EscalationLadder
+from workflows.migration import (
+    AcknowledgeInput,
+    ExtendedTrackInput,
+    GateDecisionInput,
+    MigrationInput,
+    MigrationWorkflow,
+    MilestoneReport,
+    OpenProject,
+    ReplanInput,
+    TaskChange,
+)
+from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
+from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
+
+R = TypeVar("R")
+
+
+@dataclass
+class Context:
+    """What a command needs besides its caller and input: one per request."""
+
+    db: ReadModel
+    client: Client
+    settings: Settings
+    request_id: str = ""
+    idempotency_key: str | None = None
+
+    def update_id(self, kind: str) -> str | None:
+        """The client's key makes the update id, so Temporal answers a repeat with the first
+        result; without one, each request is its own update."""
+        return f"{kind}-{self.idempotency_key}" if self.idempotency_key else None
+
+    async def temporal(self, call: Awaitable[R]) -> R:
+        """Await a Temporal call within the deadline; past it, or when Temporal cannot be
+        reached, 503 with Retry-After (retrying with the same key is safe)."""
+        try:
+            return await asyncio.wait_for(call, self.settings.temporal_call_timeout)
+        except TimeoutError as exc:
+            raise unavailable(
+                "the workflow service did not answer in time; retry with the same Idempotency-Key",
+                self.settings.retry_after_seconds,
+            ) from exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            raise unavailable(
+                "the workflow service did not answer in time", self.settings.retry_after_seconds
+            ) from exc
+        except WorkflowUpdateFailedError as exc:
+            raise from_update_error(exc) from exc
+        except RPCError as exc:
+            raise from_rpc_error(exc, self.settings.retry_after_seconds) from exc
+
+
+def require(caller: Caller, action: str) -> None:
+    if not caller.may(action):
+        raise Problem(403, f"a {caller.role} token may not do this")
+
+
+def check_go_live(value: date, field: str) -> None:
+    if value <= jst_today(datetime.now(UTC)):
+        raise field_error(["body", field], f"{field} must be in the future")
+    if value > EXTENDED_TRACK_LIMIT:
+        raise field_error(["body", field], f"{field} must be on or before {EXTENDED_TRACK_LIMIT}")
+
+
+def visible_project(session: Session, caller: Caller, project_id: str) -> t.Project:
+    row = session.get(t.Project, project_id)
+    if row is None or not caller.sees(row):
+        raise Problem(404, f"no project {project_id!r}")
+    return row
+
+
+def tasks_of(session: Session, project_id: str) -> list[t.Task]:
+    return list(
+        session.exec(
+            select(t.Task).where(t.Task.project_id == project_id).order_by(col(t.Task.position))
+        )
+    )
+
+
+def project_answer(session: Session, project_id: str) -> ProjectPublic:
+    row = session.get(t.Project, project_id)
+    if row is None:  # the workflow answered only after projecting: this cannot be
+        raise Problem(500, f"project {project_id} is missing from the read model")
+    return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
+
+
+def _task_row(session: Session, project_id: str, key: str) -> t.Task:
+    row = session.get(t.Task, (project_id, key))
+    if row is None:
+        raise Problem(404, f"no task {key!r} in project {project_id}")
+    return row
+
+
+# ---- creation ------------------------------------------------------------------------
+
+
+def _creation_input(
+    session: Session, caller: Caller, body: ProjectCreate, settings: Settings
+) -> MigrationInput:
+    require(caller, "create_project")
+    problem = lg_code_problem(body.lg_code)
+    if problem:
+        raise field_error(["body", "lg_code"], f"lg_code {problem}")
+    body_info = registry().get(body.lg_code)
+    if body_info is None:
+        raise field_error(["body", "lg_code"], f"lg_code {body.lg_code} is not a local body")
+    if caller.role == "pm" and caller.lg_code != body.lg_code:
+        raise Problem(403, "a pm creates projects only for its own local body")
+    business = BY_SLUG.get(body.business)
+    if business is None:
+        raise field_error(["body", "business"], f"unknown business {body.business!r}")
+    if body_info.is_prefecture and business.slug not in PREFECTURE_BUSINESSES:
+        raise field_error(["body", "business"], f"a prefecture does not run {business.slug} itself")
+    if body.vendor_id is not None and session.get(t.Vendor, body.vendor_id) is None:
+        raise field_error(["body", "vendor_id"], f"unknown vendor {body.vendor_id!r}")
+    template = BUILTIN_TEMPLATES.get(body.template or DEFAULT_TEMPLATE.id)
+    if template is None:
+        raise field_error(["body", "template"], f"unknown template {body.template!r}")
+    check_go_live(body.target_go_live, "target_go_live")
+    return MigrationInput(
+        lg_code=body.lg_code,
+        business=business.slug,
+        body_name=body_info.full_name,
+        prefecture=body_info.prefecture_code,
+        business_name=business.name,
+        target_go_live=body.target_go_live,
+        template=template,
+        vendor_id=body.vendor_id,
+        switching_vendor=body.switching_vendor,
+        deadline=DEFAULT_DEADLINE,
+        ladder=EscalationLadder(
+            settings.reminder_days_before,
+            settings.approver_days_after,
+            settings.prefecture_days_after,
+        ),
+        created_by=caller.actor,
+    )
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> ProjectPublic:
+    """Start the project's workflow and its first update in one round trip (Update-with-
+    Start); answers once the creation is durable and in the read model."""
+    inp = await ctx.db.run(_creation_input, caller, body, ctx.settings)
+    # A repeat of this request (same key and body) is the same creation, not a conflict.
+    key = ctx.idempotency_key or uuid.uuid4().hex
+    inp.creation_key = _fingerprint([key, body.model_dump(mode="json")])
+    start = WithStartWorkflowOperation(
+        MigrationWorkflow.run,
+        inp,
+        id=workflow_id_for(inp.lg_code, inp.business),
+        task_queue=ctx.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    project_id = f"{inp.lg_code}-{inp.business}"
+    try:
+        await ctx.temporal(
+            ctx.client.execute_update_with_start_workflow(
+                MigrationWorkflow.open_project,
+                OpenProject(inp.creation_key, ctx.request_id),
+                start_workflow_operation=start,
+                id=f"create-{inp.creation_key[:32]}",
+            )
+        )
+    except WorkflowAlreadyStartedError as exc:  # it ran and has closed
+        raise Problem(409, f"project {project_id} already exists") from exc
+    return await ctx.db.run(project_answer, project_id)
+
+
+# ---- changes to one project ----------------------------------------------------------
+
+
+def _task_target(session: Session, caller: Caller, project_id: str, key: str) -> str:
+    project = visible_project(session, caller, project_id)
+    require(caller, "change_task")
+    task = _task_row(session, project_id, key)
+    if task.gate:
+        raise Problem(409, f"{key} is a gate: an approver decides it")
+    if caller.role == "pm" and task.owner != "municipality":
+        raise Problem(403, f"{key} is a {task.owner} task")
+    if caller.role == "vendor" and task.owner != "vendor":
+        raise Problem(403, f"{key} is a {task.owner} task")
+    return project.workflow_id
+
+
+async def change_task(
+    ctx: Context, caller: Caller, project_id: str, key: str, body: TaskChangeIn
+) -> TaskPublic:
+    wid = await ctx.db.run(_task_target, caller, project_id, key)
+    change = TaskChange(
+        key, body.status, caller.actor, caller.role, body.note, request_id=ctx.request_id
+    )
+    view = await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.change_task, change, id=ctx.update_id(f"task-{key}")
+        )
+    )
+    return task_from_view(view)
+
+
+def _milestone_target(session: Session, caller: Caller, project_id: str, task_key: str) -> str:
+    project = visible_project(session, caller, project_id)
+    require(caller, "milestone")
+    task = _task_row(session, project_id, task_key)
+    if task.owner != "vendor":
+        raise Problem(403, f"{task_key} is a {task.owner} task, not the vendor's")
+    return project.workflow_id
+
+
+async def report_milestone(
+    ctx: Context, caller: Caller, project_id: str, body: MilestoneIn
+) -> MilestoneAnswer:
+    key = ctx.idempotency_key
+    if key is None or not key.strip():
+        raise Problem(400, "the Idempotency-Key header is required")
+    wid = await ctx.db.run(_milestone_target, caller, project_id, body.task_key)
+    fingerprint = _fingerprint(body.model_dump(mode="json"))
+    report = MilestoneReport(
+        idempotency_key=key,
+        task_key=body.task_key,
+        status=body.status,
+        actor=caller.actor,
+        percent=body.percent,
+        note=body.note,
+        request_id=ctx.request_id,
+        fingerprint=fingerprint,
+        attempt_id=uuid.uuid4().hex,
+    )
+    # The key is the update id: Temporal answers a repeat with the first result, and the
+    # workflow keeps every key's answer across continue-as-new.
+    result = await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.report_milestone, report, id=f"milestone-{key}"
+        )
+    )
+    duplicate = result.attempt_id != report.attempt_id
+    if duplicate and result.fingerprint != fingerprint:
+        raise Problem(409, "this Idempotency-Key was already used for a different milestone")
+    return MilestoneAnswer(
+        milestone_id=result.milestone_id, duplicate=duplicate, task=task_from_view(result.task)
+    )
+
+
+def _gate_target(session: Session, caller: Caller, project_id: str, key: str) -> str:
+    project = visible_project(session, caller, project_id)
+    if not caller.may("decide_gate"):
+        raise Problem(
+            403, "only an approver decides a gate: those who do the work never sign it off"
+        )
+    task = session.get(t.Task, (project_id, key))
+    if task is None or not task.gate:
+        raise Problem(404, f"no gate {key!r} in project {project_id}")
+    return project.workflow_id
+
+
+async def decide_gate(
+    ctx: Context, caller: Caller, project_id: str, key: str, body: DecisionIn
+) -> TaskPublic:
+    wid = await ctx.db.run(_gate_target, caller, project_id, key)
+    if body.outcome == "reject" and not (body.comment or "").strip():
+        raise field_error(["body", "comment"], "a rejection needs a comment")
+    decision = GateDecisionInput(
+        key, body.outcome, caller.actor, body.comment, request_id=ctx.request_id
+    )
+    view = await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.decide_gate, decision, id=ctx.update_id(f"gate-{key}")
+        )
+    )
+    return task_from_view(view)
+
+
+def _project_target(session: Session, caller: Caller, project_id: str, action: str) -> str:
+    project = visible_project(session, caller, project_id)
+    require(caller, action)
+    return project.workflow_id
+
+
+async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) -> ProjectPublic:
+    wid = await ctx.db.run(_project_target, caller, project_id, "replan")
+    check_go_live(body.target_go_live, "target_go_live")
+    plan = ReplanInput(body.target_go_live, body.reason, caller.actor, request_id=ctx.request_id)
+    await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.replan, plan, id=ctx.update_id("replan")
+        )
+    )
+    return await ctx.db.run(project_answer, project_id)
+
+
+async def declare_extended_track(
+    ctx: Context, caller: Caller, project_id: str, body: ExtendedTrackIn
+) -> ProjectPublic:
+    wid = await ctx.db.run(_project_target, caller, project_id, "extended_track")
+    check_go_live(body.planned_go_live, "planned_go_live")
+    track = ExtendedTrackInput(
+        body.ground, body.planned_go_live, body.reason, caller.actor, request_id=ctx.request_id
+    )
+    await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.declare_extended_track, track, id=ctx.update_id("extended-track")
+        )
+    )
+    return await ctx.db.run(project_answer, project_id)
+
+
+# ---- escalations ---------------------------------------------------------------------
+
+
+def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> str:
+    row = session.get(t.Escalation, escalation_id)
+    if row is None or not caller.sees(row):
+        raise Problem(404, f"no escalation {escalation_id!r}")
+    if not caller.may("ack"):
+        raise Problem(403, f"a {caller.role} token may not acknowledge escalations")
+    return f"migration-{row.project_id}"
+
+
+def _escalation_answer(session: Session, escalation_id: str) -> EscalationPublic:
+    row = session.get(t.Escalation, escalation_id)
+    if row is None:
+        raise Problem(404, f"no escalation {escalation_id!r}")
+    return escalation_public(row)
+
+
+async def acknowledge_escalation(
+    ctx: Context, caller: Caller, escalation_id: str
+) -> EscalationPublic:
+    wid = await ctx.db.run(_escalation_target, caller, escalation_id)
+    await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.acknowledge_escalation,
+            AcknowledgeInput(escalation_id, caller.actor, request_id=ctx.request_id),
+            id=ctx.update_id(f"ack-{escalation_id}"),
+        )
+    )
+    return await ctx.db.run(_escalation_answer, escalation_id)
