@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     # Every call from the API to Temporal has this deadline (seconds); past it, 503.
     temporal_call_timeout: float = 10.0
     retry_after_seconds: int = 2
+    # Worker tuning (see benchmarks.load and the README for how they were chosen).
+    worker_max_cached_workflows: int = 2000
+    worker_max_concurrent_workflow_tasks: int = 100
+    worker_max_concurrent_local_activities: int = 100
+    worker_max_concurrent_activities: int = 100
+    # How long a workflow task waits for the worker that has the workflow cached before any
+    # worker may take it. Short, so a worker that was killed stalls its workflows briefly.
+    worker_sticky_timeout: float = 2.0
 
     @field_validator("environment")
     @classmethod

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from readmodel import tables as t
-from readmodel.db import make_engine, upgrade_schema
+from readmodel.db import engine_for, make_engine, upgrade_schema
 from readmodel.settings import Settings, get_settings
 from worker.logs import configure_logging
 
@@ -45,7 +45,12 @@ async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None
 
     app = create_app(settings, client=client, engine=engine)
     config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=3,
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
@@ -97,56 +102,94 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
         return made
 
 
-async def cmd_up(settings: Settings) -> None:
-    from worker.devserver import dev_server
-    from worker.runner import build_worker, ensure_survey_schedule
+async def cmd_up(settings: Settings) -> int:
+    from worker.devserver import dev_server_command
+    from worker.supervisor import (
+        AlreadyRunning,
+        Child,
+        Supervisor,
+        data_folder_lock,
+        http_ready,
+        hyojunka_command,
+        port_in_use,
+        stop_leftovers,
+        temporal_ready,
+    )
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_schema(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    async with dev_server(settings, settings.data_dir / "temporal.log") as client:
-        await ensure_survey_schedule(client, settings.task_queue)
+    data = settings.data_dir
+    try:
+        lock = data_folder_lock(data)
+        lock.__enter__()
+    except AlreadyRunning as exc:
+        sys.stderr.write(f"hyojunka: {exc}\n")
+        return 1
+    try:
+        stop_leftovers(data)
+        t_host, _, t_port = settings.temporal_address.rpartition(":")
+        for host, port, what in (
+            (t_host or "127.0.0.1", int(t_port), "Temporal"),
+            (settings.api_host, settings.api_port, "the API"),
+            ("127.0.0.1", settings.temporal_ui_port, "the Temporal Web UI"),
+        ):
+            if port_in_use(host, port):
+                sys.stderr.write(
+                    f"hyojunka: {host}:{port} (for {what}) is held by a process this "
+                    "hyojunka up did not start; stop it or choose another port\n"
+                )
+                return 1
+        upgrade_schema(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url)
         tokens = _first_start_tokens(engine)
-        _out(f"hyojunka API     http://{settings.api_host}:{settings.api_port}/  (docs: /docs)")
+        engine.dispose()
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        children = [
+            Child(
+                "temporal",
+                dev_server_command(settings),
+                data / "temporal.log",
+                ready=temporal_ready(t_host or "127.0.0.1", int(t_port)),
+            ),
+            Child("worker", hyojunka_command("worker")),
+            Child("api", hyojunka_command("api"), ready=http_ready(f"{api_url}/healthz")),
+        ]
+        _out(f"hyojunka API     {api_url}/  (docs: /docs)")
         _out(f"Temporal Web UI  http://127.0.0.1:{settings.temporal_ui_port}/")
-        _out(f"data             {settings.data_dir.resolve()}")
+        _out(f"data             {data.resolve()}")
         if tokens:
             _out("\nTokens (shown once; only their hashes are stored):")
             for role, scope, secret in tokens:
                 _out(f"  {role:<10} {scope:<12} {secret}")
         _out("\nCtrl-C stops everything; `hyojunka up` again resumes every project.\n")
-        async with build_worker(client, engine, settings) as worker:
-            worker_task = asyncio.create_task(worker.run())
-            try:
-                await _serve_api(settings, client, engine)
-            finally:
-                await worker.shutdown()
-                with contextlib.suppress(Exception):
-                    await worker_task
-    engine.dispose()
+        await Supervisor(settings, children).run()
+        return 0
+    finally:
+        lock.__exit__(None, None, None)
 
 
 async def cmd_worker(settings: Settings) -> None:
     from worker.runner import build_worker, ensure_survey_schedule
-    from worker.temporal import connect
+    from worker.temporal import connect_patiently
 
-    engine = make_engine(settings.resolved_database_url)
-    client = await connect(settings)
+    engine = engine_for(settings)
+    client = await connect_patiently(settings)
     await ensure_survey_schedule(client, settings.task_queue)
     async with build_worker(client, engine, settings) as worker:
         run = asyncio.create_task(worker.run())
-        await _until_signal()
-        await worker.shutdown()
+        stop = asyncio.create_task(_until_signal())
+        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            await worker.shutdown()
         with contextlib.suppress(Exception):
             await run
     engine.dispose()
 
 
 async def cmd_api(settings: Settings) -> None:
-    from worker.temporal import connect
+    from worker.temporal import connect_lazily
 
-    engine = make_engine(settings.resolved_database_url)
-    client = await connect(settings)
+    engine = engine_for(settings)
+    # Lazily: the API starts, and says it is not ready, while Temporal is down.
+    client = await connect_lazily(settings)
     await _serve_api(settings, client, engine)
     engine.dispose()
 
@@ -165,9 +208,7 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
         handle = client.get_workflow_handle(wf.id)
         snap = await handle.query(MigrationWorkflow.describe)
         snap.events = await handle.query(MigrationWorkflow.journal)
-        write = projection(
-            snap, 0, task_rows(snap.state), escalation_rows(snap.state), None, None
-        )
+        write = projection(snap, 0, task_rows(snap.state), escalation_rows(snap.state), None, None)
         with Session(engine) as session:
             write_projection(session, write)
             session.commit()
@@ -286,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.command
     try:
         if cmd == "up":
-            asyncio.run(cmd_up(settings))
+            return asyncio.run(cmd_up(settings))
         elif cmd == "worker":
             asyncio.run(cmd_worker(settings))
         elif cmd == "api":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -19,8 +19,7 @@ from temporalio.client import (
     ScheduleRange,
     ScheduleSpec,
 )
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.notifications import NotificationActivities
 from activities.projection import ReadModelActivities
@@ -43,7 +42,8 @@ async def build_worker(
         notifications = NotificationActivities(
             engine, http, parse_channels(settings.channels), settings.public_url
         )
-        with ThreadPoolExecutor(max_workers=8) as executor:
+        # Every activity is async (blocking work goes to threads inside it): no executor.
+        try:
             yield Worker(
                 client,
                 task_queue=task_queue or settings.task_queue,
@@ -54,13 +54,22 @@ async def build_worker(
                     notifications.resolve_channels,
                     notifications.deliver_notification,
                 ],
-                activity_executor=executor,
-                workflow_runner=SandboxedWorkflowRunner(
-                    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                        "workflows", "jpholiday"
-                    )
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                sticky_queue_schedule_to_start_timeout=timedelta(
+                    seconds=settings.worker_sticky_timeout
                 ),
+                # Workflows run without the sandbox: it re-imported our modules for every new
+                # run and wraps every payload conversion in its import guard, together most of
+                # the worker's CPU under load (profiles in benchmarks/README.md). What the
+                # sandbox guarded is kept by tests instead: workflows/ imports nothing that does
+                # I/O (tests/test_workflow_purity.py) and recorded histories replay in CI.
+                workflow_runner=UnsandboxedWorkflowRunner(),
             )
+        finally:
+            readmodel.close()
 
 
 async def ensure_survey_schedule(client: Client, task_queue: str) -> None:

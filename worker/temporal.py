@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import structlog
 from temporalio.client import Client
 
 from readmodel.settings import Settings
 from workflows.payloads import DATA_CONVERTER
 
+log = structlog.get_logger(__name__)
 
-async def connect(settings: Settings) -> Client:
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
+        lazy=lazy,
     )
+
+
+async def connect_lazily(settings: Settings) -> Client:
+    """A client that connects on first use, so a process can start while Temporal is down."""
+    return await connect(settings, lazy=True)
+
+
+async def connect_patiently(settings: Settings, within: float = 120.0) -> Client:
+    """Connect, retrying while Temporal starts (a worker started beside its server)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await connect(settings)
+        except Exception:  # not up yet, whatever the transport says: keep trying a while
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for Temporal", address=settings.temporal_address)
+            await asyncio.sleep(0.5)
 
 
 async def register_search_attributes(client: Client) -> None:

@@ -7,6 +7,7 @@ year-end/new-year closing days (12/29-1/3) that every local government observes.
 from __future__ import annotations
 
 import calendar as _cal
+import functools
 from datetime import date, datetime, time, timedelta, timezone
 
 from temporalio import workflow
@@ -20,6 +21,9 @@ JST = timezone(timedelta(hours=9), "JST")
 _YEAR_END_CLOSURE = {(12, 29), (12, 30), (12, 31), (1, 1), (1, 2), (1, 3)}
 
 
+# Pure functions of their arguments, asked the same questions by every project's ladder on
+# every wake-up: cached for the process (the sandbox shares this module, see worker.runner).
+@functools.lru_cache(maxsize=65536)
 def is_working_day(d: date) -> bool:
     if d.weekday() >= 5:
         return False
@@ -35,6 +39,7 @@ def previous_working_day(d: date) -> date:
     return d
 
 
+@functools.lru_cache(maxsize=65536)
 def add_working_days(d: date, n: int) -> date:
     """Move ``n`` working days from ``d`` (negative goes back); ``d`` need not be a working day."""
     step = 1 if n >= 0 else -1

@@ -9,9 +9,10 @@ One timer at a time drives the escalation ladder: the earliest rung still to fir
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -75,10 +76,14 @@ PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
 PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
 PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
 PATCH_NOTIFY_AT_ONCE = "notify-without-waiting-for-the-next-wake"
+PATCH_GROUP_COMMIT = "handlers-share-projections"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
+
+
+T = TypeVar("T")
 
 
 def _refuse(kind: str, message: str) -> ApplicationError:
@@ -187,6 +192,12 @@ class MigrationWorkflow:
         self._s = inp.state if inp.state is not None else self._new_state(inp)
         self._lock = asyncio.Lock()
         self._wake = False
+        self._grouped: bool | None = None
+        # The pending timer for the next rung, and the instant it was set for.
+        self._timer: asyncio.Future[None] | None = None
+        self._timer_at: datetime | None = None
+        # Request ids of changes waiting for the next projection, for the worker's logs.
+        self._pending_rids: list[str] = []
         self._published: dict[str, Any] = {}
         # Set once run() has recorded and projected the creation.
         self._opened = False
@@ -211,30 +222,99 @@ class MigrationWorkflow:
         if workflow.patched(PATCH_NOTIFY_AT_ONCE):
             await self._send_notifications()
         while not all_complete(self._s):
-            wake_at = next_rung(self._s)
-            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
-            try:
-                await workflow.wait_condition(
-                    lambda: self._wake or self._history_full(inp), timeout=timeout
-                )
-            except TimeoutError:
-                pass
+            if self._group_commit():
+                await self._wait_for_work(inp)
+            else:
+                wake_at = next_rung(self._s)
+                timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._wake or self._history_full(inp), timeout=timeout
+                    )
+                except TimeoutError:
+                    pass
             self._wake = False
             async with self._lock:
                 noticed = self._check_deadline()
-                if self._advance_ladder() or noticed:
+                # Under group commit, handlers leave their changes for this loop to write.
+                if self._advance_ladder() or noticed or self._unprojected():
                     await self._project()
             await self._send_notifications()
             if self._history_full(inp):
                 # Handlers must finish first, or an update in flight would be lost.
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._drain_handlers()
                 async with self._lock:
                     await self._project()
                 await self._send_notifications()
                 workflow.continue_as_new(replace(inp, state=self._s))
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_handlers()
         await self._send_notifications()
         return MigrationResult(self._s.project_id, self._s.completed_at)
+
+    async def _wait_for_work(self, inp: MigrationInput) -> None:
+        """Sleep until a handler wakes the loop or the next rung is due.
+
+        The timer outlives wake-ups and is replaced only when the next rung moves, so the
+        workflow tasks of ordinary updates carry no timer commands."""
+        wake_at = next_rung(self._s)
+        if wake_at != self._timer_at or (self._timer is not None and self._timer.done()):
+            if self._timer is not None and not self._timer.done():
+                self._timer.cancel()
+            self._timer = None
+            if wake_at is not None:
+                delay = max((wake_at - workflow.now()).total_seconds(), 0.0)
+                self._timer = asyncio.ensure_future(asyncio.sleep(delay))
+            self._timer_at = wake_at
+        timer = self._timer
+        await workflow.wait_condition(
+            lambda: self._wake or self._history_full(inp) or (timer is not None and timer.done())
+        )
+        if timer is not None and timer.done():
+            self._timer, self._timer_at = None, None
+
+    async def _drain_handlers(self) -> None:
+        """Wait for every update handler to finish, writing what they wait for meanwhile."""
+        if not self._group_commit():
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return
+        while True:
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() or self._unprojected()
+            )
+            if not self._unprojected():
+                return
+            async with self._lock:
+                await self._project()
+
+    def _unprojected(self) -> bool:
+        return self._s.projected_seq < self._s.seq
+
+    def _group_commit(self) -> bool:
+        """Whether handlers share projections (new runs) or each write their own under the
+        lock (runs recorded before; their histories hold one projection per update)."""
+        if self._grouped is None:
+            self._grouped = workflow.patched(PATCH_GROUP_COMMIT)
+        return self._grouped
+
+    async def _commit(self, apply: Callable[[], tuple[T, bool]], request_id: str) -> T:
+        """Apply a handler's change and answer once the read model holds it.
+
+        Changes are applied at once, without awaiting anything, so each is atomic; the run
+        loop then writes every change made since its last write in one projection (group
+        commit), so concurrent updates of a project share one local activity."""
+        if self._group_commit():
+            result, changed = apply()
+            if changed:
+                seq = self._s.seq
+                self._pending_rids.append(request_id)
+                self._wake = True
+                await workflow.wait_condition(lambda: self._s.projected_seq >= seq)
+            return result
+        async with self._lock:
+            result, changed = apply()
+            if changed:
+                await self._project(request_id)
+            return result
 
     def _history_full(self, inp: MigrationInput) -> bool:
         info = workflow.info()
@@ -277,23 +357,24 @@ class MigrationWorkflow:
 
     @workflow.update
     async def change_task(self, change: TaskChange) -> TaskView:
-        async with self._lock:
-            # Validators do not run on replay; the handler keeps old histories' rule.
-            self._check_task_change(change, workflow.patched(PATCH_NOT_APPLICABLE_RULE))
-            now = workflow.now()
-            task = self._s.tasks[change.task_key]
-            before = task.status
-            self._set_status(task, change.status, now)
-            if change.note is not None:
-                task.note = change.note
-            self._record(
-                "task_updated",
-                change.actor,
-                {"task_key": task.key, "from": before, "to": task.status, "note": change.note},
-            )
-            self._after_change(now)
-            await self._project(change.request_id)
-            return task_view(self._s, task.key)
+        return await self._commit(lambda: self._change_task(change), change.request_id)
+
+    def _change_task(self, change: TaskChange) -> tuple[TaskView, bool]:
+        # Validators do not run on replay; the handler keeps old histories' rule.
+        self._check_task_change(change, workflow.patched(PATCH_NOT_APPLICABLE_RULE))
+        now = workflow.now()
+        task = self._s.tasks[change.task_key]
+        before = task.status
+        self._set_status(task, change.status, now)
+        if change.note is not None:
+            task.note = change.note
+        self._record(
+            "task_updated",
+            change.actor,
+            {"task_key": task.key, "from": before, "to": task.status, "note": change.note},
+        )
+        self._after_change(now)
+        return task_view(self._s, task.key), True
 
     @change_task.validator
     def _validate_change_task(self, change: TaskChange) -> None:
@@ -301,49 +382,50 @@ class MigrationWorkflow:
 
     @workflow.update
     async def report_milestone(self, report: MilestoneReport) -> MilestoneResult:
-        async with self._lock:
-            earlier = self._s.milestones.get(report.idempotency_key)
-            if earlier is not None:
-                return earlier
-            self._check_milestone(report)
-            now = workflow.now()
-            task = self._s.tasks[report.task_key]
-            before = task.status
-            if report.status == "failed":
-                self._fail_cutover(task, now)
-            else:
-                self._set_status(task, report.status, now)
-                if report.percent is not None and report.status == IN_PROGRESS:
-                    task.percent = report.percent
-            if report.note is not None:
-                task.note = report.note
-            milestone_id = f"m{self._s.seq + 1}"
-            self._record(
-                "milestone_reported",
-                report.actor,
-                {
-                    "milestone_id": milestone_id,
-                    "idempotency_key": report.idempotency_key,
-                    "task_key": task.key,
-                    "status": report.status,
-                    "percent": report.percent,
-                    "note": report.note,
-                    "from": before,
-                    "to": task.status,
-                },
-            )
-            self._after_change(now)
-            result = MilestoneResult(
-                milestone_id=milestone_id,
-                duplicate=False,
-                task=task_view(self._s, task.key),
-                request_id=report.request_id,
-                fingerprint=report.fingerprint,
-                attempt_id=report.attempt_id,
-            )
-            self._s.milestones[report.idempotency_key] = result
-            await self._project(report.request_id)
-            return result
+        return await self._commit(lambda: self._report_milestone(report), report.request_id)
+
+    def _report_milestone(self, report: MilestoneReport) -> tuple[MilestoneResult, bool]:
+        earlier = self._s.milestones.get(report.idempotency_key)
+        if earlier is not None:
+            return earlier, False
+        self._check_milestone(report)
+        now = workflow.now()
+        task = self._s.tasks[report.task_key]
+        before = task.status
+        if report.status == "failed":
+            self._fail_cutover(task, now)
+        else:
+            self._set_status(task, report.status, now)
+            if report.percent is not None and report.status == IN_PROGRESS:
+                task.percent = report.percent
+        if report.note is not None:
+            task.note = report.note
+        milestone_id = f"m{self._s.seq + 1}"
+        self._record(
+            "milestone_reported",
+            report.actor,
+            {
+                "milestone_id": milestone_id,
+                "idempotency_key": report.idempotency_key,
+                "task_key": task.key,
+                "status": report.status,
+                "percent": report.percent,
+                "note": report.note,
+                "from": before,
+                "to": task.status,
+            },
+        )
+        self._after_change(now)
+        result = MilestoneResult(
+            milestone_id=milestone_id,
+            duplicate=False,
+            task=task_view(self._s, task.key),
+            request_id=report.request_id,
+            fingerprint=report.fingerprint,
+            attempt_id=report.attempt_id,
+        )
+        self._s.milestones[report.idempotency_key] = result
+        return result, True
 
     @report_milestone.validator
     def _validate_milestone(self, report: MilestoneReport) -> None:
@@ -352,37 +434,38 @@ class MigrationWorkflow:
 
     @workflow.update
     async def decide_gate(self, decision: GateDecisionInput) -> TaskView:
-        async with self._lock:
-            self._check_decision(decision)
-            now = workflow.now()
-            gate = self._s.tasks[decision.gate_key]
-            gate.decision = Decision(decision.outcome, decision.actor, now, decision.comment)
-            reopened: list[str] = []
-            if decision.outcome == "approve":
-                self._set_status(gate, DONE, now)
-            else:
-                for dep in effective_dependencies(self._s, self._s.template.task(gate.key)):
-                    task = self._s.tasks[dep]
-                    task.status = IN_PROGRESS
-                    task.completed_at = None
-                    task.percent = None
-                    task.note = decision.comment
-                    task.updated_at = now
-                    self._restart_ladder(task, now)
-                    reopened.append(dep)
-            self._record(
-                "gate_decided",
-                decision.actor,
-                {
-                    "gate_key": gate.key,
-                    "outcome": decision.outcome,
-                    "comment": decision.comment,
-                    "reopened": reopened,
-                },
-            )
-            self._after_change(now)
-            await self._project(decision.request_id)
-            return task_view(self._s, gate.key)
+        return await self._commit(lambda: self._decide_gate(decision), decision.request_id)
+
+    def _decide_gate(self, decision: GateDecisionInput) -> tuple[TaskView, bool]:
+        self._check_decision(decision)
+        now = workflow.now()
+        gate = self._s.tasks[decision.gate_key]
+        gate.decision = Decision(decision.outcome, decision.actor, now, decision.comment)
+        reopened: list[str] = []
+        if decision.outcome == "approve":
+            self._set_status(gate, DONE, now)
+        else:
+            for dep in effective_dependencies(self._s, self._s.template.task(gate.key)):
+                task = self._s.tasks[dep]
+                task.status = IN_PROGRESS
+                task.completed_at = None
+                task.percent = None
+                task.note = decision.comment
+                task.updated_at = now
+                self._restart_ladder(task, now)
+                reopened.append(dep)
+        self._record(
+            "gate_decided",
+            decision.actor,
+            {
+                "gate_key": gate.key,
+                "outcome": decision.outcome,
+                "comment": decision.comment,
+                "reopened": reopened,
+            },
+        )
+        self._after_change(now)
+        return task_view(self._s, gate.key), True
 
     @decide_gate.validator
     def _validate_decision(self, decision: GateDecisionInput) -> None:
@@ -390,22 +473,24 @@ class MigrationWorkflow:
 
     @workflow.update
     async def replan(self, plan: ReplanInput) -> None:
-        async with self._lock:
-            self._check_go_live(plan.target_go_live, "target_go_live")
-            now = workflow.now()
-            before = self._s.target_go_live
-            self._apply_target(plan.target_go_live, now)
-            self._record(
-                "replanned",
-                plan.actor,
-                {
-                    "from": before.isoformat(),
-                    "to": plan.target_go_live.isoformat(),
-                    "reason": plan.reason,
-                },
-            )
-            self._after_change(now)
-            await self._project(plan.request_id)
+        await self._commit(lambda: self._replan(plan), plan.request_id)
+
+    def _replan(self, plan: ReplanInput) -> tuple[None, bool]:
+        self._check_go_live(plan.target_go_live, "target_go_live")
+        now = workflow.now()
+        before = self._s.target_go_live
+        self._apply_target(plan.target_go_live, now)
+        self._record(
+            "replanned",
+            plan.actor,
+            {
+                "from": before.isoformat(),
+                "to": plan.target_go_live.isoformat(),
+                "reason": plan.reason,
+            },
+        )
+        self._after_change(now)
+        return None, True
 
     @replan.validator
     def _validate_replan(self, plan: ReplanInput) -> None:
@@ -415,26 +500,28 @@ class MigrationWorkflow:
 
     @workflow.update
     async def declare_extended_track(self, track: ExtendedTrackInput) -> None:
-        async with self._lock:
-            self._check_extended_track(track)
-            now = workflow.now()
-            self._s.extended_track = ExtendedTrack(
-                track.ground, track.planned_go_live, track.reason, now
-            )
-            self._s.deadline = track.planned_go_live
-            if self._s.target_go_live != track.planned_go_live:
-                self._apply_target(track.planned_go_live, now)
-            self._record(
-                "extended_track_declared",
-                track.actor,
-                {
-                    "ground": track.ground,
-                    "planned_go_live": track.planned_go_live.isoformat(),
-                    "reason": track.reason,
-                },
-            )
-            self._after_change(now)
-            await self._project(track.request_id)
+        await self._commit(lambda: self._declare_extended_track(track), track.request_id)
+
+    def _declare_extended_track(self, track: ExtendedTrackInput) -> tuple[None, bool]:
+        self._check_extended_track(track)
+        now = workflow.now()
+        self._s.extended_track = ExtendedTrack(
+            track.ground, track.planned_go_live, track.reason, now
+        )
+        self._s.deadline = track.planned_go_live
+        if self._s.target_go_live != track.planned_go_live:
+            self._apply_target(track.planned_go_live, now)
+        self._record(
+            "extended_track_declared",
+            track.actor,
+            {
+                "ground": track.ground,
+                "planned_go_live": track.planned_go_live.isoformat(),
+                "reason": track.reason,
+            },
+        )
+        self._after_change(now)
+        return None, True
 
     @declare_extended_track.validator
     def _validate_extended_track(self, track: ExtendedTrackInput) -> None:
@@ -442,14 +529,16 @@ class MigrationWorkflow:
 
     @workflow.update
     async def acknowledge_escalation(self, ack: AcknowledgeInput) -> None:
-        async with self._lock:
-            esc = self._check_ack(ack)
-            now = workflow.now()
-            esc.status = "acknowledged"
-            esc.acknowledged_by = ack.actor
-            esc.acknowledged_at = now
-            self._record("escalation_acknowledged", ack.actor, {"escalation_id": esc.id})
-            await self._project(ack.request_id)
+        await self._commit(lambda: self._acknowledge(ack), ack.request_id)
+
+    def _acknowledge(self, ack: AcknowledgeInput) -> tuple[None, bool]:
+        esc = self._check_ack(ack)
+        now = workflow.now()
+        esc.status = "acknowledged"
+        esc.acknowledged_by = ack.actor
+        esc.acknowledged_at = now
+        self._record("escalation_acknowledged", ack.actor, {"escalation_id": esc.id})
+        return None, True
 
     @acknowledge_escalation.validator
     def _validate_ack(self, ack: AcknowledgeInput) -> None:
@@ -839,8 +928,11 @@ class MigrationWorkflow:
         """Bring the read model up to the workflow's truth: only what changed since the last
         write of this run, or everything when the read model holds something else."""
         s = self._s
+        seq = s.seq
         snap = self._snapshot(events=self._unprojected_events())
-        snap.request_id = request_id
+        rids = [r for r in (request_id, *self._pending_rids) if r]
+        self._pending_rids = []
+        request_id = snap.request_id = ",".join(dict.fromkeys(rids))
         if request_id:
             workflow.logger.info(
                 "recorded %s",
@@ -859,7 +951,8 @@ class MigrationWorkflow:
             write = projection(snap, s.projected_seq, tasks, escalations, None, None)
             await self._write(write)
         self._sent_tasks, self._sent_escalations = tasks, escalations
-        s.projected_seq = max(s.projected_seq, s.seq)
+        # Handlers may have changed more while this was written: only what it held counts.
+        s.projected_seq = max(s.projected_seq, seq)
 
     async def _write(self, write: ProjectionInput) -> Any:
         # Old histories recorded a bool here; only the new RESYNC answer asks for more.

@@ -1,0 +1,241 @@
+"""hyojunka's write path beside raw Temporal, on the same dev server in the same run.
+
+    .venv/bin/python -m benchmarks.load [--projects 200] [--serial 200] [--per-client 20]
+
+Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
+in a temporary folder, and a trivial counter workflow on a worker in this process against
+the same dev server. Prints, for each side: project creation at 20 concurrent clients
+(hyojunka POST /projects vs. raw start + first update in one call), vendor milestones one
+after another (p50/p95/p99), and at 50 concurrent clients spread over 10 projects
+(throughput and p99); each ratio; and every error (any answer but 2xx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import httpx
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from benchmarks.harness import Up, pct, project_pairs, running_up
+from benchmarks.raw import CounterWorkflow
+from workflows.calendar import add_months
+
+TARGET = add_months(date.today(), 36).isoformat()
+RAW_QUEUE = "raw-counter"
+
+
+@dataclass
+class Run:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall if self.wall else 0.0
+
+    def line(self) -> str:
+        ms = [x * 1000 for x in self.latencies]
+        return (
+            f"  {self.name:<34} n={len(ms):<5} {self.rate:7.1f}/s  p50={pct(ms, 0.5):7.1f} ms"
+            f"  p95={pct(ms, 0.95):7.1f} ms  p99={pct(ms, 0.99):7.1f} ms"
+            f"  errors={len(self.errors)}"
+        )
+
+
+async def drive(name: str, calls: list[Callable[[], Awaitable[None]]], concurrency: int) -> Run:
+    """Run ``calls`` with at most ``concurrency`` in flight; time each."""
+    run = Run(name)
+    queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+    for c in calls:
+        queue.put_nowait(c)
+
+    async def client() -> None:
+        while not queue.empty():
+            call = queue.get_nowait()
+            t0 = time.perf_counter()
+            try:
+                await call()
+            except Exception as exc:  # the benchmark counts every failure, of any kind
+                run.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            run.latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    run.wall = time.perf_counter() - t0
+    return run
+
+
+class Http:
+    def __init__(self, up: Up, http: httpx.AsyncClient) -> None:
+        self.up, self.http = up, http
+
+    async def post(self, path: str, body: dict, role: str, **headers: str) -> dict:
+        resp = await self.http.post(
+            f"{self.up.base}/api/v1{path}", json=body, headers=self.up.headers(role, **headers)
+        )
+        if resp.status_code >= 300:
+            raise RuntimeError(f"{resp.status_code} {resp.text[:120]}")
+        return resp.json()
+
+
+async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        api = Http(up, http)
+        pairs = project_pairs(args.projects + 10)
+        creates = [
+            (
+                lambda c=c, b=b: api.post(
+                    "/projects",
+                    {
+                        "lg_code": c,
+                        "business": b,
+                        "target_go_live": TARGET,
+                        "vendor_id": "demo-vendor",
+                    },
+                    "admin",
+                )
+            )
+            for c, b in pairs[: args.projects]
+        ]
+        runs = {"create": await drive("create project (20 concurrent)", creates, 20)}
+        # Ten projects for the milestones (created outside the timing).
+        targets = [f"{c}-{b}" for c, b in pairs[args.projects :]]
+        await drive(
+            "setup",
+            [
+                (
+                    lambda c=c, b=b: api.post(
+                        "/projects",
+                        {
+                            "lg_code": c,
+                            "business": b,
+                            "target_go_live": TARGET,
+                            "vendor_id": "demo-vendor",
+                        },
+                        "admin",
+                    )
+                )
+                for c, b in pairs[args.projects :]
+            ],
+            10,
+        )
+
+        def milestone(pid: str, i: int) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                await api.post(
+                    f"/projects/{pid}/milestones",
+                    {"task_key": "system_setup", "status": "in_progress", "percent": i % 100},
+                    "vendor",
+                    **{"Idempotency-Key": uuid.uuid4().hex},
+                )
+
+            return call
+
+        runs["serial"] = await drive(
+            "milestone serial", [milestone(targets[0], i) for i in range(args.serial)], 1
+        )
+        spread = [milestone(targets[i % 10], i) for i in range(50 * args.per_client)]
+        runs["c50"] = await drive("milestone 50 concurrent", spread, 50)
+    return runs
+
+
+async def raw_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
+    client = await Client.connect(up.temporal_address)
+    async with Worker(client, task_queue=RAW_QUEUE, workflows=[CounterWorkflow]):
+        prefix = uuid.uuid4().hex[:8]
+
+        def create(i: int) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                start = WithStartWorkflowOperation(
+                    CounterWorkflow.run,
+                    id=f"raw-{prefix}-{i}",
+                    task_queue=RAW_QUEUE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                )
+                await client.execute_update_with_start_workflow(
+                    CounterWorkflow.bump, 1, start_workflow_operation=start
+                )
+
+            return call
+
+        runs = {
+            "create": await drive(
+                "start + first update (20 concurrent)",
+                [create(i) for i in range(args.projects)],
+                20,
+            )
+        }
+        handles = [client.get_workflow_handle(f"raw-{prefix}-{i}") for i in range(10)]
+
+        def bump(i: int) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                await handles[i % 10].execute_update(CounterWorkflow.bump, 1)
+
+            return call
+
+        runs["serial"] = await drive("update serial", [bump(0) for _ in range(args.serial)], 1)
+        runs["c50"] = await drive(
+            "update 50 concurrent", [bump(i) for i in range(50 * args.per_client)], 50
+        )
+        for i in range(args.projects):
+            await client.get_workflow_handle(f"raw-{prefix}-{i}").signal(CounterWorkflow.finish)
+    return runs
+
+
+def report(h: dict[str, Run], r: dict[str, Run]) -> None:
+    print("hyojunka (API over HTTP, worker and API processes, SQLite read model)")
+    for run in h.values():
+        print(run.line())
+    print("raw Temporal (counter workflow, same dev server)")
+    for run in r.values():
+        print(run.line())
+
+    def p(run: Run, q: float) -> float:
+        return pct([x * 1000 for x in run.latencies], q)
+
+    print("ratios")
+    print(
+        f"  creation throughput        {h['create'].rate / r['create'].rate:5.2f}x raw"
+        "   (target >= 0.5x)"
+    )
+    print(
+        f"  milestone serial p50       +{p(h['serial'], 0.5) - p(r['serial'], 0.5):.1f} ms"
+        "   (target <= +10 ms)"
+    )
+    print(f"  milestone serial p99       {p(h['serial'], 0.99):.1f} ms   (target <= 60 ms)")
+    print(
+        f"  milestone 50 concurrent    {h['c50'].rate / r['c50'].rate:5.2f}x raw"
+        "   (target >= 0.5x, goal 0.8x)"
+    )
+    errors = [e for run in h.values() for e in run.errors]
+    print(f"errors: {len(errors)}")
+    for e in sorted(set(errors))[:10]:
+        print(f"  {e}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    with running_up() as up:
+        h = await hyojunka_side(up, args)
+        r = await raw_side(up, args)
+    report(h, r)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=200)
+    parser.add_argument("--serial", type=int, default=200)
+    parser.add_argument("--per-client", type=int, default=20)
+    asyncio.run(main(parser.parse_args()))

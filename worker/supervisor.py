@@ -1,0 +1,293 @@
+"""``hyojunka up``: own and supervise the embedded default's processes.
+
+Three children: the Temporal dev server, the worker and the API, each a process of its own
+so that the worker and the API use both cores. The supervisor
+
+- owns its data folder through a lock (``up.lock``): a second ``up`` on the same folder
+  refuses to start rather than share it;
+- records its children in ``up.json``; children die with it (the kernel's parent-death
+  signal), and any left by an ``up`` that was killed anyway are found there and stopped
+  before anything starts, so an orphan is never silently adopted;
+- refuses a Temporal port held by a process it did not start;
+- restarts a child that dies, with backoff;
+- stops everything on SIGINT or SIGTERM, API first, Temporal last, within ``STOP_WITHIN``
+  seconds whatever the load (what has not stopped by then is killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from readmodel.settings import Settings
+
+log = structlog.get_logger("hyojunka.up")
+
+STOP_WITHIN = 8.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when the supervisor dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def data_folder_lock(data_dir: Path) -> Iterator[IO[str]]:
+    """Exclusive ownership of the data folder for as long as this process lives; the kernel
+    releases it when the process dies, however it dies."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "up.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise AlreadyRunning(
+            f"{data_dir.resolve()} is in use by hyojunka up (pid {owner}); stop it first"
+        ) from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def _mentions(pid: int, marker: str) -> bool:
+    """Whether a process names the data folder in its command line or environment."""
+    for part in ("cmdline", "environ"):
+        try:
+            raw = Path(f"/proc/{pid}/{part}").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in raw:
+            return True
+    return False
+
+
+def stop_leftovers(data_dir: Path) -> list[int]:
+    """Kill the children that an earlier, killed ``up`` on this folder left behind.
+
+    A pid is only ours if it still names this data folder: pids are reused."""
+    record = data_dir / "up.json"
+    try:
+        children = json.loads(record.read_text()).get("children", {})
+    except (OSError, ValueError):
+        return []
+    marker = str(data_dir.resolve())
+    stopped = []
+    for name, pid in children.items():
+        if not isinstance(pid, int) or pid == os.getpid():
+            continue
+        if _mentions(pid, marker):
+            log.warning("stopping a leftover of an earlier hyojunka up", child=name, pid=pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            stopped.append(pid)
+    deadline = time.monotonic() + 5
+    while stopped and time.monotonic() < deadline:
+        if all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in stopped):
+            break
+        time.sleep(0.05)
+    record.unlink(missing_ok=True)
+    return stopped
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    # None: the child writes to the supervisor's own output.
+    log_path: Path | None = None
+    # Polled after a start until it says the child is serving.
+    ready: Callable[[], bool] | None = None
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.5
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def start(self, env: dict[str, str]) -> None:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(self.log_path.open("ab")) if self.log_path else None
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT if out else None,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+                # Our own signal handling stops children in order; a terminal's Ctrl-C
+                # must not reach them all at once.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.started_at = time.monotonic()
+        log.info("started", child=self.name, pid=self.proc.pid)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, children: list[Child]) -> None:
+        self.settings = settings
+        self.children = children
+        self.stopping = asyncio.Event()
+        self.env = dict(os.environ)
+        # Children see the same data folder, whatever the working directory.
+        self.env["HYOJUNKA_DATA_DIR"] = str(settings.data_dir.resolve())
+
+    def _record(self) -> None:
+        record = {
+            "pid": os.getpid(),
+            "children": {c.name: c.pid for c in self.children if c.pid is not None},
+        }
+        path = self.settings.data_dir / "up.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path)
+
+    async def _start(self, child: Child) -> None:
+        await child.start(self.env)
+        self._record()
+        if child.ready is not None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                assert child.proc is not None
+                if child.proc.returncode is not None:
+                    return  # the watch loop restarts it
+                if await asyncio.to_thread(child.ready):
+                    return
+                await asyncio.sleep(0.1)
+
+    async def start_all(self) -> None:
+        for child in self.children:
+            if self.stopping.is_set():
+                return
+            await self._start(child)
+
+    async def watch(self) -> None:
+        """Restart any child that exits while we are not stopping."""
+        while not self.stopping.is_set():
+            waits = {
+                asyncio.ensure_future(c.proc.wait()): c
+                for c in self.children
+                if c.proc is not None and c.proc.returncode is None
+            }
+            stop = asyncio.ensure_future(self.stopping.wait())
+            done, _ = await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
+            for fut in [stop, *waits]:
+                if fut not in done:
+                    fut.cancel()
+            if self.stopping.is_set():
+                return
+            for fut in done:
+                child = waits.get(fut)
+                if child is None:
+                    continue
+                code = fut.result()
+                child.exits.append(code)
+                ran = time.monotonic() - child.started_at
+                child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 30.0)
+                child.restarts += 1
+                log.error(
+                    "child exited; restarting", child=child.name, code=code, after=child.backoff
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=child.backoff)
+                if not self.stopping.is_set():
+                    await self._start(child)
+
+    async def stop_all(self) -> None:
+        """Stop children in reverse order of start, all within STOP_WITHIN seconds."""
+        deadline = time.monotonic() + STOP_WITHIN
+        for child in reversed(self.children):
+            proc = child.proc
+            if proc is None or proc.returncode is not None:
+                continue
+            sig = signal.SIGINT if child.name == "temporal" else signal.SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            # The last child (Temporal) gets what is left; the others a fair share.
+            left = max(deadline - time.monotonic(), 0.1)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=left)
+            except TimeoutError:
+                log.warning("child did not stop in time; killing it", child=child.name)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        (self.settings.data_dir / "up.json").unlink(missing_ok=True)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            await self.start_all()
+            await self.watch()
+        finally:
+            await self.stop_all()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def hyojunka_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "worker.cli", *args]
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        import httpx
+
+        try:
+            return httpx.get(url, timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def temporal_ready(host: str, port: int) -> Callable[[], bool]:
+    return lambda: port_in_use(host, port)
+
+
+def describe(children: list[Child]) -> dict[str, Any]:
+    return {c.name: {"pid": c.pid, "restarts": c.restarts} for c in children}
