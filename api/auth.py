@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
+from sqlmodel import Session
 from sqlmodel.sql.expression import SelectOfScalar
 
 from readmodel import tables as t
@@ -144,10 +146,21 @@ def create_token(
     return row, secret
 
 
+_TOKENS = t.ApiToken.__table__  # type: ignore[attr-defined]
+# Every request asks this: one indexed lookup of the few columns a Caller needs.
+_CALLER_QUERY = sa_select(
+    _TOKENS.c.id,
+    _TOKENS.c.name,
+    _TOKENS.c.role,
+    _TOKENS.c.lg_code,
+    _TOKENS.c.prefecture,
+    _TOKENS.c.vendor_id,
+    _TOKENS.c.revoked_at,
+).where(_TOKENS.c.token_hash == bindparam("token_hash"))
+
+
 def caller_for(session: Session, secret: str) -> Caller | None:
-    row = session.exec(
-        select(t.ApiToken).where(t.ApiToken.token_hash == hash_token(secret))
-    ).first()
+    row = session.execute(_CALLER_QUERY, {"token_hash": hash_token(secret)}).first()
     if row is None or row.revoked_at is not None or row.id is None:
         return None
     return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)

@@ -27,7 +27,7 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 8, max_overflow: int = 8, pool_timeout: float = 5.0
+    url: str, *, pool_size: int = 20, max_overflow: int = 0, pool_timeout: float = 5.0
 ) -> Engine:
     """An engine whose pool answers within ``pool_timeout`` (then raises), never waits long."""
     url = normalise_url(url)

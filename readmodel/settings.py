@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     log_json: bool | None = None  # default: JSON unless stderr is a terminal
     # Read-model connections per process. A request never holds one across a Temporal call,
     # so a handful serve many concurrent writers; past pool_timeout the answer is 503.
-    db_pool_size: int = 8
-    db_max_overflow: int = 8
+    # Connections are kept, not made per request (a new SQLite connection costs more than
+    # the query): no overflow beyond the pool by default.
+    db_pool_size: int = 20
+    db_max_overflow: int = 0
     db_pool_timeout: float = 5.0
     # Every call from the API to Temporal has this deadline (seconds); past it, 503.
     temporal_call_timeout: float = 10.0

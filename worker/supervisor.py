@@ -206,34 +206,32 @@ class Supervisor:
     async def watch(self) -> None:
         """Restart any child that exits while we are not stopping."""
         while not self.stopping.is_set():
-            waits = {
-                asyncio.ensure_future(c.proc.wait()): c
+            for child in self.children:
+                proc = child.proc
+                if proc is not None and proc.returncode is not None:
+                    await self._restart(child, proc.returncode)
+                    if self.stopping.is_set():
+                        return
+            waits = [
+                asyncio.ensure_future(c.proc.wait())
                 for c in self.children
                 if c.proc is not None and c.proc.returncode is None
-            }
+            ]
             stop = asyncio.ensure_future(self.stopping.wait())
-            done, _ = await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
             for fut in [stop, *waits]:
-                if fut not in done:
-                    fut.cancel()
-            if self.stopping.is_set():
-                return
-            for fut in done:
-                child = waits.get(fut)
-                if child is None:
-                    continue
-                code = fut.result()
-                child.exits.append(code)
-                ran = time.monotonic() - child.started_at
-                child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 30.0)
-                child.restarts += 1
-                log.error(
-                    "child exited; restarting", child=child.name, code=code, after=child.backoff
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=child.backoff)
-                if not self.stopping.is_set():
-                    await self._start(child)
+                fut.cancel()
+
+    async def _restart(self, child: Child, code: int) -> None:
+        child.exits.append(code)
+        ran = time.monotonic() - child.started_at
+        child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 30.0)
+        child.restarts += 1
+        log.error("child exited; restarting", child=child.name, code=code, after=child.backoff)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=child.backoff)
+        if not self.stopping.is_set():
+            await self._start(child)
 
     async def stop_all(self) -> None:
         """Stop children in reverse order of start, all within STOP_WITHIN seconds."""

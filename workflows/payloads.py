@@ -37,15 +37,18 @@ class _SharedAdapterJSON(PydanticJSONPlainPayloadConverter):
         return adapter.validate_json(payload.data)
 
 
+# Stateless, so shared: the SDK builds a payload converter for every workflow activation.
+_CONVERTERS = tuple(
+    _SharedAdapterJSON(max_cached_type_adapters=0)
+    if isinstance(c, JSONPlainPayloadConverter)
+    else c
+    for c in DefaultPayloadConverter.default_encoding_payload_converters
+)
+
+
 class PayloadConverter(CompositePayloadConverter):
     def __init__(self) -> None:
-        json = _SharedAdapterJSON(max_cached_type_adapters=0)
-        super().__init__(
-            *(
-                json if isinstance(c, JSONPlainPayloadConverter) else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        super().__init__(*_CONVERTERS)
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
