@@ -140,7 +140,7 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff: float = 0.5
+    backoff: float = 0.25
     exits: list[int] = field(default_factory=list)
 
     @property
@@ -192,46 +192,45 @@ class Supervisor:
             while time.monotonic() < deadline and not self.stopping.is_set():
                 assert child.proc is not None
                 if child.proc.returncode is not None:
-                    return  # the watch loop restarts it
+                    return  # its keeper sees the exit and restarts it
                 if await asyncio.to_thread(child.ready):
                     return
                 await asyncio.sleep(0.1)
 
     async def start_all(self) -> None:
+        """Start in order, each once the one before answers (Temporal before the others)."""
         for child in self.children:
             if self.stopping.is_set():
                 return
             await self._start(child)
 
-    async def watch(self) -> None:
-        """Restart any child that exits while we are not stopping."""
+    async def _keep(self, child: Child) -> None:
+        """Restart one child whenever it exits, until we stop; each child has its own
+        keeper, so children that die together come back together."""
         while not self.stopping.is_set():
-            for child in self.children:
-                proc = child.proc
-                if proc is not None and proc.returncode is not None:
-                    await self._restart(child, proc.returncode)
-                    if self.stopping.is_set():
-                        return
-            waits = [
-                asyncio.ensure_future(c.proc.wait())
-                for c in self.children
-                if c.proc is not None and c.proc.returncode is None
-            ]
-            stop = asyncio.ensure_future(self.stopping.wait())
-            await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
-            for fut in [stop, *waits]:
-                fut.cancel()
+            proc = child.proc
+            if proc is None:
+                await self._start(child)
+                continue
+            code = await proc.wait()
+            if self.stopping.is_set():
+                return
+            child.exits.append(code)
+            ran = time.monotonic() - child.started_at
+            child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 10.0)
+            child.restarts += 1
+            log.error("child exited; restarting", child=child.name, code=code, after=child.backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=child.backoff)
+            if not self.stopping.is_set():
+                await self._start(child)
 
-    async def _restart(self, child: Child, code: int) -> None:
-        child.exits.append(code)
-        ran = time.monotonic() - child.started_at
-        child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 30.0)
-        child.restarts += 1
-        log.error("child exited; restarting", child=child.name, code=code, after=child.backoff)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=child.backoff)
-        if not self.stopping.is_set():
-            await self._start(child)
+    async def watch(self) -> None:
+        keepers = [asyncio.create_task(self._keep(c)) for c in self.children]
+        await self.stopping.wait()
+        for k in keepers:
+            k.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
 
     async def stop_all(self) -> None:
         """Stop children in reverse order of start, all within STOP_WITHIN seconds."""
