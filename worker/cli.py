@@ -51,6 +51,9 @@ async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=3,
+        # Vendor tools keep connections open between reports; closing them after 5 s idle
+        # races their next request on the same connection.
+        timeout_keep_alive=75,
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
