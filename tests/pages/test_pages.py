@@ -163,3 +163,21 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     await pm.reload()
     await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("完了済み")
     await expect(pm.locator("dl.facts")).to_contain_text("ベンダ調達")
+
+
+async def test_a_late_project_with_escalations_shows_them_in_japanese(
+    browser: Browser, site: Site
+) -> None:
+    # Go-live in six months: the early tasks were due more than a year ago, so the ladder
+    # has already climbed to the prefecture when the project is registered.
+    pm = await login(browser, site, "pm")
+    await pm.click("text=新規登録")
+    await pm.fill("#lg_code", site.lg_code)
+    await pm.select_option("#business", site.business)
+    await pm.fill("#target_go_live", add_months(date.today(), 6).isoformat())
+    await pm.click("text=登録する")
+    await expect(pm.get_by_role("status")).to_have_text("プロジェクトを登録しました")
+    await expect(pm.locator("h1")).to_contain_text("期限超過")
+    body = await pm.locator("body").inner_text()
+    assert "都道府県" in body  # the prefecture rung, named in Japanese
+    assert "Internal Server Error" not in body
