@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 100
     # How long a workflow task waits for the worker that has the workflow cached before any
     # worker may take it. Short, so a worker that was killed stalls its workflows briefly.
-    worker_sticky_timeout: float = 10.0
+    worker_sticky_timeout: float = 2.0
 
     @field_validator("environment")
     @classmethod
