@@ -160,10 +160,13 @@ def _report(name: str, counts: dict[str, object]) -> None:
     print(f"\n{name}: {json.dumps(counts)}")
 
 
-async def _killer(up: Up, names: list[str], stop: asyncio.Event, every: float) -> int:
-    """SIGKILL the named children together, every few seconds, until told to stop."""
+async def _killer(
+    up: Up, names: list[str], stop: asyncio.Event, every: float, most: int = 4
+) -> int:
+    """SIGKILL the named children together every few seconds, ``most`` times at most, so the
+    stream also gets to finish against restarted processes."""
     kills = 0
-    while not stop.is_set():
+    while not stop.is_set() and kills < most:
         try:
             await asyncio.wait_for(stop.wait(), timeout=every)
             break

@@ -217,7 +217,7 @@ class Supervisor:
                 return
             child.exits.append(code)
             ran = time.monotonic() - child.started_at
-            child.backoff = 0.5 if ran > 60 else min(child.backoff * 2, 10.0)
+            child.backoff = 0.25 if ran > 10 else min(child.backoff * 2, 5.0)
             child.restarts += 1
             log.error("child exited; restarting", child=child.name, code=code, after=child.backoff)
             with contextlib.suppress(TimeoutError):
