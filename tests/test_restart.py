@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,19 +20,13 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from benchmarks.harness import HYOJUNKA, free_port
 from workflows.calendar import add_months
 from workflows.procedure import DEFAULT_TEMPLATE
 
 pytestmark = pytest.mark.heavy
 
-HYOJUNKA = str(Path(sys.executable).parent / "hyojunka")
 TARGET = add_months(date.today(), 36).isoformat()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(base: str, seconds: float = 60) -> None:
