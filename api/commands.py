@@ -9,10 +9,12 @@ the same request (same ``Idempotency-Key``) is answered by Temporal from the fir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import inspect
 import json
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -70,6 +72,33 @@ from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
 R = TypeVar("R")
 
 
+class _Turns:
+    """Per-workflow admission: at most ``limit`` calls in flight to one workflow from this
+    process, the rest queued here in arrival order. Temporal caps in-flight updates per
+    workflow and answers the excess with ResourceExhausted, which its client retries with
+    a backoff of seconds; waiting here costs nothing and keeps the order."""
+
+    def __init__(self) -> None:
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, workflow_id: str, limit: int) -> AsyncIterator[None]:
+        sem, users = self._gates.get(workflow_id, (asyncio.Semaphore(limit), 0))
+        self._gates[workflow_id] = (sem, users + 1)
+        try:
+            async with sem:
+                yield
+        finally:
+            sem, users = self._gates[workflow_id]
+            if users == 1:
+                del self._gates[workflow_id]
+            else:
+                self._gates[workflow_id] = (sem, users - 1)
+
+
+_TURNS = _Turns()
+
+
 @dataclass
 class Context:
     """What a command needs besides its caller and input: one per request."""
@@ -85,11 +114,23 @@ class Context:
         result; without one, each request is its own update."""
         return f"{kind}-{self.idempotency_key}" if self.idempotency_key else None
 
-    async def temporal(self, call: Awaitable[R]) -> R:
-        """Await a Temporal call within the deadline; past it, or when Temporal cannot be
-        reached, 503 with Retry-After (retrying with the same key is safe)."""
+    async def temporal(self, call: Awaitable[R], workflow_id: str | None = None) -> R:
+        """Await a Temporal call within the deadline (waiting for the workflow's turn
+        included); past it, or when Temporal cannot be reached, 503 with Retry-After
+        (retrying with the same key is safe)."""
+
+        async def in_turn() -> R:
+            if workflow_id is None:
+                return await call
+            try:
+                async with _TURNS.turn(workflow_id, self.settings.updates_per_workflow):
+                    return await call
+            finally:
+                if inspect.iscoroutine(call):
+                    call.close()  # never started: out of time while waiting for a turn
+
         try:
-            return await asyncio.wait_for(call, self.settings.temporal_call_timeout)
+            return await asyncio.wait_for(in_turn(), self.settings.temporal_call_timeout)
         except TimeoutError as exc:
             raise unavailable(
                 "the workflow service did not answer in time; retry with the same Idempotency-Key",
@@ -252,7 +293,8 @@ async def change_task(
     view = await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.change_task, change, id=ctx.update_id(f"task-{key}")
-        )
+        ),
+        wid,
     )
     return task_from_view(view)
 
@@ -316,7 +358,8 @@ async def report_milestone(
     result = await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.report_milestone, report, id=f"milestone-{key}"
-        )
+        ),
+        wid,
     )
     duplicate = result.attempt_id != report.attempt_id
     if duplicate and result.fingerprint != fingerprint:
@@ -350,7 +393,8 @@ async def decide_gate(
     view = await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.decide_gate, decision, id=ctx.update_id(f"gate-{key}")
-        )
+        ),
+        wid,
     )
     return task_from_view(view)
 
@@ -368,7 +412,8 @@ async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) 
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.replan, plan, id=ctx.update_id("replan")
-        )
+        ),
+        wid,
     )
     return await ctx.db.run(project_answer, project_id)
 
@@ -384,7 +429,8 @@ async def declare_extended_track(
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.declare_extended_track, track, id=ctx.update_id("extended-track")
-        )
+        ),
+        wid,
     )
     return await ctx.db.run(project_answer, project_id)
 
@@ -417,6 +463,7 @@ async def acknowledge_escalation(
             MigrationWorkflow.acknowledge_escalation,
             AcknowledgeInput(escalation_id, caller.actor, request_id=ctx.request_id),
             id=ctx.update_id(f"ack-{escalation_id}"),
-        )
+        ),
+        wid,
     )
     return await ctx.db.run(_escalation_answer, escalation_id)

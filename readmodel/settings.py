@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # Every call from the API to Temporal has this deadline (seconds); past it, 503.
     temporal_call_timeout: float = 10.0
     retry_after_seconds: int = 2
+    # Updates one API process keeps in flight to one workflow; the rest wait their turn in
+    # the API. Temporal refuses more than 10 per workflow by default
+    # (history.maxInFlightUpdates) and its client then backs off for seconds.
+    updates_per_workflow: int = 8
     # Worker tuning (see benchmarks.load and the README for how they were chosen).
     worker_max_cached_workflows: int = 2000
     worker_max_concurrent_workflow_tasks: int = 100

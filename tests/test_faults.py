@@ -11,6 +11,7 @@ milestone id its client was told. The counts are printed and written to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -226,11 +227,6 @@ async def test_milestones_survive_the_temporal_server_killed(tmp_path: Path) -> 
     assert counts["lost"] == 0 and counts["doubled"] == 0
 
 
-@pytest.mark.skipif(
-    not os.environ.get("HYOJUNKA_SOAK"),
-    reason="fails today: at 50 closed-loop writers on 2 cores, Temporal aborts and retries some "
-    "updates and a few answers pass 10 s (503); run with HYOJUNKA_SOAK=1",
-)
 async def test_soak_fifty_writers_for_a_minute(tmp_path: Path) -> None:
     """No faults: 50 concurrent writers for 60 s get no 5xx and no answer slower than 5 s."""
     with running_up(tmp_path) as up:
@@ -238,12 +234,19 @@ async def test_soak_fifty_writers_for_a_minute(tmp_path: Path) -> None:
             projects = await _create_projects(up, http)
         statuses: Counter[int] = Counter()
         slowest = 0.0
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
-        end = time.monotonic() + 60
-        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        slow: list[tuple[float, float, str]] = []  # (seconds, since start, request id)
+        # Fifty vendor systems, each with its own connection. One shared httpx pool would
+        # measure the pool instead: its waiters stood 5-7 s in line before connecting.
+        clients = [httpx.AsyncClient(timeout=30) for _ in range(50)]
+        start = time.monotonic()
+        end = start + 60
+        async with contextlib.AsyncExitStack() as stack:
+            for c in clients:
+                await stack.enter_async_context(c)
 
             async def writer(w: int) -> None:
                 nonlocal slowest
+                http = clients[w]
                 n = 0
                 while time.monotonic() < end:
                     n += 1
@@ -258,7 +261,16 @@ async def test_soak_fifty_writers_for_a_minute(tmp_path: Path) -> None:
                         },
                         headers=up.headers("vendor", **{"Idempotency-Key": uuid.uuid4().hex}),
                     )
-                    slowest = max(slowest, time.monotonic() - t0)
+                    took = time.monotonic() - t0
+                    slowest = max(slowest, took)
+                    if took > 1:
+                        slow.append(
+                            (
+                                round(took, 2),
+                                round(t0 - start, 1),
+                                resp.headers.get("X-Request-ID", ""),
+                            )
+                        )
                     statuses[resp.status_code] += 1
 
             await asyncio.gather(*(writer(w) for w in range(50)))
@@ -266,6 +278,7 @@ async def test_soak_fifty_writers_for_a_minute(tmp_path: Path) -> None:
             "requests": sum(statuses.values()),
             "answers": dict(sorted(statuses.items())),
             "slowest_s": round(slowest, 2),
+            "over_1s": sorted(slow, reverse=True)[:10],
         }
         _report("soak", counts)
         assert not [s for s in statuses if s >= 500], counts
