@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,7 @@ from workflows.calendar import add_months
 
 TARGET = add_months(date.today(), 36).isoformat()
 RAW_QUEUE = "raw-counter"
+CLIENT: contextvars.ContextVar[int] = contextvars.ContextVar("client", default=0)
 
 
 @dataclass
@@ -60,7 +63,8 @@ async def drive(name: str, calls: list[Callable[[], Awaitable[None]]], concurren
     for c in calls:
         queue.put_nowait(c)
 
-    async def client() -> None:
+    async def client(index: int) -> None:
+        CLIENT.set(index)
         while not queue.empty():
             call = queue.get_nowait()
             t0 = time.perf_counter()
@@ -72,17 +76,20 @@ async def drive(name: str, calls: list[Callable[[], Awaitable[None]]], concurren
             run.latencies.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
     run.wall = time.perf_counter() - t0
     return run
 
 
 class Http:
-    def __init__(self, up: Up, http: httpx.AsyncClient) -> None:
-        self.up, self.http = up, http
+    """One connection per concurrent client, as separate vendor systems have: a single
+    shared httpx pool makes its waiters queue for seconds and would be measured instead."""
+
+    def __init__(self, up: Up, clients: list[httpx.AsyncClient]) -> None:
+        self.up, self.clients = up, clients
 
     async def post(self, path: str, body: dict, role: str, **headers: str) -> dict:
-        resp = await self.http.post(
+        resp = await self.clients[CLIENT.get()].post(
             f"{self.up.base}/api/v1{path}", json=body, headers=self.up.headers(role, **headers)
         )
         if resp.status_code >= 300:
@@ -91,9 +98,11 @@ class Http:
 
 
 async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-        api = Http(up, http)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=30)) for _ in range(50)
+        ]
+        api = Http(up, clients)
         pairs = project_pairs(args.projects + 10)
         creates = [
             (
