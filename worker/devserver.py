@@ -42,6 +42,12 @@ def dev_server_command(settings: Settings) -> list[str]:
         settings.temporal_namespace,
         "--log-level",
         "warn",
+        # One partition per task queue: on one machine, partitions only leave a task waiting
+        # in one that no poller is watching (new projects' first tasks waited 5 s for it).
+        "--dynamic-config-value",
+        "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueWritePartitions=1",
         *dev_server_flags(),
     ]
 
