@@ -42,12 +42,15 @@ class Problem(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        japanese: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
         self.headers = headers
+        # What the pages say instead of ``detail``, when the rules gave their own words.
+        self.japanese = japanese
 
 
 def problem_response(
@@ -76,6 +79,8 @@ def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type in _WORKFLOW_ERRORS:
         status = _WORKFLOW_ERRORS[cause.type]
+        said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        japanese = said.get("japanese")
         if status == 422:
             # The workflow's refusals of input name the field first: "reason: ...".
             loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else ""
@@ -83,8 +88,9 @@ def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
                 422,
                 cause.message,
                 errors=[{"loc": ["body", loc_field or ""], "msg": cause.message}],
+                japanese=japanese,
             )
-        return Problem(status, cause.message)
+        return Problem(status, cause.message, japanese=japanese)
     return Problem(500, "the project could not apply the change")
 
 

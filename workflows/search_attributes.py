@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 LG_CODE = SearchAttributeKey.for_keyword("HyojunkaLgCode")
 PREFECTURE = SearchAttributeKey.for_keyword("HyojunkaPrefecture")
@@ -22,3 +25,26 @@ def dev_server_flags() -> list[str]:
     for key in ALL:
         flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
     return flags
+
+
+def attributes_of(
+    lg_code: str,
+    prefecture: str,
+    business: str,
+    stage: str,
+    health: str,
+    vendor_id: str | None,
+    target_go_live: date,
+    tz: tzinfo | None,
+) -> list[SearchAttributeUpdate[Any]]:
+    """A project's search attributes, in the order the workflow has always set them."""
+    target = datetime(target_go_live.year, target_go_live.month, target_go_live.day, tzinfo=tz)
+    return [
+        LG_CODE.value_set(lg_code),
+        PREFECTURE.value_set(prefecture),
+        BUSINESS.value_set(business),
+        STAGE.value_set(stage),
+        HEALTH.value_set(health),
+        VENDOR.value_set(vendor_id or ""),
+        TARGET_GO_LIVE.value_set(target),
+    ]

@@ -1,0 +1,426 @@
+"""Every rule of a migration, without a server: the core is plain Python.
+
+The workflow tests prove that these rules survive crashes, replays and years of timers;
+these prove the rules themselves, in milliseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from workflows.calendar import JST
+from workflows.core import (
+    CONFLICT,
+    FORBIDDEN,
+    INVALID,
+    NOT_FOUND,
+    PATCH_ESCALATION_ID_ROUND,
+    PATCH_NOT_APPLICABLE_RULE,
+    AcknowledgeInput,
+    ExtendedTrackInput,
+    GateDecisionInput,
+    Migration,
+    MilestoneReport,
+    Opening,
+    Refusal,
+    ReplanInput,
+    TaskChange,
+)
+from workflows.ladder import rung_instant
+from workflows.model import DONE, IN_PROGRESS, NOT_APPLICABLE, NOT_STARTED
+from workflows.procedure import DEFAULT_TEMPLATE
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=JST)
+FAR = date(2029, 12, 3)  # every due date years ahead: no rung is due at the start
+
+BEFORE_VENDOR = [
+    "setup_governance",
+    "current_system_survey",
+    "interface_inventory",
+    "fit_gap_analysis",
+    "spec_mapping",
+    "migration_plan",
+]
+
+
+def project(target: date = FAR, switching: bool = False, deadline: date = FAR) -> Migration:
+    m = Migration.start(
+        Opening(
+            lg_code="131016",
+            business="resident_registry",
+            body_name="千代田区",
+            prefecture="東京都",
+            business_name="住民基本台帳",
+            target_go_live=target,
+            template=DEFAULT_TEMPLATE,
+            vendor_id="acme",
+            switching_vendor=switching,
+            deadline=deadline,
+            ladder=None,
+            created_by="admin:ops",
+        ),
+        NOW,
+    )
+    m.record_creation(NOW)
+    return m
+
+
+def pm(key: str, status: str = DONE, note: str | None = None) -> TaskChange:
+    return TaskChange(key, status, "pm:suzuki", "pm", note)
+
+
+def finish(m: Migration, *keys: str) -> None:
+    for key in keys:
+        m.change_task(TaskChange(key, DONE, "admin:ops", "admin"), NOW)
+
+
+def approve(m: Migration, gate: str) -> None:
+    m.decide_gate(GateDecisionInput(gate, "approve", "approver:sato"), NOW)
+
+
+class refused:  # noqa: N801 - reads as a phrase: with refused("code", KIND)
+    """``with refused("depends_on", CONFLICT):`` - the rule refuses with that code and kind."""
+
+    def __init__(self, code: str, kind: str) -> None:
+        self.code, self.kind = code, kind
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: object, exc: object, tb: object) -> bool:
+        assert isinstance(exc, Refusal), f"expected a refusal {self.code}, got {exc!r}"
+        assert (exc.code, exc.kind) == (self.code, self.kind), (exc.code, exc.kind)
+        assert exc.japanese and exc.message
+        return True
+
+
+def kinds(m: Migration) -> list[str]:
+    return [e.kind for e in m.s.journal]
+
+
+# ---- starting ---------------------------------------------------------------------------
+
+
+def test_a_new_project_has_every_task_due_before_its_go_live_and_records_its_creation() -> None:
+    m = project()
+    assert kinds(m) == ["project_created"]
+    assert m.s.tasks["cutover"].due_date == FAR
+    assert all(
+        t.due_date and t.due_date <= date(2030, 3, 3) for t in m.s.tasks.values() if t.due_date
+    )
+    assert m.s.tasks["setup_governance"].due_date < m.s.tasks["fit_gap_analysis"].due_date  # type: ignore[operator]
+
+
+def test_switching_only_tasks_are_not_applicable_unless_the_body_switches_vendor() -> None:
+    assert project().s.tasks["rfp"].status == NOT_APPLICABLE
+    assert project(switching=True).s.tasks["rfp"].status == NOT_STARTED
+
+
+# ---- task moves -------------------------------------------------------------------------
+
+
+def test_a_task_cannot_be_done_before_its_prerequisites() -> None:
+    m = project()
+    with refused("depends_on", CONFLICT):
+        m.change_task(pm("fit_gap_analysis"), NOW)
+    assert m.s.tasks["fit_gap_analysis"].status == NOT_STARTED
+    assert kinds(m) == ["project_created"]
+
+
+def test_starting_and_finishing_a_task_records_who_and_when() -> None:
+    m = project()
+    view = m.change_task(pm("setup_governance", IN_PROGRESS), NOW)
+    assert view.status == IN_PROGRESS and m.s.tasks["setup_governance"].started_at == NOW
+    later = NOW + timedelta(days=3)
+    m.change_task(pm("setup_governance", DONE, "体制決定"), later)
+    task = m.s.tasks["setup_governance"]
+    assert (task.status, task.completed_at, task.percent, task.note) == (
+        DONE,
+        later,
+        100,
+        "体制決定",
+    )
+    ev = m.s.journal[-1]
+    assert (ev.kind, ev.actor, ev.data["from"], ev.data["to"]) == (
+        "task_updated",
+        "pm:suzuki",
+        IN_PROGRESS,
+        DONE,
+    )
+
+
+def test_each_role_moves_only_its_own_tasks() -> None:
+    m = project()
+    with refused("not_your_task", FORBIDDEN):
+        m.change_task(TaskChange("setup_governance", IN_PROGRESS, "vendor:acme", "vendor"), NOW)
+    with refused("not_your_task", FORBIDDEN):
+        m.change_task(pm("system_setup", IN_PROGRESS), NOW)
+    with refused("gate_is_decided", CONFLICT):
+        m.change_task(TaskChange("go_no_go", DONE, "admin:ops", "admin"), NOW)
+    with refused("no_task", NOT_FOUND):
+        m.change_task(pm("nothing"), NOW)
+
+
+def test_finished_tasks_stay_finished_and_statuses_are_checked() -> None:
+    m = project()
+    finish(m, "setup_governance")
+    with refused("already", CONFLICT):
+        m.change_task(pm("setup_governance", IN_PROGRESS), NOW)
+    with refused("bad_status", INVALID):
+        m.change_task(pm("current_system_survey", NOT_STARTED), NOW)
+    m.change_task(pm("current_system_survey", IN_PROGRESS), NOW)
+    with refused("already", CONFLICT):
+        m.change_task(pm("current_system_survey", IN_PROGRESS), NOW)
+
+
+def test_not_applicable_is_decided_when_the_task_is_reached_and_not_once_under_way() -> None:
+    m = project()
+    with refused("not_reached", CONFLICT):
+        m.change_task(pm("fit_gap_analysis", NOT_APPLICABLE), NOW)
+    finish(m, "setup_governance")
+    m.change_task(pm("interface_inventory", IN_PROGRESS), NOW)
+    with refused("under_way", CONFLICT):
+        m.change_task(pm("interface_inventory", NOT_APPLICABLE), NOW)
+    m.change_task(pm("current_system_survey", NOT_APPLICABLE), NOW)
+    assert m.s.tasks["current_system_survey"].status == NOT_APPLICABLE
+
+
+def test_histories_recorded_before_the_not_applicable_rule_keep_the_old_rule() -> None:
+    m = project()
+    m.patched = lambda name: name != PATCH_NOT_APPLICABLE_RULE
+    m.change_task(pm("fit_gap_analysis", NOT_APPLICABLE), NOW)
+    assert m.s.tasks["fit_gap_analysis"].status == NOT_APPLICABLE
+
+
+def test_a_gate_awaits_its_decision_exactly_while_its_prerequisites_are_complete() -> None:
+    m = project()
+    assert m.s.tasks["gate_migration_plan"].status == NOT_STARTED
+    finish(m, *BEFORE_VENDOR)
+    assert m.s.tasks["gate_migration_plan"].status == IN_PROGRESS
+
+
+def test_the_project_completes_when_every_task_is_complete() -> None:
+    m = project()
+    for spec in DEFAULT_TEMPLATE.tasks:
+        if m.s.tasks[spec.key].status in (DONE, NOT_APPLICABLE):
+            continue
+        if spec.gate:
+            approve(m, spec.key)
+        else:
+            finish(m, spec.key)
+    assert m.s.completed_at == NOW
+    assert kinds(m)[-1] == "project_completed"
+
+
+# ---- gates ------------------------------------------------------------------------------
+
+
+def test_approval_completes_a_gate_and_opens_what_follows() -> None:
+    m = project()
+    finish(m, *BEFORE_VENDOR)
+    view = m.decide_gate(GateDecisionInput("gate_migration_plan", "approve", "approver:sato"), NOW)
+    assert view.status == DONE and view.decision is not None and view.decision.by == "approver:sato"
+    m.change_task(pm("rfi_preparation", IN_PROGRESS), NOW)
+
+
+def test_rejection_needs_a_comment_and_reopens_the_work_it_judged() -> None:
+    m = project()
+    finish(m, *BEFORE_VENDOR)
+    with refused("reject_needs_comment", INVALID):
+        m.decide_gate(GateDecisionInput("gate_migration_plan", "reject", "approver:sato", " "), NOW)
+    m.decide_gate(
+        GateDecisionInput("gate_migration_plan", "reject", "approver:sato", "移行計画に不足"), NOW
+    )
+    plan = m.s.tasks["migration_plan"]
+    assert (plan.status, plan.note, plan.completed_at) == (IN_PROGRESS, "移行計画に不足", None)
+    assert m.s.tasks["gate_migration_plan"].status == NOT_STARTED
+    assert m.s.journal[-1].data["reopened"] == ["migration_plan"]
+
+
+def test_only_a_gate_awaiting_its_decision_can_be_decided() -> None:
+    m = project()
+    with refused("not_awaiting", CONFLICT):
+        approve(m, "gate_migration_plan")
+    with refused("no_gate", NOT_FOUND):
+        approve(m, "migration_plan")
+    with refused("bad_outcome", INVALID):
+        m.decide_gate(GateDecisionInput("gate_migration_plan", "maybe", "approver:sato"), NOW)
+
+
+# ---- vendor milestones and the failed cutover ---------------------------------------------
+
+
+def complete_before(m: Migration, key: str) -> None:
+    """Complete every task before ``key`` in the handbook's order, approving the gates."""
+    for spec in DEFAULT_TEMPLATE.tasks:
+        if spec.key == key:
+            return
+        if m.s.tasks[spec.key].status in (DONE, NOT_APPLICABLE):
+            continue
+        if spec.gate:
+            approve(m, spec.key)
+        else:
+            finish(m, spec.key)
+
+
+def report(key: str, task: str, status: str, percent: int | None = None) -> MilestoneReport:
+    return MilestoneReport(key, task, status, "vendor:acme", percent, attempt_id=key)
+
+
+def test_a_milestone_is_recorded_once_per_key_and_a_repeat_gets_the_first_answer() -> None:
+    m = project()
+    complete_before(m, "pia")  # the vendor's work is open from the contract on
+    first = m.report_milestone(report("k1", "system_setup", IN_PROGRESS, 40), NOW)
+    seq = m.s.seq
+    again = m.report_milestone(report("k1", "system_setup", IN_PROGRESS, 90), NOW)
+    assert again is first and first.milestone_id == f"m{seq}"
+    assert m.s.seq == seq and m.s.tasks["system_setup"].percent == 40
+
+
+def test_milestones_are_for_the_vendors_tasks_with_a_sane_percent() -> None:
+    m = project()
+    with refused("not_vendor_task", FORBIDDEN):
+        m.report_milestone(report("k1", "setup_governance", IN_PROGRESS), NOW)
+    with refused("percent_range", INVALID):
+        m.report_milestone(report("k2", "system_setup", IN_PROGRESS, 101), NOW)
+    with refused("bad_report", INVALID):
+        m.report_milestone(report("k3", "system_setup", NOT_APPLICABLE), NOW)
+    with refused("failed_only_cutover", INVALID):
+        m.report_milestone(report("k4", "system_setup", "failed"), NOW)
+    with refused("depends_on", CONFLICT):
+        m.report_milestone(report("k5", "system_setup", DONE), NOW)
+    assert m.s.milestones == {}
+
+
+def test_a_failed_cutover_sends_the_project_back_to_go_no_go() -> None:
+    m = project()
+    with refused("nothing_to_fail", CONFLICT):
+        m.report_milestone(report("k0", "cutover", "failed"), NOW)
+    complete_before(m, "cutover")
+    m.report_milestone(report("k1", "cutover", IN_PROGRESS, 50), NOW)
+    m.report_milestone(report("k2", "cutover", "failed"), NOW)
+    cutover, gate = m.s.tasks["cutover"], m.s.tasks["go_no_go"]
+    assert (cutover.status, cutover.percent, cutover.ladder_round) == (NOT_STARTED, None, 1)
+    assert (gate.decision, gate.ladder_round) == (None, 1)
+    assert gate.status == IN_PROGRESS  # awaiting a new go/no-go at once
+    assert m.s.journal[-1].data["status"] == "failed"
+
+
+# ---- replans, the extended track and the deadline -----------------------------------------
+
+
+def test_a_replan_moves_open_due_dates_and_restarts_their_ladders() -> None:
+    m = project()
+    finish(m, "setup_governance")
+    kept = m.s.tasks["setup_governance"].due_date
+    m.replan(ReplanInput(date(2030, 6, 3), "調達の遅れ", "pm:suzuki"), NOW)
+    assert m.s.tasks["cutover"].due_date == date(2030, 6, 3)
+    assert m.s.tasks["cutover"].ladder_round == 1
+    assert m.s.tasks["setup_governance"].due_date == kept
+    with refused("not_future", INVALID):
+        m.replan(ReplanInput(date(2026, 11, 30), "x", "pm:suzuki"), NOW)
+    with refused("past_limit", INVALID):
+        m.replan(ReplanInput(date(2031, 4, 1), "x", "pm:suzuki"), NOW)
+    with refused("needs_reason", INVALID):
+        m.check_replan(ReplanInput(date(2030, 1, 6), " ", "pm:suzuki"), NOW, validating=True)
+
+
+def test_a_plan_past_the_deadline_is_told_once_per_deadline() -> None:
+    m = project(target=date(2028, 3, 1), deadline=date(2026, 3, 31))
+    assert m.check_deadline(NOW) is True
+    assert m.check_deadline(NOW) is False
+    (note,) = m.outbox
+    assert note.kind == "deadline.exceeded" and note.audience == ["pm"]
+    assert "移行期限" in note.text and "千代田区" in note.subject
+
+
+def test_the_extended_track_moves_the_deadline_and_the_plan() -> None:
+    m = project(target=date(2028, 3, 1), deadline=date(2026, 3, 31))
+    with refused("bad_ground", INVALID):
+        m.declare_extended_track(
+            ExtendedTrackInput("whim", date(2029, 3, 1), "理由", "pm:suzuki"), NOW
+        )
+    with refused("needs_reason", INVALID):
+        m.declare_extended_track(ExtendedTrackInput("mainframe", date(2029, 3, 1), "", "p"), NOW)
+    m.declare_extended_track(
+        ExtendedTrackInput("mainframe", date(2029, 3, 1), "メインフレーム", "pm:suzuki"), NOW
+    )
+    assert (m.s.deadline, m.s.target_go_live) == (date(2029, 3, 1), date(2029, 3, 1))
+    assert m.s.extended_track is not None and m.s.extended_track.ground == "mainframe"
+    assert m.check_deadline(NOW) is False
+
+
+# ---- the escalation ladder ----------------------------------------------------------------
+
+
+def test_the_ladder_climbs_from_reminder_to_prefecture_on_working_mornings() -> None:
+    m = project()
+    due = m.s.tasks["setup_governance"].due_date
+    assert due is not None
+    seen = []
+    for level in ("reminder", "overdue", "approver", "prefecture"):
+        at = rung_instant(due, level, m.s.ladder)
+        assert m.advance_ladder(at - timedelta(minutes=1)) is False
+        assert m.advance_ladder(at) is True
+        seen.append(m.s.escalations[-1])
+    assert [e.level for e in seen] == ["reminder", "overdue", "approver", "prefecture"]
+    assert [e.audience for e in seen] == [["pm"], ["pm"], ["approver"], ["prefecture"]]
+    assert all(e.raised_at.astimezone(JST).hour == 9 for e in seen)
+    assert [n.kind for n in m.outbox] == [f"escalation.{e.level}" for e in seen]
+
+
+def test_rungs_already_past_when_a_ladder_starts_are_passed_over_except_the_latest() -> None:
+    m = project(target=date(2027, 1, 4))  # some due dates already far behind
+    assert m.advance_ladder(NOW) is True
+    late = m.s.tasks["setup_governance"]
+    levels = [e.level for e in m.s.escalations if e.task_key == late.key]
+    assert levels == ["prefecture"]
+    assert m.advance_ladder(NOW) is False  # each rung once
+
+
+def test_finishing_a_task_resolves_its_escalations_and_acknowledging_needs_an_open_one() -> None:
+    m = project(target=date(2027, 1, 4))
+    m.advance_ladder(NOW)
+    esc = next(e for e in m.s.escalations if e.task_key == "setup_governance")
+    m.acknowledge(AcknowledgeInput(esc.id, "prefecture:tokyo"), NOW)
+    assert (esc.status, esc.acknowledged_by) == ("acknowledged", "prefecture:tokyo")
+    with refused("ack_closed", CONFLICT):
+        m.acknowledge(AcknowledgeInput(esc.id, "prefecture:tokyo"), NOW)
+    with refused("no_escalation", NOT_FOUND):
+        m.acknowledge(AcknowledgeInput("nope", "prefecture:tokyo"), NOW)
+    finish(m, "setup_governance")
+    assert esc.status == "resolved" and esc.resolved_at == NOW
+
+
+def test_a_reopened_task_climbs_a_new_ladder_with_new_escalation_ids() -> None:
+    m = project(target=date(2027, 1, 4))
+    finish(m, *BEFORE_VENDOR)
+    m.decide_gate(GateDecisionInput("gate_migration_plan", "reject", "approver:sato", "不足"), NOW)
+    m.advance_ladder(NOW)
+    ids = [e.id for e in m.s.escalations if e.task_key == "migration_plan"]
+    assert ids and all(i.endswith(".r1") for i in ids)
+    old = project(target=date(2027, 1, 4))
+    old.patched = lambda name: name != PATCH_ESCALATION_ID_ROUND
+    finish(old, *BEFORE_VENDOR)
+    old.decide_gate(
+        GateDecisionInput("gate_migration_plan", "reject", "approver:sato", "不足"), NOW
+    )
+    old.advance_ladder(NOW)
+    assert not any(e.id.endswith(".r1") for e in old.s.escalations)
+
+
+# ---- what the rules say ---------------------------------------------------------------------
+
+
+def test_refusals_say_what_is_wrong_in_english_and_in_japanese() -> None:
+    m = project()
+    with pytest.raises(Refusal) as caught:
+        m.change_task(pm("fit_gap_analysis"), NOW)
+    r = caught.value
+    assert r.message == ("fit_gap_analysis depends on unfinished tasks: current_system_survey")
+    assert (
+        r.japanese == "「Fit&Gap分析」の前に終えるべきタスクがあります: 現行システム環境の基礎調査"
+    )
+    assert r.params == {"task": "fit_gap_analysis", "missing": "current_system_survey"}

@@ -1,0 +1,810 @@
+"""The migration core: a project's state and every rule that changes it, with no Temporal and
+no I/O.
+
+``Migration`` holds a ``MigrationState`` and changes it only through its methods: task moves,
+gate decisions, vendor milestones and failed cutovers, replans, the extended track,
+acknowledgements, the deadline notice and the escalation ladder. Each change records its
+events in the journal and leaves the notifications it raised in ``outbox``; a refused
+request raises ``Refusal`` (a kind for the status code, a code and parameters for the
+words) before anything changed. The caller supplies the time, and ``patched`` for the
+rules that changed while projects were running (the workflow passes
+``workflow.patched``; everything else may take the default: the newest rules).
+
+``MigrationWorkflow`` is the shell around it: it receives, asks the core, records,
+projects, publishes and sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from workflows.calendar import due_date, jst_today
+from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
+from workflows.model import (
+    COMPLETE,
+    DONE,
+    EXTENDED_GROUNDS,
+    EXTENDED_TRACK_LIMIT,
+    IN_PROGRESS,
+    NOT_APPLICABLE,
+    NOT_STARTED,
+    Decision,
+    Escalation,
+    Event,
+    ExtendedTrack,
+    MigrationState,
+    MilestoneResult,
+    Notification,
+    ProjectSnapshot,
+    TaskState,
+    TaskView,
+    all_complete,
+    awaiting_decision,
+    dependencies_complete,
+    effective_dependencies,
+    forecast_go_live,
+    health_of,
+    is_complete,
+    progress_of,
+    rung_key,
+    stage_of,
+    task_view,
+)
+from workflows.procedure import ProcedureTemplate
+
+# Refusal kinds; the API maps them to HTTP status codes, never matching message text.
+NOT_FOUND = "NotFound"
+CONFLICT = "Conflict"
+FORBIDDEN = "Forbidden"
+INVALID = "Invalid"
+
+# Rules that changed while projects were running; old histories replay with the old rule.
+PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
+PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
+PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
+
+FAILED = "failed"  # a vendor's report that the cutover failed; never a task's status
+APPROVE, REJECT = "approve", "reject"
+# The roles whose tokens change tasks, and the owner each acts for (admins act for any).
+ACTS_FOR = {"pm": "municipality", "vendor": "vendor"}
+
+OWNER_JA = {"municipality": "団体", "vendor": "ベンダー", "approver": "承認者"}
+STATUS_JA = {NOT_STARTED: "未着手", IN_PROGRESS: "作業中", DONE: "完了", NOT_APPLICABLE: "対象外"}
+# Each refusal: its kind, and what it says in English (the API) and Japanese (the pages).
+REFUSALS: dict[str, tuple[str, str, str]] = {
+    "no_task": (NOT_FOUND, "no task {task!r} in this project", "タスク「{name}」はありません"),
+    "no_gate": (NOT_FOUND, "no gate {task!r} in this project", "ゲート「{name}」はありません"),
+    "no_escalation": (NOT_FOUND, "no escalation {id!r}", "エスカレーション {id} はありません"),
+    "gate_is_decided": (
+        CONFLICT,
+        "{task} is a gate: an approver decides it",
+        "「{name}」はゲートです。承認者が判定します",
+    ),
+    "not_your_task": (
+        FORBIDDEN,
+        "{task} is a {owner} task",
+        "「{name}」は{owner}の担当です",
+    ),
+    "not_vendor_task": (
+        FORBIDDEN,
+        "{task} is a {owner} task, not the vendor's",
+        "「{name}」は{owner}の担当で、ベンダーの担当ではありません",
+    ),
+    "bad_status": (INVALID, "status: cannot set {status!r}", "この状態には変更できません"),
+    "bad_report": (INVALID, "status: cannot report {status!r}", "この状態は報告できません"),
+    "already": (CONFLICT, "{task} is already {status}", "「{name}」はすでに{status}です"),
+    "under_way": (
+        CONFLICT,
+        "{task} is under way: it cannot become not_applicable",
+        "「{name}」は作業中のため対象外にできません",
+    ),
+    "not_reached": (
+        CONFLICT,
+        "{task} is not reached yet: its prerequisites are open",
+        "「{name}」はまだ前提タスクが終わっていません",
+    ),
+    "depends_on": (
+        CONFLICT,
+        "{task} depends on unfinished tasks: {missing}",
+        "「{name}」の前に終えるべきタスクがあります: {missing}",
+    ),
+    "percent_range": (
+        INVALID,
+        "percent: must be between 0 and 100",
+        "進捗率は0から100の間で入力してください",
+    ),
+    "failed_only_cutover": (
+        INVALID,
+        "status: 'failed' is only for the cutover",
+        "「失敗」は本番移行にだけ報告できます",
+    ),
+    "nothing_to_fail": (
+        CONFLICT,
+        "{task} is not under way: nothing to fail",
+        "「{name}」は実施中ではないため失敗にできません",
+    ),
+    "bad_outcome": (
+        INVALID,
+        "outcome: must be approve or reject",
+        "判定は承認か差し戻しを選んでください",
+    ),
+    "reject_needs_comment": (
+        INVALID,
+        "comment: a rejection needs a comment",
+        "差し戻しには理由のコメントが必要です",
+    ),
+    "not_awaiting": (
+        CONFLICT,
+        "{task} is not awaiting a decision",
+        "「{name}」は判定待ちではありません",
+    ),
+    "not_future": (INVALID, "{field}: must be in the future", "日付は明日以降にしてください"),
+    "past_limit": (
+        INVALID,
+        "{field}: must be on or before {limit}",
+        "日付は{limit}以前にしてください",
+    ),
+    "needs_reason": (INVALID, "reason: {what} needs a reason", "理由を入力してください"),
+    "bad_ground": (
+        INVALID,
+        "ground: must be one of {grounds}",
+        "延長の事由を選んでください",
+    ),
+    "ack_closed": (
+        CONFLICT,
+        "escalation {id} is already {status}",
+        "このエスカレーションはすでに対応済みです",
+    ),
+}
+
+
+class Refusal(Exception):
+    """A request the rules refuse; nothing has changed. ``words`` replace parameters in the
+    Japanese text (a task's name for its key)."""
+
+    def __init__(self, code: str, words: dict[str, Any] | None = None, **params: Any) -> None:
+        self.kind, english, self._japanese = REFUSALS[code]
+        self.code, self.params = code, params
+        self._words = {**params, **{k: v for k, v in (words or {}).items() if v}}
+        super().__init__(english.format(**params))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    @property
+    def japanese(self) -> str:
+        return self._japanese.format(**self._words)
+
+
+# ---- requests ----------------------------------------------------------------------------
+
+
+@dataclass
+class TaskChange:
+    task_key: str
+    status: str
+    actor: str
+    actor_role: str
+    note: str | None = None
+    request_id: str = ""
+
+
+@dataclass
+class MilestoneReport:
+    idempotency_key: str
+    task_key: str
+    status: str
+    actor: str
+    percent: int | None = None
+    note: str | None = None
+    request_id: str = ""
+    fingerprint: str = ""
+    # Made by the API for each HTTP request; a replay gets the first attempt's back.
+    attempt_id: str = ""
+
+
+@dataclass
+class GateDecisionInput:
+    gate_key: str
+    outcome: str
+    actor: str
+    comment: str | None = None
+    request_id: str = ""
+
+
+@dataclass
+class ReplanInput:
+    target_go_live: date
+    reason: str
+    actor: str
+    request_id: str = ""
+
+
+@dataclass
+class ExtendedTrackInput:
+    ground: str
+    planned_go_live: date
+    reason: str
+    actor: str
+    request_id: str = ""
+
+
+@dataclass
+class AcknowledgeInput:
+    escalation_id: str
+    actor: str
+    request_id: str = ""
+
+
+@dataclass
+class Opening:
+    """What a new project starts from."""
+
+    lg_code: str
+    business: str
+    body_name: str
+    prefecture: str
+    business_name: str
+    target_go_live: date
+    template: ProcedureTemplate
+    vendor_id: str | None
+    switching_vendor: bool
+    deadline: date
+    ladder: EscalationLadder | None
+    created_by: str
+    creation_key: str = ""
+
+
+def _newest(_: str) -> bool:
+    return True
+
+
+@dataclass
+class Migration:
+    """One project and its rules. ``patched(name)`` answers whether a changed rule applies."""
+
+    s: MigrationState
+    patched: Callable[[str], bool] = _newest
+    outbox: list[Notification] = field(default_factory=list)
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls, o: Opening, now: datetime, patched: Callable[[str], bool] = _newest
+    ) -> Migration:
+        state = MigrationState(
+            lg_code=o.lg_code,
+            business=o.business,
+            body_name=o.body_name,
+            prefecture=o.prefecture,
+            business_name=o.business_name,
+            vendor_id=o.vendor_id,
+            switching_vendor=o.switching_vendor,
+            target_go_live=o.target_go_live,
+            deadline=o.deadline,
+            template=o.template,
+            ladder=o.ladder or EscalationLadder(),
+            created_at=now,
+            created_by=o.created_by,
+            creation_key=o.creation_key,
+        )
+        for spec in o.template.tasks:
+            task = TaskState(key=spec.key, updated_at=now, ladder_since=now)
+            if spec.switching_vendor_only and not o.switching_vendor:
+                task.status = NOT_APPLICABLE
+            else:
+                task.due_date = due_date(o.target_go_live, spec.due_offset_months)
+            state.tasks[spec.key] = task
+        state.updated_at = now
+        m = cls(state, patched)
+        m._refresh_gates(now)
+        return m
+
+    def record_creation(self, now: datetime) -> None:
+        s = self.s
+        self.record(
+            "project_created",
+            s.created_by,
+            {
+                "lg_code": s.lg_code,
+                "business": s.business,
+                "vendor_id": s.vendor_id,
+                "switching_vendor": s.switching_vendor,
+                "target_go_live": s.target_go_live.isoformat(),
+                "template": s.template.id,
+            },
+            now,
+        )
+
+    # ---- checks (validators and handlers both ask them) ---------------------------------
+
+    def check_task_change(self, change: TaskChange, strict_not_applicable: bool = True) -> None:
+        s = self.s
+        if change.task_key not in s.tasks:
+            raise self._no("no_task", task=change.task_key)
+        spec = s.template.task(change.task_key)
+        task = s.tasks[change.task_key]
+        if spec.gate:
+            raise self._no("gate_is_decided", task=spec.key)
+        if change.actor_role != "admin" and ACTS_FOR.get(change.actor_role) != spec.owner:
+            raise self._no("not_your_task", task=spec.key, owner=spec.owner)
+        if change.status not in (IN_PROGRESS, DONE, NOT_APPLICABLE):
+            raise self._no("bad_status", status=change.status)
+        if task.status in COMPLETE:
+            raise self._no("already", task=spec.key, status=task.status)
+        if change.status == IN_PROGRESS and task.status == IN_PROGRESS:
+            raise self._no("already", task=spec.key, status=IN_PROGRESS)
+        # Not applicable counts as complete, so it is decided when the task is reached: a
+        # cutover must not be waved through before go/no-go.
+        if change.status == NOT_APPLICABLE and strict_not_applicable:
+            if task.status != NOT_STARTED:
+                raise self._no("under_way", task=spec.key)
+            if not dependencies_complete(s, spec):
+                raise self._no("not_reached", task=spec.key)
+        if change.status == DONE:
+            self._check_prerequisites(spec.key)
+
+    def check_milestone(self, report: MilestoneReport) -> None:
+        s = self.s
+        if report.task_key not in s.tasks:
+            raise self._no("no_task", task=report.task_key)
+        spec = s.template.task(report.task_key)
+        task = s.tasks[report.task_key]
+        if spec.owner != "vendor":
+            raise self._no("not_vendor_task", task=spec.key, owner=spec.owner)
+        if report.status not in (IN_PROGRESS, DONE, FAILED):
+            raise self._no("bad_report", status=report.status)
+        if report.percent is not None and not 0 <= report.percent <= 100:
+            raise self._no("percent_range")
+        if report.status == FAILED:
+            if not self.gate_before(spec.key) or spec.stage != "cutover":
+                raise self._no("failed_only_cutover")
+            if task.status in COMPLETE or not dependencies_complete(s, spec):
+                raise self._no("nothing_to_fail", task=spec.key)
+            return
+        if task.status in COMPLETE:
+            raise self._no("already", task=spec.key, status=task.status)
+        if report.status == DONE:
+            self._check_prerequisites(spec.key)
+
+    def _check_prerequisites(self, key: str) -> None:
+        spec = self.s.template.task(key)
+        if not dependencies_complete(self.s, spec):
+            missing = [
+                d for d in effective_dependencies(self.s, spec) if not is_complete(self.s.tasks[d])
+            ]
+            raise self._no("depends_on", task=key, missing=", ".join(missing))
+
+    def check_decision(self, decision: GateDecisionInput) -> None:
+        key = decision.gate_key
+        if key not in self.s.tasks or not self.s.template.task(key).gate:
+            raise self._no("no_gate", task=key)
+        if decision.outcome not in (APPROVE, REJECT):
+            raise self._no("bad_outcome")
+        if decision.outcome == REJECT and not (decision.comment or "").strip():
+            raise self._no("reject_needs_comment")
+        if not awaiting_decision(self.s, self.s.template.task(key)):
+            raise self._no("not_awaiting", task=key)
+
+    @staticmethod
+    def check_go_live(value: date, field_name: str, now: datetime) -> None:
+        if value <= jst_today(now):
+            raise Refusal("not_future", field=field_name)
+        if value > EXTENDED_TRACK_LIMIT:
+            raise Refusal("past_limit", field=field_name, limit=EXTENDED_TRACK_LIMIT)
+
+    def check_replan(self, plan: ReplanInput, now: datetime, validating: bool) -> None:
+        self.check_go_live(plan.target_go_live, "target_go_live", now)
+        if validating and not plan.reason.strip():
+            raise self._no("needs_reason", what="a replan")
+
+    def check_extended_track(self, track: ExtendedTrackInput, now: datetime) -> None:
+        if track.ground not in EXTENDED_GROUNDS:
+            raise self._no("bad_ground", grounds=", ".join(EXTENDED_GROUNDS))
+        self.check_go_live(track.planned_go_live, "planned_go_live", now)
+        if not track.reason.strip():
+            raise self._no("needs_reason", what="the extended track")
+
+    def check_ack(self, ack: AcknowledgeInput) -> Escalation:
+        for esc in self.s.escalations:
+            if esc.id == ack.escalation_id:
+                if esc.status != "open":
+                    raise self._no("ack_closed", id=esc.id, status=esc.status)
+                return esc
+        raise self._no("no_escalation", id=ack.escalation_id)
+
+    def _no(self, code: str, **params: Any) -> Refusal:
+        """A refusal naming tasks by key for the API and by their names for people."""
+        names = {spec.key: spec.name for spec in self.s.template.tasks}
+        words = {"status": STATUS_JA.get(params.get("status", ""), params.get("status"))}
+        words["name"] = names.get(params.get("task", ""), params.get("task"))
+        words["owner"] = OWNER_JA.get(params.get("owner", ""))
+        words["missing"] = "、".join(
+            names.get(k, k) for k in params.get("missing", "").split(", ") if k
+        )
+        return Refusal(code, words=words, **params)
+
+    def gate_before(self, key: str) -> str | None:
+        for dep in self.s.template.task(key).depends_on:
+            if self.s.template.task(dep).gate:
+                return dep
+        return None
+
+    # ---- changes: each checks, changes, records; returns its answer --------------------
+
+    def change_task(self, change: TaskChange, now: datetime) -> TaskView:
+        # Validators do not run on replay: the handler keeps the rule old histories ran with.
+        self.check_task_change(change, self.patched(PATCH_NOT_APPLICABLE_RULE))
+        task = self.s.tasks[change.task_key]
+        before = task.status
+        self._set_status(task, change.status, now)
+        if change.note is not None:
+            task.note = change.note
+        self.record(
+            "task_updated",
+            change.actor,
+            {"task_key": task.key, "from": before, "to": task.status, "note": change.note},
+            now,
+        )
+        self._after_change(now)
+        return task_view(self.s, task.key)
+
+    def report_milestone(self, report: MilestoneReport, now: datetime) -> MilestoneResult:
+        """A repeat of a key is answered with its first result and changes nothing."""
+        earlier = self.s.milestones.get(report.idempotency_key)
+        if earlier is not None:
+            return earlier
+        self.check_milestone(report)
+        task = self.s.tasks[report.task_key]
+        before = task.status
+        if report.status == FAILED:
+            self._fail_cutover(task, now)
+        else:
+            self._set_status(task, report.status, now)
+            if report.percent is not None and report.status == IN_PROGRESS:
+                task.percent = report.percent
+        if report.note is not None:
+            task.note = report.note
+        milestone_id = f"m{self.s.seq + 1}"
+        self.record(
+            "milestone_reported",
+            report.actor,
+            {
+                "milestone_id": milestone_id,
+                "idempotency_key": report.idempotency_key,
+                "task_key": task.key,
+                "status": report.status,
+                "percent": report.percent,
+                "note": report.note,
+                "from": before,
+                "to": task.status,
+            },
+            now,
+        )
+        self._after_change(now)
+        result = MilestoneResult(
+            milestone_id=milestone_id,
+            duplicate=False,
+            task=task_view(self.s, task.key),
+            request_id=report.request_id,
+            fingerprint=report.fingerprint,
+            attempt_id=report.attempt_id,
+        )
+        self.s.milestones[report.idempotency_key] = result
+        return result
+
+    def decide_gate(self, decision: GateDecisionInput, now: datetime) -> TaskView:
+        """Approval completes the gate; rejection reopens the work it judged."""
+        self.check_decision(decision)
+        gate = self.s.tasks[decision.gate_key]
+        gate.decision = Decision(decision.outcome, decision.actor, now, decision.comment)
+        reopened: list[str] = []
+        if decision.outcome == APPROVE:
+            self._set_status(gate, DONE, now)
+        else:
+            for dep in effective_dependencies(self.s, self.s.template.task(gate.key)):
+                task = self.s.tasks[dep]
+                task.status = IN_PROGRESS
+                task.completed_at = None
+                task.percent = None
+                task.note = decision.comment
+                task.updated_at = now
+                self._restart_ladder(task, now)
+                reopened.append(dep)
+        self.record(
+            "gate_decided",
+            decision.actor,
+            {
+                "gate_key": gate.key,
+                "outcome": decision.outcome,
+                "comment": decision.comment,
+                "reopened": reopened,
+            },
+            now,
+        )
+        self._after_change(now)
+        return task_view(self.s, gate.key)
+
+    def replan(self, plan: ReplanInput, now: datetime) -> None:
+        self.check_replan(plan, now, validating=False)
+        before = self.s.target_go_live
+        self._apply_target(plan.target_go_live, now)
+        self.record(
+            "replanned",
+            plan.actor,
+            {
+                "from": before.isoformat(),
+                "to": plan.target_go_live.isoformat(),
+                "reason": plan.reason,
+            },
+            now,
+        )
+        self._after_change(now)
+
+    def declare_extended_track(self, track: ExtendedTrackInput, now: datetime) -> None:
+        """The project moves to the extended deadline and plans to go live on it."""
+        self.check_extended_track(track, now)
+        s = self.s
+        s.extended_track = ExtendedTrack(track.ground, track.planned_go_live, track.reason, now)
+        s.deadline = track.planned_go_live
+        if s.target_go_live != track.planned_go_live:
+            self._apply_target(track.planned_go_live, now)
+        self.record(
+            "extended_track_declared",
+            track.actor,
+            {
+                "ground": track.ground,
+                "planned_go_live": track.planned_go_live.isoformat(),
+                "reason": track.reason,
+            },
+            now,
+        )
+        self._after_change(now)
+
+    def acknowledge(self, ack: AcknowledgeInput, now: datetime) -> None:
+        esc = self.check_ack(ack)
+        esc.status = "acknowledged"
+        esc.acknowledged_by = ack.actor
+        esc.acknowledged_at = now
+        self.record("escalation_acknowledged", ack.actor, {"escalation_id": esc.id}, now)
+
+    # ---- the deadline and the ladder ------------------------------------------------------
+
+    def check_deadline(self, now: datetime) -> bool:
+        """Tell the PM, once per deadline, that the plan goes live after it."""
+        s = self.s
+        if s.target_go_live <= s.deadline or s.deadline_notice_for == s.deadline:
+            return False
+        if all_complete(s):
+            return False
+        s.deadline_notice_for = s.deadline
+        self.record(
+            "deadline_exceeded",
+            "system",
+            {"deadline": s.deadline.isoformat(), "target_go_live": s.target_go_live.isoformat()},
+            now,
+        )
+        subject = f"【移行期限超過】{s.body_name} {s.business_name}"
+        self.outbox.append(
+            Notification(
+                id=f"{s.project_id}.deadline.{s.deadline.isoformat()}",
+                project_id=s.project_id,
+                lg_code=s.lg_code,
+                prefecture=s.prefecture,
+                vendor_id=s.vendor_id,
+                kind="deadline.exceeded",
+                audience=["pm"],
+                subject=subject,
+                text=(
+                    f"{subject}: 本番移行予定日 {s.target_go_live.isoformat()} が移行期限 "
+                    f"{s.deadline.isoformat()} を過ぎています。特定移行支援システムに該当する場合は"
+                    "「移行期限の延長（特定移行支援システム）」を申告してください。"
+                ),
+                data={
+                    "deadline": s.deadline.isoformat(),
+                    "target_go_live": s.target_go_live.isoformat(),
+                    "extended_track": f"/api/v1/projects/{s.project_id}/extended-track",
+                },
+            )
+        )
+        return True
+
+    def advance_ladder(self, now: datetime) -> bool:
+        """Raise every rung whose time has come; rungs already past when a task's ladder
+        (re)started are passed over, except the latest, which says where the task stands."""
+        s = self.s
+        raised = False
+        for spec in s.template.tasks:
+            task = s.tasks[spec.key]
+            if is_complete(task) or task.due_date is None:
+                continue
+            due = task.due_date
+            pending = [
+                lvl
+                for lvl in LEVELS
+                if rung_key(task, lvl) not in s.rungs_done
+                and rung_instant(due, lvl, s.ladder) <= now
+            ]
+            since = task.ladder_since or s.created_at
+            stale = [lvl for lvl in pending if rung_instant(due, lvl, s.ladder) < since]
+            for lvl in pending:
+                s.rungs_done.append(rung_key(task, lvl))
+                if lvl in stale and lvl != stale[-1]:
+                    continue
+                self._raise(spec.key, spec.name, spec.owner, due, lvl, now, task.ladder_round)
+                raised = True
+        if raised:
+            s.updated_at = now
+        return raised
+
+    def _raise(
+        self, key: str, name: str, owner: str, due: date, level: str, now: datetime, round_: int
+    ) -> None:
+        s = self.s
+        esc_id = f"{s.project_id}.{key}.{due.isoformat()}.{level}"
+        # A ladder that started over on the same due date (a reopened task) must not reuse
+        # the ids, and so the notification workflow ids, of its earlier round.
+        if round_ and self.patched(PATCH_ESCALATION_ID_ROUND):
+            esc_id += f".r{round_}"
+        esc = Escalation(
+            id=esc_id,
+            task_key=key,
+            level=level,
+            audience=audience(level, owner),
+            due_date=due,
+            raised_at=now,
+        )
+        s.escalations.append(esc)
+        self.record(
+            "escalation_raised",
+            "system",
+            {
+                "escalation_id": esc.id,
+                "task_key": key,
+                "level": level,
+                "audience": esc.audience,
+                "due_date": due.isoformat(),
+            },
+            now,
+        )
+        level_ja = {
+            "reminder": "期限が近づいています",
+            "overdue": "期限を過ぎています",
+            "approver": "期限超過（承認者へ）",
+            "prefecture": "期限超過（都道府県へ）",
+        }[level]
+        subject = f"【{level_ja}】{s.body_name} {s.business_name}: {name}"
+        self.outbox.append(
+            Notification(
+                id=esc.id,
+                project_id=s.project_id,
+                lg_code=s.lg_code,
+                prefecture=s.prefecture,
+                vendor_id=s.vendor_id,
+                kind=f"escalation.{level}",
+                audience=list(esc.audience),
+                subject=subject,
+                text=f"{subject}（期限 {due.isoformat()}）",
+                data={
+                    "task_key": key,
+                    "task_name": name,
+                    "due_date": due.isoformat(),
+                    "level": level,
+                },
+            )
+        )
+
+    # ---- the record and what is derived from it -----------------------------------------
+
+    def record(self, kind: str, actor: str, data: dict[str, Any], now: datetime) -> None:
+        self.s.seq += 1
+        self.s.journal.append(Event(self.s.seq, now, actor, kind, data))
+
+    def unprojected_events(self) -> list[Event]:
+        pending: list[Event] = []
+        for ev in reversed(self.s.journal):
+            if ev.seq <= self.s.projected_seq:
+                break
+            pending.append(ev)
+        pending.reverse()
+        return pending
+
+    def snapshot(self, now: datetime, events: list[Event]) -> ProjectSnapshot:
+        s = self.s
+        return ProjectSnapshot(
+            # Without what only the workflow needs (the journal, milestone answers, fired
+            # rungs), which only grow.
+            state=replace(s, journal=[], milestones={}, rungs_done=[]),
+            stage=stage_of(s),
+            health=health_of(s, now),
+            progress=progress_of([t.status for t in s.tasks.values()]),
+            events=events,
+            forecast_go_live=None if all_complete(s) else forecast_go_live(s, now),
+        )
+
+    # ---- state moves ----------------------------------------------------------------------
+
+    def _set_status(self, task: TaskState, status: str, now: datetime) -> None:
+        task.status = status
+        task.updated_at = now
+        if status == IN_PROGRESS and task.started_at is None:
+            task.started_at = now
+        if status == DONE:
+            task.started_at = task.started_at or now
+            task.completed_at = now
+            task.percent = 100
+        if status in COMPLETE:
+            self._resolve_escalations(task.key, now)
+
+    def _fail_cutover(self, task: TaskState, now: datetime) -> None:
+        """The cutover goes back to the go/no-go gate, which must be decided again."""
+        gate_key = self.gate_before(task.key)
+        assert gate_key is not None
+        task.status = NOT_STARTED
+        task.percent = None
+        task.started_at = None
+        task.updated_at = now
+        if self.patched(PATCH_FAILED_CUTOVER_LADDER):
+            self._restart_ladder(task, now)
+        gate = self.s.tasks[gate_key]
+        gate.status = NOT_STARTED
+        gate.completed_at = None
+        gate.decision = None
+        gate.updated_at = now
+        self._restart_ladder(gate, now)
+
+    def _refresh_gates(self, now: datetime) -> None:
+        """A gate is in progress exactly while it awaits a decision."""
+        for spec in self.s.template.tasks:
+            if not spec.gate:
+                continue
+            gate = self.s.tasks[spec.key]
+            if is_complete(gate):
+                continue
+            if dependencies_complete(self.s, spec):
+                if gate.status == NOT_STARTED:
+                    gate.status = IN_PROGRESS
+                    gate.started_at = now
+                    gate.updated_at = now
+            elif gate.status == IN_PROGRESS:
+                gate.status = NOT_STARTED
+                gate.started_at = None
+                gate.updated_at = now
+
+    def _after_change(self, now: datetime) -> None:
+        self._refresh_gates(now)
+        self.s.updated_at = now
+        if all_complete(self.s) and self.s.completed_at is None:
+            self.s.completed_at = now
+            self.record("project_completed", "system", {}, now)
+
+    def _apply_target(self, target: date, now: datetime) -> None:
+        self.s.target_go_live = target
+        for spec in self.s.template.tasks:
+            task = self.s.tasks[spec.key]
+            if is_complete(task):
+                continue
+            new_due = due_date(target, spec.due_offset_months)
+            if new_due != task.due_date:
+                task.due_date = new_due
+                self._restart_ladder(task, now)
+
+    def _restart_ladder(self, task: TaskState, now: datetime) -> None:
+        """A new due date or a reopened task: old rungs no longer apply, the ladder starts over."""
+        task.ladder_since = now
+        task.ladder_round += 1
+        self._resolve_escalations(task.key, now)
+        prefix = f"{task.key}@"
+        self.s.rungs_done = [r for r in self.s.rungs_done if not r.startswith(prefix)]
+
+    def _resolve_escalations(self, task_key: str, now: datetime) -> None:
+        for esc in self.s.escalations:
+            if esc.task_key == task_key and esc.status != "resolved":
+                esc.status = "resolved"
+                esc.resolved_at = now
+                self.record("escalation_resolved", "system", {"escalation_id": esc.id}, now)
