@@ -6,7 +6,7 @@ import asyncio
 import queue
 import threading
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import structlog
@@ -22,10 +22,8 @@ from workflows.migration import PROJECTION_ACTIVITY
 from workflows.model import (
     APPLIED,
     RESYNC,
-    Decision,
     Escalation,
     Event,
-    ExtendedTrack,
     ProjectionInput,
     ProjectRow,
     TaskRow,
@@ -34,23 +32,6 @@ from workflows.model import (
 from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
 
 log = structlog.get_logger(__name__)
-
-
-def _decision(d: Decision | None) -> dict[str, Any] | None:
-    if d is None:
-        return None
-    return {"outcome": d.outcome, "by": d.by, "at": d.at.isoformat(), "comment": d.comment}
-
-
-def _extended(x: ExtendedTrack | None) -> dict[str, Any] | None:
-    if x is None:
-        return None
-    return {
-        "ground": x.ground,
-        "planned_go_live": x.planned_go_live.isoformat(),
-        "reason": x.reason,
-        "declared_at": x.declared_at.isoformat(),
-    }
 
 
 def upsert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -68,51 +49,21 @@ def upsert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     session.execute(stmt, rows)
 
 
+def _json(value: Any) -> dict[str, Any] | None:
+    """A decision or an extended track as its JSON column holds it (dates as ISO text)."""
+    if value is None:
+        return None
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in vars(value).items()}
+
+
 def _project_values(p: ProjectRow) -> dict[str, Any]:
-    g = p.progress
-    return dict(
-        workflow_id=workflow_id_for(p.lg_code, p.business),
-        lg_code=p.lg_code,
-        body_name=p.body_name,
-        prefecture=p.prefecture,
-        business=p.business,
-        business_name=p.business_name,
-        vendor_id=p.vendor_id,
-        switching_vendor=p.switching_vendor,
-        template=p.template,
-        target_go_live=p.target_go_live,
-        deadline=p.deadline,
-        forecast_go_live=p.forecast_go_live,
-        stage=p.stage,
-        health=p.health,
-        extended_track=_extended(p.extended_track),
-        done=g.done,
-        in_progress=g.in_progress,
-        not_started=g.not_started,
-        not_applicable=g.not_applicable,
-        completion_rate=g.completion_rate,
-        in_progress_rate=g.in_progress_rate,
-        not_started_rate=g.not_started_rate,
-        seq=p.seq,
-        created_at=p.created_at,
-        updated_at=p.updated_at,
-        completed_at=p.completed_at,
-    )
+    values = {k: v for k, v in vars(p).items() if k != "progress"}
+    values.update(vars(p.progress), extended_track=_json(p.extended_track))
+    return dict(values, workflow_id=workflow_id_for(p.lg_code, p.business))
 
 
 def _task_values(pid: str, r: TaskRow) -> dict[str, Any]:
-    return dict(
-        project_id=pid,
-        key=r.key,
-        status=r.status,
-        due_date=r.due_date,
-        started_at=r.started_at,
-        completed_at=r.completed_at,
-        percent=r.percent,
-        decision=_decision(r.decision),
-        note=r.note,
-        updated_at=r.updated_at,
-    )
+    return dict(vars(r), project_id=pid, decision=_json(r.decision))
 
 
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
@@ -145,32 +96,15 @@ def _task_params(pid: str, r: TaskRow) -> dict[str, Any]:
 
 
 def _escalation_values(p: ProjectRow, e: Escalation) -> dict[str, Any]:
-    return dict(
-        id=e.id,
-        project_id=p.project_id,
-        lg_code=p.lg_code,
-        prefecture=p.prefecture,
-        vendor_id=p.vendor_id,
-        task_key=e.task_key,
-        level=e.level,
-        audience=list(e.audience),
-        due_date=e.due_date,
-        raised_at=e.raised_at,
-        status=e.status,
-        acknowledged_by=e.acknowledged_by,
-        acknowledged_at=e.acknowledged_at,
-        resolved_at=e.resolved_at,
-    )
+    scope = dict(lg_code=p.lg_code, prefecture=p.prefecture, vendor_id=p.vendor_id)
+    return dict(vars(e), project_id=p.project_id, audience=list(e.audience), **scope)
 
 
 def _write_events(session: Session, pid: str, events: list[Event]) -> None:
     upsert(
         session,
         t.Event,
-        [
-            dict(project_id=pid, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind, data=e.data)
-            for e in events
-        ],
+        [dict(vars(e), project_id=pid) for e in events],
     )
     upsert(
         session,

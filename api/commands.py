@@ -54,18 +54,16 @@ from readmodel.registry import lg_code_problem, registry
 from readmodel.settings import Settings
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
-from workflows.ladder import EscalationLadder
-from workflows.migration import (
+from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
-    MigrationInput,
-    MigrationWorkflow,
     MilestoneReport,
-    OpenProject,
     ReplanInput,
     TaskChange,
 )
+from workflows.ladder import EscalationLadder
+from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
 

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.migration import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND
+from workflows.core import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,8 @@ from readmodel.settings import Settings
 from worker.devserver import dev_server
 from worker.runner import build_worker
 from workflows.calendar import add_months
-from workflows.migration import MigrationWorkflow, MilestoneReport
+from workflows.core import MilestoneReport
+from workflows.migration import MigrationWorkflow
 from workflows.procedure import DEFAULT_TEMPLATE
 
 

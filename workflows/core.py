@@ -25,6 +25,7 @@ from workflows.calendar import due_date, jst_today
 from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
 from workflows.model import (
     COMPLETE,
+    DEFAULT_DEADLINE,
     DONE,
     EXTENDED_GROUNDS,
     EXTENDED_TRACK_LIMIT,
@@ -48,6 +49,7 @@ from workflows.model import (
     forecast_go_live,
     health_of,
     is_complete,
+    pick,
     progress_of,
     rung_key,
     stage_of,
@@ -242,7 +244,7 @@ class AcknowledgeInput:
 
 @dataclass
 class Opening:
-    """What a new project starts from."""
+    """What a new project starts from (the workflow's input adds what only it needs)."""
 
     lg_code: str
     business: str
@@ -251,11 +253,12 @@ class Opening:
     business_name: str
     target_go_live: date
     template: ProcedureTemplate
-    vendor_id: str | None
-    switching_vendor: bool
-    deadline: date
-    ladder: EscalationLadder | None
-    created_by: str
+    vendor_id: str | None = None
+    switching_vendor: bool = False
+    deadline: date = DEFAULT_DEADLINE
+    ladder: EscalationLadder | None = None
+    created_by: str = "system"
+    # The key of the creating request (Update-with-Start): its repeats are not conflicts.
     creation_key: str = ""
 
 
@@ -277,22 +280,7 @@ class Migration:
     def start(
         cls, o: Opening, now: datetime, patched: Callable[[str], bool] = _newest
     ) -> Migration:
-        state = MigrationState(
-            lg_code=o.lg_code,
-            business=o.business,
-            body_name=o.body_name,
-            prefecture=o.prefecture,
-            business_name=o.business_name,
-            vendor_id=o.vendor_id,
-            switching_vendor=o.switching_vendor,
-            target_go_live=o.target_go_live,
-            deadline=o.deadline,
-            template=o.template,
-            ladder=o.ladder or EscalationLadder(),
-            created_at=now,
-            created_by=o.created_by,
-            creation_key=o.creation_key,
-        )
+        state = pick(MigrationState, o, ladder=o.ladder or EscalationLadder(), created_at=now)
         for spec in o.template.tasks:
             task = TaskState(key=spec.key, updated_at=now, ladder_since=now)
             if spec.switching_vendor_only and not o.switching_vendor:
@@ -590,28 +578,18 @@ class Migration:
             now,
         )
         subject = f"【移行期限超過】{s.body_name} {s.business_name}"
-        self.outbox.append(
-            Notification(
-                id=f"{s.project_id}.deadline.{s.deadline.isoformat()}",
-                project_id=s.project_id,
-                lg_code=s.lg_code,
-                prefecture=s.prefecture,
-                vendor_id=s.vendor_id,
-                kind="deadline.exceeded",
-                audience=["pm"],
-                subject=subject,
-                text=(
-                    f"{subject}: 本番移行予定日 {s.target_go_live.isoformat()} が移行期限 "
-                    f"{s.deadline.isoformat()} を過ぎています。特定移行支援システムに該当する場合は"
-                    "「移行期限の延長（特定移行支援システム）」を申告してください。"
-                ),
-                data={
-                    "deadline": s.deadline.isoformat(),
-                    "target_go_live": s.target_go_live.isoformat(),
-                    "extended_track": f"/api/v1/projects/{s.project_id}/extended-track",
-                },
-            )
+        text = (
+            f"{subject}: 本番移行予定日 {s.target_go_live.isoformat()} が移行期限 "
+            f"{s.deadline.isoformat()} を過ぎています。特定移行支援システムに該当する場合は"
+            "「移行期限の延長（特定移行支援システム）」を申告してください。"
         )
+        data = {
+            "deadline": s.deadline.isoformat(),
+            "target_go_live": s.target_go_live.isoformat(),
+            "extended_track": f"/api/v1/projects/{s.project_id}/extended-track",
+        }
+        note_id = f"{s.project_id}.deadline.{s.deadline.isoformat()}"
+        self._notify(note_id, "deadline.exceeded", ["pm"], subject, text, data)
         return True
 
     def advance_ladder(self, now: datetime) -> bool:
@@ -679,25 +657,16 @@ class Migration:
             "prefecture": "期限超過（都道府県へ）",
         }[level]
         subject = f"【{level_ja}】{s.body_name} {s.business_name}: {name}"
-        self.outbox.append(
-            Notification(
-                id=esc.id,
-                project_id=s.project_id,
-                lg_code=s.lg_code,
-                prefecture=s.prefecture,
-                vendor_id=s.vendor_id,
-                kind=f"escalation.{level}",
-                audience=list(esc.audience),
-                subject=subject,
-                text=f"{subject}（期限 {due.isoformat()}）",
-                data={
-                    "task_key": key,
-                    "task_name": name,
-                    "due_date": due.isoformat(),
-                    "level": level,
-                },
-            )
-        )
+        text = f"{subject}（期限 {due.isoformat()}）"
+        data = {"task_key": key, "task_name": name, "due_date": due.isoformat(), "level": level}
+        self._notify(esc.id, f"escalation.{level}", list(esc.audience), subject, text, data)
+
+    def _notify(
+        self, id_: str, kind: str, to: list[str], subject: str, text: str, data: dict[str, Any]
+    ) -> None:
+        s = self.s
+        where = (s.project_id, s.lg_code, s.prefecture, s.vendor_id)
+        self.outbox.append(Notification(id_, *where, kind, to, subject, text, data))
 
     # ---- the record and what is derived from it -----------------------------------------
 

@@ -11,31 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ApplicationError
 
+from workflows import core, notification
 from workflows import search_attributes as sa
-from workflows.core import (
-    CONFLICT,
-    FORBIDDEN,
-    INVALID,
-    NOT_FOUND,
-    AcknowledgeInput,
-    ExtendedTrackInput,
-    GateDecisionInput,
-    Migration,
-    MilestoneReport,
-    Opening,
-    Refusal,
-    ReplanInput,
-    TaskChange,
-)
-from workflows.ladder import EscalationLadder
+from workflows.core import CONFLICT, Migration, Opening, Refusal
 from workflows.model import (
     APPLIED,
     RESYNC,
@@ -53,25 +38,6 @@ from workflows.model import (
     projection,
     task_rows,
 )
-from workflows.notification import NotificationWorkflow
-from workflows.procedure import ProcedureTemplate
-
-__all__ = [
-    "CONFLICT",
-    "FORBIDDEN",
-    "INVALID",
-    "NOT_FOUND",
-    "AcknowledgeInput",
-    "ExtendedTrackInput",
-    "GateDecisionInput",
-    "MigrationInput",
-    "MigrationResult",
-    "MigrationWorkflow",
-    "MilestoneReport",
-    "OpenProject",
-    "ReplanInput",
-    "TaskChange",
-]
 
 PROJECTION_ACTIVITY = "project_migration"
 
@@ -89,25 +55,11 @@ T = TypeVar("T")
 
 
 @dataclass
-class MigrationInput:
-    lg_code: str
-    business: str
-    body_name: str
-    prefecture: str
-    business_name: str
-    target_go_live: date
-    template: ProcedureTemplate
-    vendor_id: str | None = None
-    switching_vendor: bool = False
-    deadline: date = date(2026, 3, 31)
-    ladder: EscalationLadder | None = None
-    created_by: str = "system"
+class MigrationInput(Opening):
     # Continue as new past this many history events, even before the server suggests it.
     history_limit: int = 20_000
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
-    # The key of the creating request (Update-with-Start): its repeats are not conflicts.
-    creation_key: str = ""
 
 
 @dataclass
@@ -132,24 +84,6 @@ def _refused(r: Refusal) -> ApplicationError:
         {"code": r.code, "params": r.params, "japanese": r.japanese},
         type=r.kind,
         non_retryable=True,
-    )
-
-
-def _opening(inp: MigrationInput) -> Opening:
-    return Opening(
-        inp.lg_code,
-        inp.business,
-        inp.body_name,
-        inp.prefecture,
-        inp.business_name,
-        inp.target_go_live,
-        inp.template,
-        inp.vendor_id,
-        inp.switching_vendor,
-        inp.deadline,
-        inp.ladder,
-        inp.created_by,
-        inp.creation_key,
     )
 
 
@@ -187,7 +121,7 @@ class MigrationWorkflow:
     def __init__(self, inp: MigrationInput) -> None:
         self._fresh = inp.state is None
         if inp.state is None:
-            self._m = Migration.start(_opening(inp), workflow.now(), workflow.patched)
+            self._m = Migration.start(inp, workflow.now(), workflow.patched)
         else:
             self._m = Migration(inp.state, workflow.patched)
         self._s = self._m.s
@@ -359,62 +293,62 @@ class MigrationWorkflow:
             )
 
     @workflow.update
-    async def change_task(self, change: TaskChange) -> TaskView:
+    async def change_task(self, change: core.TaskChange) -> TaskView:
         return await self._commit(
             lambda: self._m.change_task(change, workflow.now()), change.request_id
         )
 
     @change_task.validator
-    def _validate_change_task(self, change: TaskChange) -> None:
+    def _validate_change_task(self, change: core.TaskChange) -> None:
         _validate(lambda: self._m.check_task_change(change))
 
     @workflow.update
-    async def report_milestone(self, report: MilestoneReport) -> MilestoneResult:
+    async def report_milestone(self, report: core.MilestoneReport) -> MilestoneResult:
         return await self._commit(
             lambda: self._m.report_milestone(report, workflow.now()), report.request_id
         )
 
     @report_milestone.validator
-    def _validate_milestone(self, report: MilestoneReport) -> None:
+    def _validate_milestone(self, report: core.MilestoneReport) -> None:
         if report.idempotency_key not in self._s.milestones:
             _validate(lambda: self._m.check_milestone(report))
 
     @workflow.update
-    async def decide_gate(self, decision: GateDecisionInput) -> TaskView:
+    async def decide_gate(self, decision: core.GateDecisionInput) -> TaskView:
         return await self._commit(
             lambda: self._m.decide_gate(decision, workflow.now()), decision.request_id
         )
 
     @decide_gate.validator
-    def _validate_decision(self, decision: GateDecisionInput) -> None:
+    def _validate_decision(self, decision: core.GateDecisionInput) -> None:
         _validate(lambda: self._m.check_decision(decision))
 
     @workflow.update
-    async def replan(self, plan: ReplanInput) -> None:
+    async def replan(self, plan: core.ReplanInput) -> None:
         await self._commit(lambda: self._m.replan(plan, workflow.now()), plan.request_id)
 
     @replan.validator
-    def _validate_replan(self, plan: ReplanInput) -> None:
+    def _validate_replan(self, plan: core.ReplanInput) -> None:
         _validate(lambda: self._m.check_replan(plan, workflow.now(), validating=True))
 
     @workflow.update
-    async def declare_extended_track(self, track: ExtendedTrackInput) -> None:
+    async def declare_extended_track(self, track: core.ExtendedTrackInput) -> None:
         await self._commit(
             lambda: self._m.declare_extended_track(track, workflow.now()), track.request_id
         )
 
     @declare_extended_track.validator
-    def _validate_extended_track(self, track: ExtendedTrackInput) -> None:
+    def _validate_extended_track(self, track: core.ExtendedTrackInput) -> None:
         _validate(lambda: self._m.check_extended_track(track, workflow.now()))
 
     @workflow.update
-    async def acknowledge_escalation(self, ack: AcknowledgeInput) -> None:
+    async def acknowledge_escalation(self, ack: core.AcknowledgeInput) -> None:
         await self._commit(
             lambda: self._m.acknowledge(ack, workflow.now()), ack.request_id, wakes=False
         )
 
     @acknowledge_escalation.validator
-    def _validate_ack(self, ack: AcknowledgeInput) -> None:
+    def _validate_ack(self, ack: core.AcknowledgeInput) -> None:
         _validate(lambda: self._m.check_ack(ack))
 
     # ---- side effects --------------------------------------------------------------------
@@ -469,13 +403,5 @@ class MigrationWorkflow:
     async def _send_notifications(self) -> None:
         """Each notification is its own workflow, so a dead channel never holds this one up."""
         while self._m.outbox:
-            note = self._m.outbox.pop(0)
-            try:
-                await workflow.start_child_workflow(
-                    NotificationWorkflow.run,
-                    note,
-                    id=f"notify-{note.id}",
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                )
-            except WorkflowAlreadyStartedError:
-                pass  # the same rung was already sent by an earlier run of this project
+            # A rung sent by an earlier run of this project is not sent again.
+            await notification.send(self._m.outbox.pop(0))

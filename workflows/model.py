@@ -6,9 +6,9 @@ activity and the tests all compute stage, health and progress the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from workflows.calendar import jst_today, previous_working_day
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
@@ -23,6 +23,7 @@ COMPLETE = frozenset({DONE, NOT_APPLICABLE})
 
 EXTENDED_GROUNDS = ("mainframe", "custom_built", "no_product", "vendor_shortage")
 DEFAULT_DEADLINE = date(2026, 3, 31)
+D = TypeVar("D")
 EXTENDED_TRACK_LIMIT = date(2031, 3, 31)
 
 
@@ -121,8 +122,8 @@ class Progress:
 
 
 @dataclass
-class MigrationState:
-    """Everything a project is, carried whole across continue-as-new."""
+class ProjectFacts:
+    """Who migrates what, and with whom: the same in the state and in the read model."""
 
     lg_code: str
     business: str
@@ -131,6 +132,16 @@ class MigrationState:
     business_name: str
     vendor_id: str | None
     switching_vendor: bool
+
+    @property
+    def project_id(self) -> str:
+        return f"{self.lg_code}-{self.business}"
+
+
+@dataclass
+class MigrationState(ProjectFacts):
+    """Everything a project is, carried whole across continue-as-new."""
+
     target_go_live: date
     deadline: date
     template: ProcedureTemplate
@@ -155,9 +166,20 @@ class MigrationState:
     # The key of the request that created the project: a repeat of it is not a conflict.
     creation_key: str = ""
 
-    @property
-    def project_id(self) -> str:
-        return f"{self.lg_code}-{self.business}"
+
+def pick(cls: type[D], *sources: object, **given: Any) -> D:
+    """The dataclass ``cls`` with each field from ``given``, else from the first source that
+    has an attribute of its name: one mapping for every shape made from another."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in given:
+            values[f.name] = given[f.name]
+            continue
+        for source in sources:
+            if hasattr(source, f.name):
+                values[f.name] = getattr(source, f.name)
+                break
+    return cls(**values)
 
 
 def workflow_id_for(lg_code: str, business: str) -> str:
@@ -274,22 +296,7 @@ def health_of(state: MigrationState, now: datetime) -> str:
 
 def task_view(state: MigrationState, key: str) -> TaskView:
     spec = state.template.task(key)
-    task = state.tasks[key]
-    return TaskView(
-        key=key,
-        name=spec.name,
-        stage=spec.stage,
-        owner=spec.owner,
-        status=task.status,
-        gate=spec.gate,
-        depends_on=list(spec.depends_on),
-        due_date=task.due_date,
-        started_at=task.started_at,
-        completed_at=task.completed_at,
-        percent=task.percent,
-        decision=task.decision,
-        note=task.note,
-    )
+    return pick(TaskView, state.tasks[key], spec, depends_on=list(spec.depends_on))
 
 
 def next_rung(state: MigrationState) -> datetime | None:
@@ -326,16 +333,9 @@ class ProjectSnapshot:
 
 
 @dataclass
-class ProjectRow:
+class ProjectRow(ProjectFacts):
     """The project's own row in the read model."""
 
-    lg_code: str
-    business: str
-    body_name: str
-    prefecture: str
-    business_name: str
-    vendor_id: str | None
-    switching_vendor: bool
     template: str
     target_go_live: date
     deadline: date
@@ -348,10 +348,6 @@ class ProjectRow:
     created_at: datetime
     updated_at: datetime | None
     completed_at: datetime | None
-
-    @property
-    def project_id(self) -> str:
-        return f"{self.lg_code}-{self.business}"
 
 
 @dataclass
@@ -396,45 +392,15 @@ RESYNC = "resync"
 
 
 def project_row(snap: ProjectSnapshot) -> ProjectRow:
-    s = snap.state
-    return ProjectRow(
-        lg_code=s.lg_code,
-        business=s.business,
-        body_name=s.body_name,
-        prefecture=s.prefecture,
-        business_name=s.business_name,
-        vendor_id=s.vendor_id,
-        switching_vendor=s.switching_vendor,
-        template=s.template.id,
-        target_go_live=s.target_go_live,
-        deadline=s.deadline,
-        forecast_go_live=snap.forecast_go_live,
-        stage=snap.stage,
-        health=snap.health,
-        extended_track=s.extended_track,
-        progress=snap.progress,
-        seq=s.seq,
-        created_at=s.created_at,
-        updated_at=s.updated_at,
-        completed_at=s.completed_at,
-    )
+    return pick(ProjectRow, snap, snap.state, template=snap.state.template.id)
 
 
 def task_rows(state: MigrationState) -> dict[str, TaskRow]:
-    return {
-        spec.key: TaskRow(
-            key=spec.key,
-            status=(t := state.tasks[spec.key]).status,
-            due_date=t.due_date,
-            started_at=t.started_at,
-            completed_at=t.completed_at,
-            percent=t.percent,
-            decision=replace(t.decision) if t.decision else None,
-            note=t.note,
-            updated_at=t.updated_at,
-        )
-        for spec in state.template.tasks
-    }
+    rows = {}
+    for spec in state.template.tasks:
+        t = state.tasks[spec.key]
+        rows[spec.key] = pick(TaskRow, t, decision=replace(t.decision) if t.decision else None)
+    return rows
 
 
 def escalation_rows(state: MigrationState) -> dict[str, Escalation]:

@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.model import Channel, Delivery, Notification
 
@@ -58,3 +60,17 @@ class NotificationWorkflow:
                 len(channels),
             )
         return delivered
+
+
+async def send(note: Notification) -> None:
+    """Start the notification's own workflow from the current one and let it go on alone;
+    one whose id was already started (by an earlier run, say) was sent already."""
+    try:
+        await workflow.start_child_workflow(
+            NotificationWorkflow.run,
+            note,
+            id=f"notify-{note.id}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+    except WorkflowAlreadyStartedError:
+        pass

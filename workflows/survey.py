@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
 
+from workflows import notification
 from workflows.calendar import is_working_day, jst_today
 from workflows.model import Notification
-from workflows.notification import NotificationWorkflow
 
 STALE_TASKS_ACTIVITY = "find_stale_tasks"
 SCHEDULE_ID = "survey-reminder"
@@ -67,16 +65,8 @@ class SurveyReminderWorkflow:
             start_to_close_timeout=timedelta(minutes=5),
         )
         for body in bodies:
-            note = _reminder(body, today)
-            try:
-                await workflow.start_child_workflow(
-                    NotificationWorkflow.run,
-                    note,
-                    id=f"notify-{note.id}",
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                )
-            except WorkflowAlreadyStartedError:
-                pass  # this month's reminder for the body went out already
+            # Once a month a body: a repeat of this month's reminder was sent already.
+            await notification.send(_reminder(body, today))
         return len(bodies)
 
 

@@ -28,15 +28,15 @@ from tests.workflows.helpers import (
     start,
 )
 from worker.runner import build_worker
-from workflows.ladder import rung_instant
-from workflows.migration import (
+from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
-    MigrationWorkflow,
     MilestoneReport,
     ReplanInput,
 )
+from workflows.ladder import rung_instant
+from workflows.migration import MigrationWorkflow
 
 HERE = Path(__file__).parent
 

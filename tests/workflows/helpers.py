@@ -13,13 +13,8 @@ from worker.binaries import temporal_test_server
 from worker.temporal import register_search_attributes
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
-from workflows.migration import (
-    GateDecisionInput,
-    MigrationInput,
-    MigrationWorkflow,
-    MilestoneReport,
-    TaskChange,
-)
+from workflows.core import GateDecisionInput, MilestoneReport, TaskChange
+from workflows.migration import MigrationInput, MigrationWorkflow
 from workflows.model import ProjectSnapshot, workflow_id_for
 from workflows.payloads import DATA_CONVERTER
 from workflows.procedure import DEFAULT_TEMPLATE

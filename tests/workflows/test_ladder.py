@@ -16,8 +16,9 @@ from readmodel.settings import Settings
 from tests.workflows.helpers import describe, finish, new_input, start, timer_profile
 from worker.runner import build_worker
 from workflows.calendar import JST, add_months, previous_working_day
+from workflows.core import ReplanInput
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
-from workflows.migration import MigrationWorkflow, ReplanInput
+from workflows.migration import MigrationWorkflow
 
 # An independent oracle: the holidays of Golden Week and the new-year closure, by hand.
 HAND_CHECKED_CLOSED = {

@@ -25,14 +25,8 @@ from tests.workflows.helpers import (
     start,
 )
 from worker.runner import build_worker
-from workflows.migration import (
-    CONFLICT,
-    GateDecisionInput,
-    MigrationResult,
-    MigrationWorkflow,
-    MilestoneReport,
-    TaskChange,
-)
+from workflows.core import CONFLICT, GateDecisionInput, MilestoneReport, TaskChange
+from workflows.migration import MigrationResult, MigrationWorkflow
 
 
 @pytest.fixture

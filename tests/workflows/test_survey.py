@@ -18,7 +18,8 @@ from tests.workflows.helpers import future_target, new_input, start
 from tests.workflows.test_notifications import Receiver
 from worker.runner import build_worker, ensure_survey_schedule
 from workflows.calendar import JST, add_months
-from workflows.migration import MigrationWorkflow, TaskChange
+from workflows.core import TaskChange
+from workflows.migration import MigrationWorkflow
 from workflows.survey import (
     SCHEDULE_ID,
     SurveyReminderInput,
