@@ -35,6 +35,23 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def until_ready(
+    base: str, seconds: float = 60, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until ``base``/readyz answers 200 (and ``proc``, if given, is still running)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"hyojunka up exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} never became ready")
+
+
 @dataclass
 class Up:
     """A running ``hyojunka up`` and what it printed."""
@@ -71,17 +88,7 @@ class Up:
         raise AssertionError(f"{name} was not restarted")
 
     def wait_ready(self, seconds: float = 90) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"hyojunka up exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.base} never became ready")
+        until_ready(self.base, seconds, self.proc)
 
 
 @contextmanager

@@ -10,50 +10,37 @@ and from the workflow's history the timers started and the most pending at once.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 
-from readmodel.db import make_engine, upgrade_schema
-from readmodel.settings import Settings
 from tests.workflows.helpers import (
     describe,
     future_target,
     new_input,
-    own_time_skipping_server,
+    own_worker,
     start,
     timer_profile,
 )
-from worker.runner import build_worker
 from workflows.ladder import LEVELS, rung_instant
 
 
 async def main() -> None:
-    env = await own_time_skipping_server()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/rm.db"
-        upgrade_schema(url)
-        engine = make_engine(url)
-        queue = f"bench-{uuid.uuid4().hex}"
-        async with build_worker(env.client, engine, Settings(), task_queue=queue) as w, w:
-            handle = await start(env.client, queue, new_input(await future_target(env, 24)))
-            snap = await describe(handle)
-            rungs = [
-                rung_instant(task.due_date, level, snap.state.ladder)
-                for task in snap.state.tasks.values()
-                if task.due_date is not None
-                for level in LEVELS
-            ]
-            began_virtual = await env.get_current_time()
-            span = max(rungs) - began_virtual + timedelta(days=1)
-            began = time.perf_counter()
-            await env.sleep(span)
-            wall = time.perf_counter() - began
-            snap = await describe(handle)
-            started, peak = await timer_profile(handle)
-        engine.dispose()
-    await env.shutdown()
+    async with own_worker("bench") as (env, queue):
+        handle = await start(env.client, queue, new_input(await future_target(env, 24)))
+        snap = await describe(handle)
+        rungs = [
+            rung_instant(task.due_date, level, snap.state.ladder)
+            for task in snap.state.tasks.values()
+            if task.due_date is not None
+            for level in LEVELS
+        ]
+        began_virtual = await env.get_current_time()
+        span = max(rungs) - began_virtual + timedelta(days=1)
+        began = time.perf_counter()
+        await env.sleep(span)
+        wall = time.perf_counter() - began
+        snap = await describe(handle)
+        started, peak = await timer_profile(handle)
     print(f"virtual span            {span.days} days ({span.days / 365.25:.2f} years)")
     print(f"wall time               {wall:.2f} s")
     print(f"escalations raised      {len(snap.state.escalations)} (expected {len(rungs)})")

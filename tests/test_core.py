@@ -6,10 +6,12 @@ these prove the rules themselves, in milliseconds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
 
+from tests.workflows.helpers import judged_by, new_input
 from workflows.calendar import JST
 from workflows.core import (
     CONFLICT,
@@ -23,7 +25,6 @@ from workflows.core import (
     GateDecisionInput,
     Migration,
     MilestoneReport,
-    Opening,
     Refusal,
     ReplanInput,
     TaskChange,
@@ -35,34 +36,12 @@ from workflows.procedure import DEFAULT_TEMPLATE
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=JST)
 FAR = date(2029, 12, 3)  # every due date years ahead: no rung is due at the start
 
-BEFORE_VENDOR = [
-    "setup_governance",
-    "current_system_survey",
-    "interface_inventory",
-    "fit_gap_analysis",
-    "spec_mapping",
-    "migration_plan",
-]
+BEFORE_VENDOR = judged_by("gate_migration_plan")
 
 
 def project(target: date = FAR, switching: bool = False, deadline: date = FAR) -> Migration:
-    m = Migration.start(
-        Opening(
-            lg_code="131016",
-            business="resident_registry",
-            body_name="千代田区",
-            prefecture="東京都",
-            business_name="住民基本台帳",
-            target_go_live=target,
-            template=DEFAULT_TEMPLATE,
-            vendor_id="acme",
-            switching_vendor=switching,
-            deadline=deadline,
-            ladder=None,
-            created_by="admin:ops",
-        ),
-        NOW,
-    )
+    opening = replace(new_input(target, switching_vendor=switching), deadline=deadline)
+    m = Migration.start(opening, NOW)
     m.record_creation(NOW)
     return m
 
@@ -94,6 +73,19 @@ class refused:  # noqa: N801 - reads as a phrase: with refused("code", KIND)
         assert (exc.code, exc.kind) == (self.code, self.kind), (exc.code, exc.kind)
         assert exc.japanese and exc.message
         return True
+
+
+def complete_before(m: Migration, key: str | None = None) -> None:
+    """Complete every task before ``key`` in the handbook's order, approving the gates."""
+    for spec in DEFAULT_TEMPLATE.tasks:
+        if spec.key == key:
+            return
+        if m.s.tasks[spec.key].status in (DONE, NOT_APPLICABLE):
+            continue
+        if spec.gate:
+            approve(m, spec.key)
+        else:
+            finish(m, spec.key)
 
 
 def kinds(m: Migration) -> list[str]:
@@ -203,13 +195,7 @@ def test_a_gate_awaits_its_decision_exactly_while_its_prerequisites_are_complete
 
 def test_the_project_completes_when_every_task_is_complete() -> None:
     m = project()
-    for spec in DEFAULT_TEMPLATE.tasks:
-        if m.s.tasks[spec.key].status in (DONE, NOT_APPLICABLE):
-            continue
-        if spec.gate:
-            approve(m, spec.key)
-        else:
-            finish(m, spec.key)
+    complete_before(m)
     assert m.s.completed_at == NOW
     assert kinds(m)[-1] == "project_completed"
 
@@ -250,19 +236,6 @@ def test_only_a_gate_awaiting_its_decision_can_be_decided() -> None:
 
 
 # ---- vendor milestones and the failed cutover ---------------------------------------------
-
-
-def complete_before(m: Migration, key: str) -> None:
-    """Complete every task before ``key`` in the handbook's order, approving the gates."""
-    for spec in DEFAULT_TEMPLATE.tasks:
-        if spec.key == key:
-            return
-        if m.s.tasks[spec.key].status in (DONE, NOT_APPLICABLE):
-            continue
-        if spec.gate:
-            approve(m, spec.key)
-        else:
-            finish(m, spec.key)
 
 
 def report(key: str, task: str, status: str, percent: int | None = None) -> MilestoneReport:

@@ -205,20 +205,16 @@ async def _run_with_kills(tmp_path: Path, names: list[str], every: float) -> dic
         return counts
 
 
-async def test_milestones_survive_the_api_and_worker_killed(tmp_path: Path) -> None:
-    counts = await _run_with_kills(tmp_path, ["api", "worker"], every=4.0)
-    _report("api-and-worker", counts)
-    assert counts["kills"] >= 2
-    assert counts["gave_up"] == 0
-    assert counts["acknowledged"] == MILESTONES
-    assert counts["found_once_in_workflow"] == MILESTONES
-    assert counts["found_once_in_read_model"] == MILESTONES
-    assert counts["lost"] == 0 and counts["doubled"] == 0
-
-
-async def test_milestones_survive_the_temporal_server_killed(tmp_path: Path) -> None:
-    counts = await _run_with_kills(tmp_path, ["temporal"], every=5.0)
-    _report("temporal", counts)
+@pytest.mark.parametrize(
+    ("killed", "every"),
+    [(["api", "worker"], 4.0), (["temporal"], 5.0)],
+    ids=["api-and-worker", "temporal"],
+)
+async def test_every_acknowledged_milestone_survives_processes_killed(
+    tmp_path: Path, killed: list[str], every: float
+) -> None:
+    counts = await _run_with_kills(tmp_path, killed, every=every)
+    _report("-and-".join(killed), counts)
     assert counts["kills"] >= 2
     assert counts["gave_up"] == 0
     assert counts["acknowledged"] == MILESTONES

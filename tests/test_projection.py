@@ -11,42 +11,25 @@ from sqlmodel import Session, select
 
 from activities.projection import write_projection
 from readmodel import tables as t
-from workflows.ladder import EscalationLadder
+from tests.workflows.helpers import new_input
+from workflows.core import Migration
 from workflows.model import (
     APPLIED,
     RESYNC,
     Event,
     MigrationState,
     ProjectSnapshot,
-    TaskState,
     escalation_rows,
     progress_of,
     projection,
     task_rows,
 )
-from workflows.procedure import DEFAULT_TEMPLATE
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _state() -> MigrationState:
-    s = MigrationState(
-        lg_code="131016",
-        business="resident_registry",
-        body_name="東京都千代田区",
-        prefecture="13",
-        business_name="住民基本台帳",
-        vendor_id=None,
-        switching_vendor=False,
-        target_go_live=date(2029, 4, 1),
-        deadline=date(2026, 3, 31),
-        template=DEFAULT_TEMPLATE,
-        ladder=EscalationLadder(),
-        created_at=NOW,
-        created_by="pm:x",
-    )
-    s.tasks = {spec.key: TaskState(key=spec.key, updated_at=NOW) for spec in DEFAULT_TEMPLATE.tasks}
-    return s
+    return Migration.start(new_input(date(2029, 4, 1)), NOW).s
 
 
 def _record(s: MigrationState, kind: str, **data: object) -> None:

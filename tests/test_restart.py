@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -20,7 +19,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from benchmarks.harness import HYOJUNKA, free_port
+from benchmarks.harness import HYOJUNKA, free_port, until_ready
 from workflows.calendar import add_months
 from workflows.procedure import DEFAULT_TEMPLATE
 
@@ -29,16 +28,24 @@ pytestmark = pytest.mark.heavy
 TARGET = add_months(date.today(), 36).isoformat()
 
 
+def _create(base: str, token: str, lg_code: str, business: str, vendor_id: str) -> str:
+    created = httpx.post(
+        f"{base}/api/v1/projects",
+        json={
+            "lg_code": lg_code,
+            "business": business,
+            "target_go_live": TARGET,
+            "vendor_id": vendor_id,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 def wait_ready(base: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{base} never became ready")
+    until_ready(base, seconds)
 
 
 @contextmanager
@@ -120,19 +127,9 @@ def test_up_stops_on_ctrl_c_and_resumes_every_project(tmp_path: Path) -> None:
         printed = out.read_text()
         tokens = dict(re.findall(r"^\s+(\w+)\s+\S+\s+(hyj_\S+)$", printed, re.M))
         assert set(tokens) == {"admin", "observer", "prefecture", "pm", "approver", "vendor"}
-        created = httpx.post(
-            f"{base}/api/v1/projects",
-            json={
-                "lg_code": "131016",
-                "business": "resident_registry",
-                "target_go_live": TARGET,
-                "vendor_id": "demo-vendor",
-            },
-            headers={"Authorization": f"Bearer {tokens['pm']}"},
-            timeout=30,
+        walker = Walker(
+            base, tokens, _create(base, tokens["pm"], "131016", "resident_registry", "demo-vendor")
         )
-        assert created.status_code == 201, created.text
-        walker = Walker(base, tokens, created.json()["id"])
         half = _keys()[:11]
         walker.walk(half)
         before = walker.project()
@@ -204,19 +201,9 @@ def test_worker_and_api_killed_midway_lose_nothing(
         process(["api"], env, logs / "api1.log") as api,
     ):
         wait_ready(base)
-        created = httpx.post(
-            f"{base}/api/v1/projects",
-            json={
-                "lg_code": lg_code,
-                "business": "national_pension",
-                "target_go_live": TARGET,
-                "vendor_id": "acme",
-            },
-            headers={"Authorization": f"Bearer {tokens['pm']}"},
-            timeout=30,
+        walker = Walker(
+            base, tokens, _create(base, tokens["pm"], lg_code, "national_pension", "acme")
         )
-        assert created.status_code == 201, created.text
-        walker = Walker(base, tokens, created.json()["id"])
         walker.walk(_keys()[:14])
         before = walker.project()
         events_before = httpx.get(

@@ -10,6 +10,7 @@ import pytest
 from tests.api.conftest import Api, ProjectCtx, fresh_project
 from tests.api.test_projects import assert_problem
 from tests.api.test_work import counts, task
+from tests.workflows.helpers import judged_by
 from workflows.calendar import add_months
 
 
@@ -213,14 +214,7 @@ async def test_a_reopened_task_escalates_afresh_and_can_be_acknowledged(api: Api
     api.token("pm", "pm", lg_code=lg_code)
     api.token("approver", "approver", lg_code=lg_code)
     late_project = ProjectCtx(resp.json()["id"], lg_code, business)
-    for key in (
-        "setup_governance",
-        "current_system_survey",
-        "interface_inventory",
-        "fit_gap_analysis",
-        "spec_mapping",
-        "migration_plan",
-    ):
+    for key in judged_by("gate_migration_plan"):
         assert (await task(api, late_project, key, "done")).status_code == 200
     resp = await api.http.post(
         f"/api/v1/projects/{late_project.id}/gates/gate_migration_plan/decision",

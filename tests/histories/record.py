@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from readmodel.db import make_engine, upgrade_schema
-from readmodel.settings import Settings
 from tests.workflows.helpers import (
     describe,
     finish,
     finish_until,
     future_target,
     new_input,
-    own_time_skipping_server,
+    own_worker,
     start,
+    started_late,
 )
-from worker.runner import build_worker
 from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
@@ -66,11 +62,7 @@ async def scenario_full(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
 
 async def scenario_ladder(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     """Rungs fire, one is acknowledged, a task completes, the plan moves, extended track."""
-    target = await future_target(env, months=25)
-    h = await start(env.client, queue, new_input(target))
-    snap = await describe(h)
-    due = snap.state.tasks["setup_governance"].due_date
-    assert due is not None
+    h, snap, due = await started_late(env, queue, await future_target(env, months=25))
     at = rung_instant(due, "approver", snap.state.ladder)
     await env.sleep(at - await env.get_current_time() + timedelta(hours=1))
     snap = await describe(h)
@@ -91,21 +83,13 @@ async def scenario_ladder(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
 
 
 async def main(tag: str) -> None:
-    env = await own_time_skipping_server()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/rm.db"
-        upgrade_schema(url)
-        engine = make_engine(url)
-        queue = f"record-{uuid.uuid4().hex}"
-        async with build_worker(env.client, engine, Settings(), task_queue=queue) as w, w:
-            for name, scenario in (("full", scenario_full), ("ladder", scenario_ladder)):
-                handle = await scenario(env, queue)
-                history = await handle.fetch_history()
-                path = HERE / f"{tag}-{name}.json"
-                path.write_text(history.to_json())
-                print(f"wrote {path.name}: {len(history.events)} events")
-        engine.dispose()
-    await env.shutdown()
+    async with own_worker("record") as (env, queue):
+        for name, scenario in (("full", scenario_full), ("ladder", scenario_ladder)):
+            handle = await scenario(env, queue)
+            history = await handle.fetch_history()
+            path = HERE / f"{tag}-{name}.json"
+            path.write_text(history.to_json())
+            print(f"wrote {path.name}: {len(history.events)} events")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from datetime import date
 
+from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from readmodel.db import make_engine, upgrade_schema
+from readmodel.settings import Settings
 from worker.binaries import temporal_test_server
+from worker.runner import build_worker
 from worker.temporal import register_search_attributes
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
@@ -17,7 +24,7 @@ from workflows.core import GateDecisionInput, MilestoneReport, TaskChange
 from workflows.migration import MigrationInput, MigrationWorkflow
 from workflows.model import ProjectSnapshot, workflow_id_for
 from workflows.payloads import DATA_CONVERTER
-from workflows.procedure import DEFAULT_TEMPLATE
+from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate
 
 
 async def future_target(env: WorkflowEnvironment, months: int = 36) -> date:
@@ -41,6 +48,18 @@ def new_input(
         vendor_id="acme",
         switching_vendor=switching_vendor,
     )
+
+
+def judged_by(gate: str, template: ProcedureTemplate = DEFAULT_TEMPLATE) -> list[str]:
+    """The tasks a gate judges, directly or through their prerequisites, in handbook order."""
+    wanted: set[str] = set()
+    todo = list(template.task(gate).depends_on)
+    while todo:
+        key = todo.pop()
+        if key not in wanted:
+            wanted.add(key)
+            todo.extend(template.task(key).depends_on)
+    return [spec.key for spec in template.tasks if spec.key in wanted]
 
 
 async def start(client: Client, task_queue: str, inp: MigrationInput) -> WorkflowHandle:
@@ -82,6 +101,46 @@ async def finish_until(handle: WorkflowHandle, stop_before: str | None = None) -
         if snap.state.tasks[spec.key].status in ("done", "not_applicable"):
             continue
         await finish(handle, spec.key)
+
+
+@contextlib.asynccontextmanager
+async def worker_on(
+    env: WorkflowEnvironment, engine: Engine, prefix: str = "tq"
+) -> AsyncIterator[str]:
+    """A running worker with every workflow and activity on a task queue of its own."""
+    queue = f"{prefix}-{uuid.uuid4().hex}"
+    async with build_worker(env.client, engine, Settings(), task_queue=queue) as w, w:
+        yield queue
+
+
+@contextlib.asynccontextmanager
+async def own_worker(prefix: str) -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
+    """A time-skipping server of its own and a worker on it, with a fresh read model."""
+    env = await own_time_skipping_server()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/rm.db"
+            upgrade_schema(url)
+            engine = make_engine(url)
+            try:
+                async with worker_on(env, engine, prefix) as queue:
+                    yield env, queue
+            finally:
+                engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+async def started_late(
+    env: WorkflowEnvironment, queue: str, target: date
+) -> tuple[WorkflowHandle, ProjectSnapshot, date]:
+    """A project going live on ``target``: its handle, its state and the due date of its
+    first task (governance), whose rungs come first."""
+    handle = await start(env.client, queue, new_input(target))
+    snap = await describe(handle)
+    due = snap.state.tasks["setup_governance"].due_date
+    assert due is not None
+    return handle, snap, due
 
 
 async def own_time_skipping_server() -> WorkflowEnvironment:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
@@ -12,9 +11,15 @@ from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel import tables as t
-from readmodel.settings import Settings
-from tests.workflows.helpers import describe, finish, new_input, start, timer_profile
-from worker.runner import build_worker
+from tests.workflows.helpers import (
+    describe,
+    finish,
+    new_input,
+    start,
+    started_late,
+    timer_profile,
+    worker_on,
+)
 from workflows.calendar import JST, add_months, previous_working_day
 from workflows.core import ReplanInput
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
@@ -44,10 +49,8 @@ HAND_CHECKED_CLOSED = {
 
 @pytest.fixture
 async def task_queue(clock_env: WorkflowEnvironment, engine: Engine) -> AsyncIterator[str]:
-    queue = f"tq-{uuid.uuid4().hex}"
-    async with build_worker(clock_env.client, engine, Settings(), task_queue=queue) as w:
-        async with w:
-            yield queue
+    async with worker_on(clock_env, engine) as queue:
+        yield queue
 
 
 async def _target_after(env: WorkflowEnvironment, months: int, days: int = 20) -> date:
@@ -108,11 +111,8 @@ async def test_completing_a_task_stops_its_ladder_and_replan_moves_the_rungs(
 ) -> None:
     env = clock_env
     target = await _target_after(env, 24)
-    handle = await start(env.client, task_queue, new_input(target))
-    snap = await describe(handle)
+    handle, snap, gov_due = await started_late(env, task_queue, target)
     ladder: EscalationLadder = snap.state.ladder
-    gov_due = snap.state.tasks["setup_governance"].due_date
-    assert gov_due is not None
     overdue_at = rung_instant(gov_due, "overdue", ladder)
     await env.sleep(overdue_at - await env.get_current_time() + timedelta(hours=1))
     snap = await describe(handle)
@@ -167,10 +167,7 @@ async def test_forecast_slips_with_a_late_task(
 ) -> None:
     env = clock_env
     target = await _target_after(env, 24)
-    handle = await start(env.client, task_queue, new_input(target))
-    snap = await describe(handle)
-    gov_due = snap.state.tasks["setup_governance"].due_date
-    assert gov_due is not None
+    handle, snap, gov_due = await started_late(env, task_queue, target)
     # Nothing has moved when governance's last rung fires: the project runs that many days
     # late, and its go-live (forecast as of its latest wake-up) slips by as much.
     last_rung = rung_instant(gov_due, "prefecture", snap.state.ladder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +14,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel import tables as t
-from readmodel.settings import Settings
 from tests.workflows.helpers import (
     describe,
     finish,
@@ -23,18 +21,16 @@ from tests.workflows.helpers import (
     future_target,
     new_input,
     start,
+    worker_on,
 )
-from worker.runner import build_worker
 from workflows.core import CONFLICT, GateDecisionInput, MilestoneReport, TaskChange
 from workflows.migration import MigrationResult, MigrationWorkflow
 
 
 @pytest.fixture
 async def task_queue(time_skipping_env: WorkflowEnvironment, engine: Engine) -> AsyncIterator[str]:
-    queue = f"tq-{uuid.uuid4().hex}"
-    async with build_worker(time_skipping_env.client, engine, Settings(), task_queue=queue) as w:
-        async with w:
-            yield queue
+    async with worker_on(time_skipping_env, engine) as queue:
+        yield queue
 
 
 async def _start(env: WorkflowEnvironment, queue: str, **kw: object) -> WorkflowHandle:
