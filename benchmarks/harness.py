@@ -91,22 +91,28 @@ class Up:
         until_ready(self.base, seconds, self.proc)
 
 
+def up_environment(data: Path) -> dict[str, str]:
+    """The environment of a ``hyojunka up`` with its data in ``data``, on free ports."""
+    api_port, t_port, ui_port = free_port(), free_port(), free_port()
+    return {
+        **os.environ,
+        "HYOJUNKA_DATA_DIR": str(data),
+        "HYOJUNKA_API_PORT": str(api_port),
+        "HYOJUNKA_TEMPORAL_ADDRESS": f"127.0.0.1:{t_port}",
+        "HYOJUNKA_TEMPORAL_UI_PORT": str(ui_port),
+        "HYOJUNKA_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+        "HYOJUNKA_LOG_JSON": "true",
+    }
+
+
 @contextmanager
 def running_up(folder: Path | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Up]:
     """``hyojunka up`` on free ports in ``folder`` (a temporary one by default); stopped with
     SIGINT, as Ctrl-C would, when the block ends."""
     with contextlib_folder(folder) as root:
-        api_port, t_port, ui_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "HYOJUNKA_DATA_DIR": str(root / "data"),
-            "HYOJUNKA_API_PORT": str(api_port),
-            "HYOJUNKA_TEMPORAL_ADDRESS": f"127.0.0.1:{t_port}",
-            "HYOJUNKA_TEMPORAL_UI_PORT": str(ui_port),
-            "HYOJUNKA_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-            "HYOJUNKA_LOG_JSON": "true",
-            **(extra_env or {}),
-        }
+        env = {**up_environment(root / "data"), **(extra_env or {})}
+        api_port = int(env["HYOJUNKA_API_PORT"])
+        t_port = int(env["HYOJUNKA_TEMPORAL_ADDRESS"].rpartition(":")[2])
         out = (root / "up.out").open("ab")
         proc = subprocess.Popen(
             [HYOJUNKA, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root

@@ -104,43 +104,25 @@ async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
         ]
         api = Http(up, clients)
         pairs = project_pairs(args.projects + 10)
-        creates = [
-            (
-                lambda c=c, b=b: api.post(
-                    "/projects",
-                    {
-                        "lg_code": c,
-                        "business": b,
-                        "target_go_live": TARGET,
-                        "vendor_id": "demo-vendor",
-                    },
-                    "admin",
-                )
-            )
-            for c, b in pairs[: args.projects]
-        ]
+
+        def create(c: str, b: str) -> Callable[[], Awaitable[None]]:
+            body = {
+                "lg_code": c,
+                "business": b,
+                "target_go_live": TARGET,
+                "vendor_id": "demo-vendor",
+            }
+
+            async def call() -> None:
+                await api.post("/projects", body, "admin")
+
+            return call
+
+        creates = [create(c, b) for c, b in pairs[: args.projects]]
         runs = {"create": await drive("create project (20 concurrent)", creates, 20)}
         # Ten projects for the milestones (created outside the timing).
         targets = [f"{c}-{b}" for c, b in pairs[args.projects :]]
-        await drive(
-            "setup",
-            [
-                (
-                    lambda c=c, b=b: api.post(
-                        "/projects",
-                        {
-                            "lg_code": c,
-                            "business": b,
-                            "target_go_live": TARGET,
-                            "vendor_id": "demo-vendor",
-                        },
-                        "admin",
-                    )
-                )
-                for c, b in pairs[args.projects :]
-            ],
-            10,
-        )
+        await drive("setup", [create(c, b) for c, b in pairs[args.projects :]], 10)
 
         def milestone(pid: str, i: int) -> Callable[[], Awaitable[None]]:
             async def call() -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from benchmarks.harness import HYOJUNKA, free_port, until_ready
+from benchmarks.harness import HYOJUNKA, free_port, until_ready, up_environment
 from workflows.calendar import add_months
 from workflows.procedure import DEFAULT_TEMPLATE
 
@@ -107,16 +107,8 @@ def _keys() -> list[str]:
 
 
 def test_up_stops_on_ctrl_c_and_resumes_every_project(tmp_path: Path) -> None:
-    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "HYOJUNKA_DATA_DIR": str(tmp_path / "data"),
-        "HYOJUNKA_API_PORT": str(api_port),
-        "HYOJUNKA_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-        "HYOJUNKA_TEMPORAL_UI_PORT": str(ui_port),
-        "HYOJUNKA_LOG_JSON": "true",
-    }
-    base = f"http://127.0.0.1:{api_port}"
+    env = up_environment(tmp_path / "data")
+    base = f"http://127.0.0.1:{env['HYOJUNKA_API_PORT']}"
     out = tmp_path / "up.out"
     with out.open("wb") as stdout:
         up = subprocess.Popen(

@@ -110,8 +110,8 @@ async def test_completing_a_task_stops_its_ladder_and_replan_moves_the_rungs(
     clock_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     env = clock_env
-    target = await _target_after(env, 24)
-    handle, snap, gov_due = await started_late(env, task_queue, target)
+    handle, snap, gov_due = await started_late(env, task_queue, await _target_after(env, 24))
+    target = snap.state.target_go_live
     ladder: EscalationLadder = snap.state.ladder
     overdue_at = rung_instant(gov_due, "overdue", ladder)
     await env.sleep(overdue_at - await env.get_current_time() + timedelta(hours=1))
@@ -166,8 +166,7 @@ async def test_forecast_slips_with_a_late_task(
     clock_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     env = clock_env
-    target = await _target_after(env, 24)
-    handle, snap, gov_due = await started_late(env, task_queue, target)
+    handle, snap, gov_due = await started_late(env, task_queue, await _target_after(env, 24))
     # Nothing has moved when governance's last rung fires: the project runs that many days
     # late, and its go-live (forecast as of its latest wake-up) slips by as much.
     last_rung = rung_instant(gov_due, "prefecture", snap.state.ladder)
@@ -175,5 +174,5 @@ async def test_forecast_slips_with_a_late_task(
     snap = await describe(handle)
     assert snap.forecast_go_live is not None
     late_by = (last_rung.astimezone(JST).date() - gov_due).days
-    slip = (snap.forecast_go_live - target).days
+    slip = (snap.forecast_go_live - snap.state.target_go_live).days
     assert late_by - 3 <= slip <= late_by, (slip, late_by)  # less any non-working days
