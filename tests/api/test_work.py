@@ -164,6 +164,32 @@ async def test_milestone_replay_returns_first_answer_and_changes_nothing(
     assert (await get_task(api, project, "system_setup"))["percent"] == 40
 
 
+async def test_forty_vendors_reporting_at_once_to_one_project_are_all_answered(
+    api: Api, project: ProjectCtx
+) -> None:
+    """Temporal takes ten updates in flight per workflow; the API queues the rest in turn
+    instead of passing Temporal's refusal (and its seconds of backoff) on to vendors."""
+    await complete_until(api, project, stop_before="system_setup")
+    bodies = [
+        {"task_key": "system_setup", "status": "in_progress", "percent": n} for n in range(40)
+    ]
+    answers = await asyncio.gather(
+        *(milestone(api, project, f"burst-{n}", b) for n, b in enumerate(bodies))
+    )
+    assert [a.status_code for a in answers] == [200] * 40, [
+        a.text for a in answers if a.status_code != 200
+    ]
+    ids = {a.json()["milestone_id"] for a in answers}
+    assert len(ids) == 40
+    with Session(api.engine) as session:
+        stored = session.exec(
+            select(func.count())
+            .select_from(t.Milestone)
+            .where(t.Milestone.project_id == project.id)
+        ).one()
+    assert stored >= 40
+
+
 @pytest.mark.parametrize(
     ("body", "who", "headers_key", "expected"),
     [
