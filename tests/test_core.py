@@ -28,6 +28,8 @@ from workflows.core import (
     Refusal,
     ReplanInput,
     TaskChange,
+    TaskProgress,
+    VendorAssignment,
 )
 from workflows.ladder import rung_instant
 from workflows.model import DONE, IN_PROGRESS, NOT_APPLICABLE, NOT_STARTED
@@ -42,7 +44,7 @@ BEFORE_VENDOR = judged_by("gate_migration_plan")
 def project(target: date = FAR, switching: bool = False, deadline: date = FAR) -> Migration:
     opening = replace(new_input(target, switching_vendor=switching), deadline=deadline)
     m = Migration.start(opening, NOW)
-    m.record_creation(NOW)
+    m.record_creation(NOW, {})
     return m
 
 
@@ -397,3 +399,123 @@ def test_refusals_say_what_is_wrong_in_english_and_in_japanese() -> None:
         r.japanese == "「Fit&Gap分析」の前に終えるべきタスクがあります: 現行システム環境の基礎調査"
     )
     assert r.params == {"task": "fit_gap_analysis", "missing": "current_system_survey"}
+
+
+# ---- the vendor, chosen in procurement --------------------------------------------------
+
+
+def without_vendor() -> Migration:
+    opening = replace(new_input(FAR), vendor_id=None)
+    return Migration.start(opening, NOW)
+
+
+def test_vendor_work_waits_for_a_vendor() -> None:
+    m = without_vendor()
+    complete_before(m, "pia")
+    with refused("no_vendor", CONFLICT):
+        m.change_task(TaskChange("system_setup", IN_PROGRESS, "admin:ops", "admin"), NOW)
+    assert m.s.tasks["system_setup"].status == NOT_STARTED
+
+
+def test_approving_vendor_selection_with_a_vendor_assigns_it() -> None:
+    m = without_vendor()
+    complete_before(m, "vendor_selection")
+    with refused("vendor_not_here", INVALID):
+        m.decide_gate(
+            GateDecisionInput(
+                "vendor_selection", "reject", "approver:sato", "高い", vendor_id="acme"
+            ),
+            NOW,
+        )
+    m.decide_gate(
+        GateDecisionInput("vendor_selection", "approve", "approver:sato", vendor_id="acme"), NOW
+    )
+    assert m.s.vendor_id == "acme"
+    ev = m.s.journal[-2]
+    assert (ev.kind, ev.data["from"], ev.data["to"]) == ("vendor_assigned", None, "acme")
+
+
+def test_a_vendor_is_replaced_with_a_reason_and_recorded() -> None:
+    m = project()
+    with refused("same_vendor", CONFLICT):
+        m.assign_vendor(VendorAssignment("acme", "再契約", "pm:suzuki"), NOW)
+    with refused("needs_reason", INVALID):
+        m.assign_vendor(VendorAssignment("beta", " ", "pm:suzuki"), NOW)
+    m.assign_vendor(VendorAssignment("beta", "契約解除のため", "pm:suzuki"), NOW)
+    assert m.s.vendor_id == "beta"
+    assert m.s.journal[-1].data == {"from": "acme", "to": "beta", "reason": "契約解除のため"}
+
+
+# ---- a migration already under way -------------------------------------------------------
+
+
+def under_way(progress: dict[str, TaskProgress], target: date = FAR) -> Migration:
+    return Migration.start(replace(new_input(target), progress=progress), NOW)
+
+
+def test_a_project_under_way_starts_where_it_stands() -> None:
+    done_on = date(2026, 6, 1)
+    progress = {k: TaskProgress(DONE, done_on) for k in judged_by("gate_migration_plan")}
+    progress["gate_migration_plan"] = TaskProgress(DONE, date(2026, 7, 1))
+    progress["rfi_preparation"] = TaskProgress(IN_PROGRESS)
+    m = under_way(progress)
+    gate = m.s.tasks["gate_migration_plan"]
+    assert gate.status == DONE and gate.decision is not None
+    assert (gate.decision.outcome, gate.decision.by) == ("approve", "on import")
+    assert m.s.tasks["migration_plan"].completed_at == datetime(2026, 6, 1, tzinfo=JST)
+    assert m.s.tasks["rfi_preparation"].status == IN_PROGRESS
+    m.record_creation(NOW, progress)
+    assert m.s.journal[-1].data["progress"]["migration_plan"] == {
+        "status": DONE,
+        "on": "2026-06-01",
+    }
+
+
+@pytest.mark.parametrize(
+    ("progress", "code"),
+    [
+        ({"nothing": TaskProgress(DONE)}, "progress_task"),
+        ({"setup_governance": TaskProgress("finished")}, "progress_status"),
+        ({"setup_governance": TaskProgress(DONE, date(2027, 1, 1))}, "progress_future"),
+        ({"current_system_survey": TaskProgress(DONE)}, "progress_order"),
+        (
+            {
+                "setup_governance": TaskProgress(DONE, date(2026, 5, 1)),
+                "current_system_survey": TaskProgress(DONE, date(2026, 4, 1)),
+            },
+            "progress_order",
+        ),
+        ({"gate_migration_plan": TaskProgress(IN_PROGRESS)}, "progress_gate"),
+    ],
+)
+def test_progress_the_handbook_does_not_allow_is_refused(
+    progress: dict[str, TaskProgress], code: str
+) -> None:
+    with refused(code, INVALID):
+        under_way(progress)
+
+
+def test_a_late_registration_escalates_only_what_someone_can_act_on_in_one_notice_each() -> None:
+    m = project(target=date(2027, 6, 1))  # the first year's tasks are long overdue
+    m.advance_ladder(NOW)
+    late = {e.task_key for e in m.s.escalations}
+    assert late == {"setup_governance"}  # the rest wait behind it
+    m.summarise_outbox()
+    assert len({tuple(n.audience) for n in m.outbox}) == len(m.outbox)
+    finish(m, "setup_governance")
+    later = NOW + timedelta(days=1)
+    m.advance_ladder(later)
+    now_late = {e.task_key for e in m.s.escalations if e.status == "open"}
+    assert {"current_system_survey", "interface_inventory"} <= now_late
+    assert "fit_gap_analysis" not in now_late  # still behind the survey
+
+
+def test_summary_gathers_rungs_for_the_same_audience() -> None:
+    m = project(target=date(2027, 6, 1))
+    finish(m, "setup_governance")
+    m.advance_ladder(NOW)
+    assert len([n for n in m.outbox if n.kind.startswith("escalation.")]) == 2
+    m.summarise_outbox()
+    (note,) = m.outbox
+    assert note.kind == "escalation.summary" and note.audience == ["prefecture"]
+    assert "2件" in note.subject and "連携一覧の作成" in note.text

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
-from workflows.calendar import due_date, jst_today
+from workflows.calendar import JST, due_date, jst_today
 from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
 from workflows.model import (
     COMPLETE,
@@ -67,9 +67,12 @@ INVALID = "Invalid"
 PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
 PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
 PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
+PATCH_ACTIONABLE_STALE_RUNGS = "stale-rungs-wait-until-actionable"
 
 FAILED = "failed"  # a vendor's report that the cutover failed; never a task's status
 APPROVE, REJECT = "approve", "reject"
+VENDOR_GATE = "vendor_selection"  # approving it may name the vendor
+ON_IMPORT = "on import"  # who decided a gate given as done when a project is registered
 # The roles whose tokens change tasks, and the owner each acts for (admins act for any).
 ACTS_FOR = {"pm": "municipality", "vendor": "vendor"}
 
@@ -155,6 +158,46 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "ground: must be one of {grounds}",
         "延長の事由を選んでください",
     ),
+    "no_vendor": (
+        CONFLICT,
+        "{task} is the vendor's: assign a vendor to the project first",
+        "「{name}」はベンダーの担当です。先にベンダーを割り当ててください",
+    ),
+    "same_vendor": (
+        CONFLICT,
+        "{vendor} is already the project's vendor",
+        "{vendor} はすでにこのプロジェクトのベンダーです",
+    ),
+    "vendor_not_here": (
+        INVALID,
+        "vendor_id: only the vendor_selection gate assigns a vendor",
+        "ベンダーを割り当てられるのはベンダー選定のゲートだけです",
+    ),
+    "progress_task": (
+        INVALID,
+        "progress.{task}: no such task in the template",
+        "タスク「{task}」は手順にありません",
+    ),
+    "progress_status": (
+        INVALID,
+        "progress.{task}: status must be done, in_progress or not_applicable",
+        "「{name}」の状態は完了・作業中・対象外のいずれかです",
+    ),
+    "progress_future": (
+        INVALID,
+        "progress.{task}: the completion date {on} is in the future",
+        "「{name}」の完了日 {on} が未来の日付です",
+    ),
+    "progress_order": (
+        INVALID,
+        "progress.{task}: done before its prerequisites ({missing})",
+        "「{name}」が前提タスクより先に完了しています: {missing}",
+    ),
+    "progress_gate": (
+        INVALID,
+        "progress.{task}: a gate is either done (approved) or not given",
+        "ゲート「{name}」は完了（承認済み）のときだけ指定できます",
+    ),
     "ack_closed": (
         CONFLICT,
         "escalation {id} is already {status}",
@@ -216,6 +259,24 @@ class GateDecisionInput:
     actor: str
     comment: str | None = None
     request_id: str = ""
+    # Approving vendor_selection with a vendor assigns it.
+    vendor_id: str | None = None
+
+
+@dataclass
+class VendorAssignment:
+    vendor_id: str
+    reason: str
+    actor: str
+    request_id: str = ""
+
+
+@dataclass
+class TaskProgress:
+    """Where a task stood when a project already under way was registered."""
+
+    status: str
+    on: date | None = None  # when it was completed
 
 
 @dataclass
@@ -260,6 +321,8 @@ class Opening:
     created_by: str = "system"
     # The key of the creating request (Update-with-Start): its repeats are not conflicts.
     creation_key: str = ""
+    # A migration already under way: each task's status and completion date.
+    progress: dict[str, TaskProgress] = field(default_factory=dict)
 
 
 def _newest(_: str) -> bool:
@@ -290,24 +353,66 @@ class Migration:
             state.tasks[spec.key] = task
         state.updated_at = now
         m = cls(state, patched)
+        m._apply_progress(o.progress, now)
         m._refresh_gates(now)
         return m
 
-    def record_creation(self, now: datetime) -> None:
+    def _import(self, task: TaskState, p: TaskProgress, now: datetime) -> None:
+        at = datetime.combine(p.on, time(0), tzinfo=JST) if p.on else now
+        task.status = p.status
+        if p.status == IN_PROGRESS:
+            task.started_at = now
+        if p.status == DONE:
+            task.started_at = task.completed_at = at
+            task.percent = 100
+            if self.s.template.task(task.key).gate:
+                task.decision = Decision(APPROVE, ON_IMPORT, at)
+
+    def record_creation(self, now: datetime, progress: dict[str, TaskProgress]) -> None:
         s = self.s
-        self.record(
-            "project_created",
-            s.created_by,
-            {
-                "lg_code": s.lg_code,
-                "business": s.business,
-                "vendor_id": s.vendor_id,
-                "switching_vendor": s.switching_vendor,
-                "target_go_live": s.target_go_live.isoformat(),
-                "template": s.template.id,
-            },
-            now,
-        )
+        data: dict[str, Any] = {
+            "lg_code": s.lg_code,
+            "business": s.business,
+            "vendor_id": s.vendor_id,
+            "switching_vendor": s.switching_vendor,
+            "target_go_live": s.target_go_live.isoformat(),
+            "template": s.template.id,
+        }
+        if progress:
+            data["progress"] = {
+                k: {"status": p.status, "on": p.on.isoformat() if p.on else None}
+                for k, p in progress.items()
+            }
+        self.record("project_created", s.created_by, data, now)
+
+    def _apply_progress(self, progress: dict[str, TaskProgress], now: datetime) -> None:
+        """Where a migration already under way stands. It must be one the handbook allows:
+        known tasks, dates not in the future, nothing done before its prerequisites (or on
+        an earlier date), gates only as approved."""
+        s = self.s
+        for key, p in progress.items():
+            if key not in s.tasks:
+                raise self._no("progress_task", task=key)
+            if p.status not in (DONE, IN_PROGRESS, NOT_APPLICABLE):
+                raise self._no("progress_status", task=key)
+            if s.template.task(key).gate and p.status != DONE:
+                raise self._no("progress_gate", task=key)
+            if p.on is not None and p.on > jst_today(now):
+                raise self._no("progress_future", task=key, on=p.on.isoformat())
+        for key, p in progress.items():
+            self._import(s.tasks[key], p, now)
+        for key, p in progress.items():
+            if p.status != DONE:
+                continue
+            deps = [s.tasks[d] for d in effective_dependencies(s, s.template.task(key))]
+            late = [
+                d.key
+                for d in deps
+                if not is_complete(d)
+                or (d.status == DONE and p.on and d.completed_at and d.completed_at.date() > p.on)
+            ]
+            if late:
+                raise self._no("progress_order", task=key, missing=", ".join(late))
 
     # ---- checks (validators and handlers both ask them) ---------------------------------
 
@@ -323,6 +428,8 @@ class Migration:
             raise self._no("not_your_task", task=spec.key, owner=spec.owner)
         if change.status not in (IN_PROGRESS, DONE, NOT_APPLICABLE):
             raise self._no("bad_status", status=change.status)
+        if spec.owner == "vendor" and s.vendor_id is None and change.status != NOT_APPLICABLE:
+            raise self._no("no_vendor", task=spec.key)
         if task.status in COMPLETE:
             raise self._no("already", task=spec.key, status=task.status)
         if change.status == IN_PROGRESS and task.status == IN_PROGRESS:
@@ -378,6 +485,8 @@ class Migration:
             raise self._no("reject_needs_comment")
         if not awaiting_decision(self.s, self.s.template.task(key)):
             raise self._no("not_awaiting", task=key)
+        if decision.vendor_id is not None and (key != VENDOR_GATE or decision.outcome != APPROVE):
+            raise self._no("vendor_not_here")
 
     @staticmethod
     def check_go_live(value: date, field_name: str, now: datetime) -> None:
@@ -494,6 +603,10 @@ class Migration:
         reopened: list[str] = []
         if decision.outcome == APPROVE:
             self._set_status(gate, DONE, now)
+            if decision.vendor_id is not None and decision.vendor_id != self.s.vendor_id:
+                reason = f"{gate.key} approved"
+                assignment = VendorAssignment(decision.vendor_id, reason, decision.actor)
+                self._assign(assignment, now)
         else:
             for dep in effective_dependencies(self.s, self.s.template.task(gate.key)):
                 task = self.s.tasks[dep]
@@ -554,6 +667,23 @@ class Migration:
         )
         self._after_change(now)
 
+    def check_assignment(self, a: VendorAssignment) -> None:
+        if a.vendor_id == self.s.vendor_id:
+            raise self._no("same_vendor", vendor=a.vendor_id)
+        if not a.reason.strip():
+            raise self._no("needs_reason", what="a vendor assignment")
+
+    def assign_vendor(self, a: VendorAssignment, now: datetime) -> None:
+        """The project's vendor from now on: the previous one, if any, loses it at once."""
+        self.check_assignment(a)
+        self._assign(a, now)
+        self._after_change(now)
+
+    def _assign(self, a: VendorAssignment, now: datetime) -> None:
+        before, self.s.vendor_id = self.s.vendor_id, a.vendor_id
+        data = {"from": before, "to": a.vendor_id, "reason": a.reason}
+        self.record("vendor_assigned", a.actor, data, now)
+
     def acknowledge(self, ack: AcknowledgeInput, now: datetime) -> None:
         esc = self.check_ack(ack)
         esc.status = "acknowledged"
@@ -610,6 +740,15 @@ class Migration:
             ]
             since = task.ladder_since or s.created_at
             stale = [lvl for lvl in pending if rung_instant(due, lvl, s.ladder) < since]
+            # A task already late when its ladder started escalates once someone can act on
+            # it, not while it waits behind an unfinished prerequisite.
+            if (
+                pending
+                and stale == pending
+                and not dependencies_complete(s, spec)
+                and self.patched(PATCH_ACTIONABLE_STALE_RUNGS)
+            ):
+                continue
             for lvl in pending:
                 s.rungs_done.append(rung_key(task, lvl))
                 if lvl in stale and lvl != stale[-1]:
@@ -619,6 +758,26 @@ class Migration:
         if raised:
             s.updated_at = now
         return raised
+
+    def summarise_outbox(self) -> None:
+        """One notification per audience for the escalations waiting to be sent (a project
+        registered late raises several at once), instead of one per rung."""
+        s = self.s
+        rungs = [n for n in self.outbox if n.kind.startswith("escalation.")]
+        by_audience: dict[tuple[str, ...], list[Notification]] = {}
+        for note in rungs:
+            by_audience.setdefault(tuple(note.audience), []).append(note)
+        self.outbox = [n for n in self.outbox if n not in rungs]
+        for to, notes in by_audience.items():
+            if len(notes) == 1:
+                self.outbox.append(notes[0])
+                continue
+            names = "、".join(n.data["task_name"] for n in notes)
+            subject = f"【期限超過 {len(notes)}件】{s.body_name} {s.business_name}"
+            text = f"{subject}: {names}"
+            data = {"escalations": [n.id for n in notes], "tasks": [n.data for n in notes]}
+            note_id = f"{s.project_id}.summary.{notes[0].id}"
+            self._notify(note_id, "escalation.summary", list(to), subject, text, data)
 
     def _raise(
         self, key: str, name: str, owner: str, due: date, level: str, now: datetime, round_: int

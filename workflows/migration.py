@@ -45,6 +45,7 @@ PROJECTION_ACTIVITY = "project_migration"
 # workflows/core.py); see tests/histories.
 PATCH_NOTIFY_AT_ONCE = "notify-without-waiting-for-the-next-wake"
 PATCH_GROUP_COMMIT = "handlers-share-projections"
+PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -113,6 +114,30 @@ async def _write(write: ProjectionInput) -> Any:
     return outcome if outcome in (APPLIED, RESYNC) else APPLIED
 
 
+class RungTimer:
+    """One timer for the next rung, kept across wake-ups and replaced only when the next
+    rung moves, so the workflow tasks of ordinary updates carry no timer commands."""
+
+    def __init__(self) -> None:
+        self._timer: asyncio.Future[None] | None = None
+        self._at: datetime | None = None
+
+    async def wait(self, wake_at: datetime | None, woken: Callable[[], bool]) -> None:
+        """Sleep until ``woken()`` or ``wake_at``, whichever comes first."""
+        if wake_at != self._at or (self._timer is not None and self._timer.done()):
+            if self._timer is not None and not self._timer.done():
+                self._timer.cancel()
+            self._timer = None
+            if wake_at is not None:
+                delay = max((wake_at - workflow.now()).total_seconds(), 0.0)
+                self._timer = asyncio.ensure_future(asyncio.sleep(delay))
+            self._at = wake_at
+        timer = self._timer
+        await workflow.wait_condition(lambda: woken() or (timer is not None and timer.done()))
+        if timer is not None and timer.done():
+            self._timer, self._at = None, None
+
+
 @workflow.defn
 class MigrationWorkflow:
     """The shell around the core: receive, ask the core, record, project, publish, sleep."""
@@ -128,9 +153,7 @@ class MigrationWorkflow:
         self._lock = asyncio.Lock()
         self._wake = False
         self._grouped: bool | None = None
-        # The pending timer for the next rung, and the instant it was set for.
-        self._timer: asyncio.Future[None] | None = None
-        self._timer_at: datetime | None = None
+        self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
         self._pending_rids: list[str] = []
         self._published: tuple[Any, ...] = ()
@@ -140,14 +163,17 @@ class MigrationWorkflow:
         # write. Rebuilt identically on replay, so it needs no place in the state.
         self._sent_tasks: dict[str, TaskRow] | None = None
         self._sent_escalations: dict[str, Escalation] | None = None
+        self._sent_vendor = self._s.vendor_id
 
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationResult:
         async with self._lock:
             if self._fresh:
-                self._m.record_creation(workflow.now())
+                self._m.record_creation(workflow.now(), inp.progress)
             self._m.check_deadline(workflow.now())
             self._m.advance_ladder(workflow.now())
+            if self._fresh and workflow.patched(PATCH_SUMMARY_AT_REGISTRATION):
+                self._m.summarise_outbox()
             await self._project()
             self._opened = True
         # What starting raised (a plan past its deadline, rungs already due) goes out now,
@@ -156,7 +182,7 @@ class MigrationWorkflow:
             await self._send_notifications()
         while not all_complete(self._s):
             if self._group_commit():
-                await self._wait_for_work(inp)
+                await self._timer.wait(next_rung(self._s), lambda: self._wake or _history_full(inp))
             else:
                 wake_at = next_rung(self._s)
                 timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
@@ -183,27 +209,6 @@ class MigrationWorkflow:
         await self._drain_handlers()
         await self._send_notifications()
         return MigrationResult(self._s.project_id, self._s.completed_at)
-
-    async def _wait_for_work(self, inp: MigrationInput) -> None:
-        """Sleep until a handler wakes the loop or the next rung is due.
-
-        The timer outlives wake-ups and is replaced only when the next rung moves, so the
-        workflow tasks of ordinary updates carry no timer commands."""
-        wake_at = next_rung(self._s)
-        if wake_at != self._timer_at or (self._timer is not None and self._timer.done()):
-            if self._timer is not None and not self._timer.done():
-                self._timer.cancel()
-            self._timer = None
-            if wake_at is not None:
-                delay = max((wake_at - workflow.now()).total_seconds(), 0.0)
-                self._timer = asyncio.ensure_future(asyncio.sleep(delay))
-            self._timer_at = wake_at
-        timer = self._timer
-        await workflow.wait_condition(
-            lambda: self._wake or _history_full(inp) or (timer is not None and timer.done())
-        )
-        if timer is not None and timer.done():
-            self._timer, self._timer_at = None, None
 
     async def _drain_handlers(self) -> None:
         """Wait for every update handler to finish, writing what they wait for meanwhile."""
@@ -347,6 +352,14 @@ class MigrationWorkflow:
             lambda: self._m.acknowledge(ack, workflow.now()), ack.request_id, wakes=False
         )
 
+    @workflow.update
+    async def assign_vendor(self, a: core.VendorAssignment) -> None:
+        await self._commit(lambda: self._m.assign_vendor(a, workflow.now()), a.request_id)
+
+    @assign_vendor.validator
+    def _validate_assign_vendor(self, a: core.VendorAssignment) -> None:
+        _validate(lambda: self._m.check_assignment(a))
+
     @acknowledge_escalation.validator
     def _validate_ack(self, ack: core.AcknowledgeInput) -> None:
         _validate(lambda: self._m.check_ack(ack))
@@ -370,14 +383,16 @@ class MigrationWorkflow:
             )
         self._publish(snap)
         tasks, escalations = task_rows(s), escalation_rows(s)
-        write = projection(
-            snap, s.projected_seq, tasks, escalations, self._sent_tasks, self._sent_escalations
-        )
+        sent = self._sent_escalations
+        if sent is not None and self._sent_vendor != s.vendor_id:
+            sent = {}  # each escalation row names the vendor who may see it
+        write = projection(snap, s.projected_seq, tasks, escalations, self._sent_tasks, sent)
         if await _write(write) == RESYNC:
             # The read model saw writes this run's history does not have (a workflow task
             # that never committed) or lost some: overwrite it with the whole truth.
             await _write(projection(snap, s.projected_seq, tasks, escalations, None, None))
         self._sent_tasks, self._sent_escalations = tasks, escalations
+        self._sent_vendor = s.vendor_id
         # Handlers may have changed more while this was written: only what it held counts.
         s.projected_seq = max(s.projected_seq, seq)
 
