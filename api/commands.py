@@ -70,6 +70,7 @@ from workflows.migration import (
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
 from workflows.roles import Action
+from workflows.vocabulary import GateOutcome, Owner
 
 R = TypeVar("R")
 
@@ -333,7 +334,7 @@ def _milestone_target(session: Session, caller: Caller, project_id: str, task_ke
     require(caller, Action.MILESTONE)
     if row.owner is None:
         raise Problem(404, f"no task {task_key!r} in project {project_id}")
-    if row.owner != "vendor":
+    if row.owner != Owner.VENDOR:
         raise Problem(403, f"{task_key} is a {row.owner} task, not the vendor's")
     return str(row.workflow_id)
 
@@ -389,7 +390,7 @@ async def decide_gate(
     ctx: Context, caller: Caller, project_id: str, key: str, body: DecisionIn
 ) -> TaskPublic:
     wid = await ctx.db.run(_gate_target, caller, project_id, key)
-    if body.outcome == "reject" and not (body.comment or "").strip():
+    if body.outcome == GateOutcome.REJECT and not (body.comment or "").strip():
         raise field_error(["body", "comment"], "a rejection needs a comment")
     decision = GateDecisionInput(
         key, body.outcome, caller.actor, body.comment, request_id=ctx.request_id
