@@ -1,7 +1,8 @@
 """Every vocabulary of a migration, each one enum whose members carry their Japanese label.
 
 The values are the codes of the wire format and of stored data (API.md), so they never
-change; pages and messages show ``member.label``. Pure: workflow code may import it.
+change; pages and messages show ``member.label``. Docstrings of the enums the API uses
+appear in its OpenAPI document, so they speak to its readers. Pure: workflow code may import it.
 Because the members are ``str``, ``TaskStatus.DONE == "done"`` and either may be passed
 where a code is expected.
 """
@@ -26,7 +27,7 @@ class Vocabulary(enum.StrEnum):
 
 
 class TaskStatus(Vocabulary):
-    """The four statuses MIC's monthly survey counts (DOMAIN.md)."""
+    """A task's status: the four MIC's monthly survey counts."""
 
     NOT_STARTED = "not_started", "未着手"
     IN_PROGRESS = "in_progress", "作業中"
@@ -43,7 +44,7 @@ class Owner(Vocabulary):
 
 
 class Role(Vocabulary):
-    """Who a token speaks for; what each may do is in workflows/roles.py."""
+    """Who a token speaks for; each role's scope and rights are in the role table."""
 
     ADMIN = "admin", "管理者"
     OBSERVER = "observer", "閲覧者"
