@@ -78,14 +78,30 @@ def test_grounds_owners_stages_and_levels_are_the_workflows() -> None:
     assert _codes(EscalationLevel) == list(ladder.LEVELS)
 
 
+_BY_NAME = {v.__name__: v for v in VOCABULARIES}
+
+
+def _code(node: ast.AST) -> str | None:
+    """The code a node spells, as a string ("done") or as a member (TaskStatus.DONE)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in _BY_NAME
+    ):
+        return str(_BY_NAME[node.value.id][node.attr].value)
+    return None
+
+
 def _returned_strings(module: object, function: str) -> set[str]:
     tree = ast.parse(inspect.getsource(getattr(module, function)))
     return {
-        node.value
+        code
         for ret in ast.walk(tree)
         if isinstance(ret, ast.Return)
         for node in ast.walk(ret)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if (code := _code(node)) is not None
     }
 
 
@@ -106,9 +122,10 @@ def test_event_kinds_are_those_the_workflow_records() -> None:
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "_record"
                 and node.args
-                and isinstance(node.args[0], ast.Constant)
             ):
-                recorded.add(node.args[0].value)
+                code = _code(node.args[0])
+                assert code is not None, f"{path.name}:{node.lineno}: a kind not spelled out"
+                recorded.add(code)
     assert recorded == set(_codes(EventKind))
 
 
