@@ -30,6 +30,7 @@ from workflows.model import (
     workflow_id_for,
 )
 from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
+from workflows.vocabulary import EventKind, TaskStatus
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +121,7 @@ def _write_events(session: Session, pid: str, events: list[Event]) -> None:
                 comment=e.data.get("comment"),
             )
             for e in events
-            if e.kind == "gate_decided"
+            if e.kind == EventKind.GATE_DECIDED
         ],
     )
     upsert(
@@ -140,7 +141,7 @@ def _write_events(session: Session, pid: str, events: list[Event]) -> None:
                 at=e.at,
             )
             for e in events
-            if e.kind == "milestone_reported"
+            if e.kind == EventKind.MILESTONE_REPORTED
         ],
     )
 
@@ -300,7 +301,7 @@ class ReadModelActivities:
         query = (
             select(t.Project, t.Task)
             .join(t.Task, t.Task.project_id == t.Project.id)  # type: ignore[arg-type]
-            .where(t.Task.status.in_(("not_started", "in_progress")))  # type: ignore[attr-defined]
+            .where(t.Task.status.in_((TaskStatus.NOT_STARTED, TaskStatus.IN_PROGRESS)))  # type: ignore[attr-defined]
             .where(t.Task.updated_at < cutoff)  # type: ignore[operator]
             .order_by(col(t.Project.lg_code), col(t.Project.id), col(t.Task.position))
         )

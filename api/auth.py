@@ -15,30 +15,16 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from readmodel import tables as t
 from readmodel.registry import lg_code_problem
+from workflows import roles
+from workflows.roles import ROLE_TABLE, ROLES, Action, Scope
 
-ROLES = ("admin", "observer", "prefecture", "pm", "approver", "vendor")
-# What each role may write, besides reading what its scope shows.
-WRITES: dict[str, frozenset[str]] = {
-    "admin": frozenset(
-        {
-            "create_project",
-            "change_task",
-            "milestone",
-            "replan",
-            "extended_track",
-            "ack",
-            "vendors",
-            "tokens",
-            "channels",
-        }
-    ),
-    "observer": frozenset(),
-    "prefecture": frozenset({"ack"}),
-    "pm": frozenset(
-        {"create_project", "change_task", "replan", "extended_track", "ack", "channels"}
-    ),
-    "approver": frozenset({"decide_gate", "ack"}),
-    "vendor": frozenset({"change_task", "milestone"}),
+# What each role may write, besides reading what its scope shows (workflows/roles.py).
+WRITES: dict[str, frozenset[Action]] = {role: rule.writes for role, rule in ROLE_TABLE.items()}
+# The token field, and the project column, that bounds what a scoped role sees.
+_SCOPE_FIELD: dict[Scope, str] = {
+    Scope.PREFECTURE: "prefecture",
+    Scope.LG_CODE: "lg_code",
+    Scope.VENDOR: "vendor_id",
 }
 TOKEN_PREFIX = "hyj_"
 
@@ -57,17 +43,19 @@ class Caller:
         return f"{self.role}:{self.name}"
 
     def may(self, action: str) -> bool:
-        return action in WRITES[self.role]
+        return roles.may(self.role, action)
+
+    def acts_for(self, owner: str) -> bool:
+        """Whether this caller works on tasks that ``owner`` owns."""
+        return owner in roles.acts_for(self.role)
 
     def _limit(self) -> tuple[str, str | None] | None:
         """The column that bounds what this caller sees and its value; None sees all."""
-        if self.role in ("admin", "observer"):
+        scope = roles.scope_of(self.role)
+        if scope is Scope.ALL:
             return None
-        if self.role == "prefecture":
-            return ("prefecture", self.prefecture)
-        if self.role in ("pm", "approver"):
-            return ("lg_code", self.lg_code)
-        return ("vendor_id", self.vendor_id)
+        column = _SCOPE_FIELD[scope]
+        return (column, getattr(self, column))
 
     def sees(self, row: Any) -> bool:
         """Whether a project (or a row carrying its scope columns) is visible."""
@@ -98,13 +86,14 @@ def check_token_scope(
     """Each role carries exactly the scope API.md gives it."""
     if role not in ROLES:
         raise TokenScopeError("role", f"role must be one of {', '.join(ROLES)}")
-    if role in ("pm", "approver"):
+    scope = roles.scope_of(role)
+    if scope is Scope.LG_CODE:
         if not lg_code:
             raise TokenScopeError("lg_code", f"a {role} token needs an lg_code")
         problem = lg_code_problem(lg_code)
         if problem:
             raise TokenScopeError("lg_code", f"lg_code {problem}")
-    if role == "prefecture":
+    if scope is Scope.PREFECTURE:
         if (
             not prefecture
             or len(prefecture) != 2
@@ -112,7 +101,7 @@ def check_token_scope(
             or not (1 <= int(prefecture) <= 47)
         ):
             raise TokenScopeError("prefecture", "a prefecture token needs a prefecture 01-47")
-    if role == "vendor":
+    if scope is Scope.VENDOR:
         if not vendor_id:
             raise TokenScopeError("vendor_id", "a vendor token needs a vendor_id")
         if session.get(t.Vendor, vendor_id) is None:
@@ -130,13 +119,14 @@ def create_token(
 ) -> tuple[t.ApiToken, str]:
     """Store a new token's hash and return the secret, which is shown once and never again."""
     check_token_scope(session, role, lg_code, prefecture, vendor_id)
+    scope = roles.scope_of(role)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = t.ApiToken(
         name=name,
-        role=role,
-        lg_code=lg_code if role in ("pm", "approver") else None,
-        prefecture=prefecture if role == "prefecture" else None,
-        vendor_id=vendor_id if role == "vendor" else None,
+        role=str(role),  # the plain code, also when given a Role
+        lg_code=lg_code if scope is Scope.LG_CODE else None,
+        prefecture=prefecture if scope is Scope.PREFECTURE else None,
+        vendor_id=vendor_id if scope is Scope.VENDOR else None,
         token_hash=hash_token(secret),
         created_at=datetime.now(UTC),
     )

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam
@@ -66,6 +67,8 @@ from workflows.ladder import EscalationLadder
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
+from workflows.roles import Action
+from workflows.vocabulary import GateOutcome, Owner
 
 R = TypeVar("R")
 
@@ -191,15 +194,19 @@ def _task_row(session: Session, project_id: str, key: str) -> t.Task:
 def _creation_input(
     session: Session, caller: Caller, body: ProjectCreate, settings: Settings
 ) -> MigrationInput:
-    require(caller, "create_project")
+    require(caller, Action.CREATE_PROJECT)
     problem = lg_code_problem(body.lg_code)
     if problem:
         raise field_error(["body", "lg_code"], f"lg_code {problem}")
     body_info = registry().get(body.lg_code)
     if body_info is None:
         raise field_error(["body", "lg_code"], f"lg_code {body.lg_code} is not a local body")
-    if caller.role == "pm" and caller.lg_code != body.lg_code:
-        raise Problem(403, "a pm creates projects only for its own local body")
+    if not caller.sees(
+        SimpleNamespace(
+            lg_code=body.lg_code, prefecture=body_info.prefecture_code, vendor_id=body.vendor_id
+        )
+    ):
+        raise Problem(403, f"a {caller.role} creates projects only for its own local body")
     business = BY_SLUG.get(body.business)
     if business is None:
         raise field_error(["body", "business"], f"unknown business {body.business!r}")
@@ -270,13 +277,11 @@ async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> P
 
 def _task_target(session: Session, caller: Caller, project_id: str, key: str) -> str:
     project = visible_project(session, caller, project_id)
-    require(caller, "change_task")
+    require(caller, Action.CHANGE_TASK)
     task = _task_row(session, project_id, key)
     if task.gate:
         raise Problem(409, f"{key} is a gate: an approver decides it")
-    if caller.role == "pm" and task.owner != "municipality":
-        raise Problem(403, f"{key} is a {task.owner} task")
-    if caller.role == "vendor" and task.owner != "vendor":
+    if not caller.acts_for(task.owner):
         raise Problem(403, f"{key} is a {task.owner} task")
     return project.workflow_id
 
@@ -324,10 +329,10 @@ def _milestone_target(session: Session, caller: Caller, project_id: str, task_ke
     ).first()
     if row is None or not caller.sees(row):
         raise Problem(404, f"no project {project_id!r}")
-    require(caller, "milestone")
+    require(caller, Action.MILESTONE)
     if row.owner is None:
         raise Problem(404, f"no task {task_key!r} in project {project_id}")
-    if row.owner != "vendor":
+    if row.owner != Owner.VENDOR:
         raise Problem(403, f"{task_key} is a {row.owner} task, not the vendor's")
     return str(row.workflow_id)
 
@@ -369,7 +374,7 @@ async def report_milestone(
 
 def _gate_target(session: Session, caller: Caller, project_id: str, key: str) -> str:
     project = visible_project(session, caller, project_id)
-    if not caller.may("decide_gate"):
+    if not caller.may(Action.DECIDE_GATE):
         raise Problem(
             403, "only an approver decides a gate: those who do the work never sign it off"
         )
@@ -383,7 +388,7 @@ async def decide_gate(
     ctx: Context, caller: Caller, project_id: str, key: str, body: DecisionIn
 ) -> TaskPublic:
     wid = await ctx.db.run(_gate_target, caller, project_id, key)
-    if body.outcome == "reject" and not (body.comment or "").strip():
+    if body.outcome == GateOutcome.REJECT and not (body.comment or "").strip():
         raise field_error(["body", "comment"], "a rejection needs a comment")
     decision = GateDecisionInput(
         key, body.outcome, caller.actor, body.comment, request_id=ctx.request_id
@@ -397,14 +402,14 @@ async def decide_gate(
     return task_from_view(view)
 
 
-def _project_target(session: Session, caller: Caller, project_id: str, action: str) -> str:
+def _project_target(session: Session, caller: Caller, project_id: str, action: Action) -> str:
     project = visible_project(session, caller, project_id)
     require(caller, action)
     return project.workflow_id
 
 
 async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) -> ProjectPublic:
-    wid = await ctx.db.run(_project_target, caller, project_id, "replan")
+    wid = await ctx.db.run(_project_target, caller, project_id, Action.REPLAN)
     check_go_live(body.target_go_live, "target_go_live")
     plan = ReplanInput(body.target_go_live, body.reason, caller.actor, request_id=ctx.request_id)
     await ctx.temporal(
@@ -419,7 +424,7 @@ async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) 
 async def declare_extended_track(
     ctx: Context, caller: Caller, project_id: str, body: ExtendedTrackIn
 ) -> ProjectPublic:
-    wid = await ctx.db.run(_project_target, caller, project_id, "extended_track")
+    wid = await ctx.db.run(_project_target, caller, project_id, Action.EXTENDED_TRACK)
     check_go_live(body.planned_go_live, "planned_go_live")
     track = ExtendedTrackInput(
         body.ground, body.planned_go_live, body.reason, caller.actor, request_id=ctx.request_id
@@ -440,7 +445,7 @@ def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> 
     row = session.get(t.Escalation, escalation_id)
     if row is None or not caller.sees(row):
         raise Problem(404, f"no escalation {escalation_id!r}")
-    if not caller.may("ack"):
+    if not caller.may(Action.ACK):
         raise Problem(403, f"a {caller.role} token may not acknowledge escalations")
     return f"migration-{row.project_id}"
 

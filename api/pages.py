@@ -24,7 +24,14 @@ from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, Ta
 from readmodel import tables as t
 from readmodel.settings import Settings
 from workflows.businesses import BUSINESSES
-from workflows.procedure import STAGE_NAMES_JA, STAGES
+from workflows.roles import ADDRESSEES, Action
+from workflows.vocabulary import (
+    VOCABULARIES,
+    EscalationStatus,
+    GateOutcome,
+    TaskStatus,
+    Vocabulary,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
@@ -32,34 +39,6 @@ templates = Jinja2Templates(
 )
 
 COOKIE = "hyojunka_token"
-STATUS_JA = {
-    "not_started": "未着手",
-    "in_progress": "作業中",
-    "done": "完了済み",
-    "not_applicable": "対象外",
-}
-HEALTH_JA = {"on_track": "順調", "at_risk": "要注意", "overdue": "期限超過", "completed": "完了"}
-OWNER_JA = {"municipality": "団体", "vendor": "ベンダ", "approver": "承認者"}
-LEVEL_JA = {
-    "reminder": "期限前通知",
-    "overdue": "期限超過",
-    "approver": "承認者へ",
-    "prefecture": "都道府県へ",
-}
-ROLE_JA = {
-    "admin": "管理者",
-    "observer": "閲覧者",
-    "prefecture": "都道府県",
-    "pm": "担当者",
-    "approver": "承認者",
-    "vendor": "ベンダ",
-}
-GROUND_JA = {
-    "mainframe": "メインフレーム",
-    "custom_built": "個別開発",
-    "no_product": "標準準拠製品なし",
-    "vendor_shortage": "事業者のリソースひっ迫",
-}
 STATUS_PROBLEM_JA = {
     400: "入力の形式が正しくありません",
     403: "この操作の権限がありません",
@@ -69,15 +48,21 @@ STATUS_PROBLEM_JA = {
     503: "一時的に処理できません",
 }
 
+
+def label(code: str, vocabulary: type[Vocabulary]) -> str:
+    """The Japanese label of ``code`` (``{{ task.status|ja(TaskStatus) }}``); a code the
+    vocabulary does not know, from older stored data say, is shown as it is."""
+    try:
+        return vocabulary(code).label
+    except ValueError:
+        return code
+
+
+templates.env.filters["ja"] = label
+# Templates iterate the vocabularies and ask the caller (may, acts_for), never test roles.
 templates.env.globals.update(
-    STATUS_JA=STATUS_JA,
-    HEALTH_JA=HEALTH_JA,
-    OWNER_JA=OWNER_JA,
-    LEVEL_JA=LEVEL_JA,
-    ROLE_JA=ROLE_JA,
-    GROUND_JA=GROUND_JA,
-    STAGE_NAMES_JA=STAGE_NAMES_JA,
-    STAGES=STAGES,
+    {v.__name__: v for v in VOCABULARIES},
+    Action=Action,
     BUSINESSES=BUSINESSES,
 )
 
@@ -262,7 +247,7 @@ def project_detail(
         caller,
         p=project,
         events=list(reversed(events))[:30],
-        escalations=[e for e in escalations if e.status != "resolved"],
+        escalations=[e for e in escalations if e.status != EscalationStatus.RESOLVED],
         today=date.today(),
     )
 
@@ -283,7 +268,7 @@ async def task_move(
         await commands.change_task(ctx, caller, project_id, key, body)
 
     return await _act(
-        f"/projects/{project_id}", f"「{key}」を{STATUS_JA.get(status, status)}にしました", move()
+        f"/projects/{project_id}", f"「{key}」を{label(status, TaskStatus)}にしました", move()
     )
 
 
@@ -303,7 +288,7 @@ async def gate_decide(
         body = DecisionIn(outcome=outcome, comment=comment or None)  # type: ignore[arg-type]
         await commands.decide_gate(ctx, caller, project_id, key, body)
 
-    done = "承認しました" if outcome == "approve" else "差し戻しました"
+    done = "承認しました" if outcome == GateOutcome.APPROVE else "差し戻しました"
     return await _act(back if back == "/approvals" else f"/projects/{project_id}", done, decide())
 
 
@@ -354,15 +339,21 @@ def approvals(request: Request, caller: PageCaller, session: SessionDep) -> Resp
 def escalations(
     request: Request, caller: PageCaller, session: SessionDep, status: str = "open"
 ) -> Response:
-    wanted = status if status in ("open", "acknowledged", "resolved") else "open"
-    items = oversight.list_escalations(
+    try:
+        wanted = EscalationStatus(status)
+    except ValueError:
+        wanted = EscalationStatus.OPEN
+    items = oversight.list_escalations(caller, session, status=wanted, limit=500, offset=0).items
+    # Those some rung addresses acknowledge here; an admin may too, through the API.
+    acknowledges = caller.may(Action.ACK) and caller.role in ADDRESSEES
+    return _render(
+        request,
+        "escalations.html",
         caller,
-        session,
-        status=wanted,  # type: ignore[arg-type]
-        limit=500,
-        offset=0,
-    ).items
-    return _render(request, "escalations.html", caller, items=items, status=wanted)
+        items=items,
+        status=wanted,
+        acknowledges=acknowledges,
+    )
 
 
 @router.post("/escalations/{escalation_id}/ack")

@@ -8,11 +8,9 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from readmodel import tables as t
+from workflows.vocabulary import GateOutcome, Ground, Role, TaskStatus
 
 T = TypeVar("T")
-
-TaskStatus = Literal["not_started", "in_progress", "done", "not_applicable"]
-Ground = Literal["mainframe", "custom_built", "no_product", "vendor_shortage"]
 
 
 class ProblemError(BaseModel):
@@ -76,7 +74,7 @@ class MilestoneIn(_Strict):
 
 
 class DecisionIn(_Strict):
-    outcome: Literal["approve", "reject"]
+    outcome: GateOutcome
     comment: str | None = Field(default=None, max_length=2000)
 
 
@@ -102,7 +100,7 @@ class VendorPublic(BaseModel):
 
 
 class TokenCreate(_Strict):
-    role: Literal["admin", "observer", "prefecture", "pm", "approver", "vendor"]
+    role: Role
     name: str = Field(min_length=1, max_length=200)
     lg_code: str | None = None
     prefecture: str | None = None

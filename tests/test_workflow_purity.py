@@ -16,6 +16,7 @@ ALLOWED = {
     "collections.abc",
     "dataclasses",
     "datetime",  # types and arithmetic only: the clock is workflow.now() (checked below)
+    "enum",  # the vocabularies: codes with their labels
     "functools",
     "jpholiday",  # a holiday table, pinned in pyproject.toml
     "pydantic",  # payloads.py: type adapters, no I/O

@@ -18,6 +18,7 @@ from readmodel import tables as t
 from readmodel.db import engine_for, make_engine, upgrade_schema
 from readmodel.settings import Settings, get_settings
 from worker.logs import configure_logging
+from workflows.roles import ROLES, Scope, scope_of
 
 log = structlog.get_logger("hyojunka")
 
@@ -90,15 +91,15 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
         if session.exec(select(t.ApiToken)).first() is not None:
             return None
         register_vendor(session, VendorCreate(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1]))
-        made = []
-        for role, kw in (
-            ("admin", {}),
-            ("observer", {}),
-            ("prefecture", {"prefecture": DEMO_LG_CODE[:2]}),
-            ("pm", {"lg_code": DEMO_LG_CODE}),
-            ("approver", {"lg_code": DEMO_LG_CODE}),
-            ("vendor", {"vendor_id": DEMO_VENDOR[0]}),
-        ):
+        made: list[tuple[str, str, str]] = []
+        demo_scope: dict[Scope, dict[str, str]] = {
+            Scope.ALL: {},
+            Scope.PREFECTURE: {"prefecture": DEMO_LG_CODE[:2]},
+            Scope.LG_CODE: {"lg_code": DEMO_LG_CODE},
+            Scope.VENDOR: {"vendor_id": DEMO_VENDOR[0]},
+        }
+        for role in ROLES:
+            kw = demo_scope[scope_of(role)]
             _, secret = create_token(session, role=role, name=f"demo-{role}", **kw)
             scope = next(iter(kw.values()), "all")
             made.append((role, scope, secret))
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument(
         "--role",
         required=True,
-        choices=["admin", "observer", "prefecture", "pm", "approver", "vendor"],
+        choices=[role.value for role in ROLES],
     )
     tc.add_argument("--lg-code")
     tc.add_argument("--prefecture")

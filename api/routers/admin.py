@@ -21,6 +21,7 @@ from api.schemas import (
     VendorPublic,
 )
 from readmodel import tables as t
+from workflows.roles import Action, Scope, scope_of
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 
@@ -36,7 +37,7 @@ def register_vendor(session: Session, vendor: VendorCreate) -> bool:
 
 @router.post("/vendors", status_code=201, response_model=VendorPublic)
 def create_vendor(body: VendorCreate, caller: CallerDep, session: SessionDep) -> VendorPublic:
-    require(caller, "vendors")
+    require(caller, Action.VENDORS)
     if not register_vendor(session, body):
         raise Problem(409, f"vendor {body.id!r} already exists")
     return VendorPublic(id=body.id, name=body.name)
@@ -47,7 +48,7 @@ def list_vendors(
     caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[VendorPublic]:
     query = select(t.Vendor)
-    if caller.role == "vendor":
+    if scope_of(caller.role) is Scope.VENDOR:  # a vendor sees itself only
         query = query.where(t.Vendor.id == caller.vendor_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(col(t.Vendor.id)).offset(offset).limit(limit)).all()
@@ -56,7 +57,7 @@ def list_vendors(
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_api_token(body: TokenCreate, caller: CallerDep, session: SessionDep) -> TokenCreated:
-    require(caller, "tokens")
+    require(caller, Action.TOKENS)
     try:
         row, secret = create_token(
             session,

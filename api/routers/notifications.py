@@ -18,6 +18,7 @@ from api.schemas import PROBLEM_RESPONSES, Page
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url
 from readmodel.registry import lg_code_problem
+from workflows.roles import Action
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"], responses=PROBLEM_RESPONSES)
 
@@ -50,13 +51,13 @@ class DeliveryPublic(BaseModel):
 
 def _may_manage(caller: Caller, channel: Any) -> bool:
     """Channels are the admin's, and each local body's pm's for its own body."""
-    return caller.may("channels") and caller.sees(channel)
+    return caller.may(Action.CHANNELS) and caller.sees(channel)
 
 
 @router.post("/channels", status_code=201, response_model=ChannelPublic)
 def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) -> ChannelPublic:
     """A channel for one local body's notifications (admin, or that body's pm)."""
-    require(caller, "channels")
+    require(caller, Action.CHANNELS)
     if body.lg_code is None:
         raise field_error(["body", "lg_code"], "a channel belongs to one local body (lg_code)")
     problem = lg_code_problem(body.lg_code)
@@ -88,7 +89,7 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
 def list_channels(
     caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[ChannelPublic]:
-    require(caller, "channels")
+    require(caller, Action.CHANNELS)
     query = caller.scope(select(t.NotificationChannel), on=t.NotificationChannel)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(t.NotificationChannel.id).offset(offset).limit(limit))

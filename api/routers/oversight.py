@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
@@ -26,6 +26,7 @@ from api.schemas import (
     escalation_public,
 )
 from readmodel import tables as t
+from workflows.vocabulary import EscalationStatus, TaskStatus
 
 router = APIRouter(prefix="/api/v1", tags=["oversight"], responses=PROBLEM_RESPONSES)
 
@@ -37,7 +38,7 @@ def list_approvals(
     query = caller.scope(
         select(t.Task)
         .join(t.Project, t.Project.id == t.Task.project_id)  # type: ignore[arg-type]
-        .where(t.Task.gate == True, t.Task.status == "in_progress")  # noqa: E712
+        .where(t.Task.gate == True, t.Task.status == TaskStatus.IN_PROGRESS)  # noqa: E712
     )
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
@@ -62,7 +63,7 @@ def list_approvals(
 def list_escalations(
     caller: CallerDep,
     session: SessionDep,
-    status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+    status: Annotated[EscalationStatus | None, Query()] = None,
     project_id: str | None = None,
     limit: Limit = 50,
     offset: Offset = 0,

@@ -163,6 +163,11 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     await pm.reload()
     await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("完了済み")
     await expect(pm.locator("dl.facts")).to_contain_text("ベンダ調達")
+    # The history names what happened in Japanese, not by its internal kind.
+    history = await pm.locator("table").last.inner_text()
+    for kind in ("プロジェクト登録", "タスク更新", "ゲート判定"):
+        assert kind in history
+    assert "task_updated" not in history and "gate_decided" not in history
 
 
 async def test_a_late_project_with_escalations_shows_them_in_japanese(

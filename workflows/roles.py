@@ -1,0 +1,121 @@
+"""The role table of API.md, in one place: what each role sees, writes and acts for, and
+whom each rung of the escalation ladder addresses.
+
+The API asks it before calling a workflow and the workflow asks it again, so both enforce
+the same rule. Pure: workflow code may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from workflows.vocabulary import EscalationLevel, Owner, Role
+
+
+class Action(enum.StrEnum):
+    """A write a role may be allowed; reading is bounded by the role's scope instead."""
+
+    CREATE_PROJECT = "create_project"
+    CHANGE_TASK = "change_task"
+    MILESTONE = "milestone"
+    REPLAN = "replan"
+    EXTENDED_TRACK = "extended_track"
+    DECIDE_GATE = "decide_gate"
+    ACK = "ack"
+    VENDORS = "vendors"
+    TOKENS = "tokens"
+    CHANNELS = "channels"
+
+
+class Scope(enum.StrEnum):
+    """Which projects a role sees: all, or those of the one prefecture, local body (lg_code)
+    or vendor its token names."""
+
+    ALL = "all"
+    PREFECTURE = "prefecture"
+    LG_CODE = "lg_code"
+    VENDOR = "vendor"
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    scope: Scope
+    # What the role may write, besides reading what its scope shows.
+    writes: frozenset[Action]
+    # Whose tasks it works on: changes them, or decides them when they are gates.
+    acts_for: frozenset[Owner]
+
+
+_A = Action
+_NONE: frozenset[Action] = frozenset()
+
+# Four eyes: those who do the work never sign it off, so no role that changes tasks
+# decides gates, and the approver changes nothing else.
+ROLE_TABLE: dict[str, RoleRule] = {
+    Role.ADMIN: RoleRule(
+        Scope.ALL,
+        frozenset(Action) - {_A.DECIDE_GATE},
+        frozenset({Owner.MUNICIPALITY, Owner.VENDOR}),
+    ),
+    Role.OBSERVER: RoleRule(Scope.ALL, _NONE, frozenset()),
+    Role.PREFECTURE: RoleRule(Scope.PREFECTURE, frozenset({_A.ACK}), frozenset()),
+    Role.PM: RoleRule(
+        Scope.LG_CODE,
+        frozenset(
+            {_A.CREATE_PROJECT, _A.CHANGE_TASK, _A.REPLAN, _A.EXTENDED_TRACK, _A.ACK, _A.CHANNELS}
+        ),
+        frozenset({Owner.MUNICIPALITY}),
+    ),
+    Role.APPROVER: RoleRule(
+        Scope.LG_CODE, frozenset({_A.DECIDE_GATE, _A.ACK}), frozenset({Owner.APPROVER})
+    ),
+    Role.VENDOR: RoleRule(
+        Scope.VENDOR, frozenset({_A.CHANGE_TASK, _A.MILESTONE}), frozenset({Owner.VENDOR})
+    ),
+}
+ROLES: tuple[Role, ...] = tuple(Role)
+
+_L = EscalationLevel
+# Whom each rung addresses, by the owner of the late task: the owner first, then up to the
+# prefecture. The order is kept in each escalation's stored audience.
+LADDER_AUDIENCE: dict[str, dict[str, tuple[Role, ...]]] = {
+    _L.REMINDER: {
+        Owner.MUNICIPALITY: (Role.PM,),
+        Owner.VENDOR: (Role.VENDOR,),
+        Owner.APPROVER: (Role.APPROVER,),
+    },
+    _L.OVERDUE: {
+        Owner.MUNICIPALITY: (Role.PM,),
+        Owner.VENDOR: (Role.PM, Role.VENDOR),
+        Owner.APPROVER: (Role.APPROVER, Role.PM),
+    },
+    _L.APPROVER: {owner: (Role.APPROVER,) for owner in Owner},
+    _L.PREFECTURE: {owner: (Role.PREFECTURE,) for owner in Owner},
+}
+# The roles some rung addresses (admin and observer are never told).
+ADDRESSEES: frozenset[Role] = frozenset(
+    role for by_owner in LADDER_AUDIENCE.values() for roles in by_owner.values() for role in roles
+)
+
+
+def may(role: str, action: str) -> bool:
+    """Whether ``role`` may perform the write ``action``; an unknown role may do nothing."""
+    rule = ROLE_TABLE.get(role)
+    return rule is not None and action in rule.writes
+
+
+def acts_for(role: str) -> frozenset[Owner]:
+    """The task owners whose tasks ``role`` works on (none for an unknown role)."""
+    rule = ROLE_TABLE.get(role)
+    return rule.acts_for if rule is not None else frozenset()
+
+
+def scope_of(role: str) -> Scope:
+    """Which projects ``role`` sees; KeyError for an unknown role."""
+    return ROLE_TABLE[role].scope
+
+
+def audience(level: str, owner: str) -> list[str]:
+    """Who hears of rung ``level`` of a task owned by ``owner``, as plain codes."""
+    return [role.value for role in LADDER_AUDIENCE[level][owner]]
