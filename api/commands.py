@@ -67,7 +67,7 @@ from workflows.ladder import EscalationLadder
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
-from workflows.roles import Action
+from workflows.roles import Action, acknowledges
 from workflows.vocabulary import GateOutcome, Owner
 
 R = TypeVar("R")
@@ -447,6 +447,10 @@ def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> 
         raise Problem(404, f"no escalation {escalation_id!r}")
     if not caller.may(Action.ACK):
         raise Problem(403, f"a {caller.role} token may not acknowledge escalations")
+    if not acknowledges(caller.role, list(row.audience or [])):
+        raise Problem(
+            403, f"this escalation is for {', '.join(row.audience or [])}, not {caller.role}"
+        )
     return f"migration-{row.project_id}"
 
 

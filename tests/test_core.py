@@ -32,7 +32,7 @@ from workflows.core import (
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
-from workflows.model import DONE, IN_PROGRESS, NOT_APPLICABLE, NOT_STARTED
+from workflows.model import DONE, IN_PROGRESS, NOT_APPLICABLE, NOT_STARTED, next_rung
 from workflows.procedure import DEFAULT_TEMPLATE
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=JST)
@@ -500,6 +500,8 @@ def test_a_late_registration_escalates_only_what_someone_can_act_on_in_one_notic
     m.advance_ladder(NOW)
     late = {e.task_key for e in m.s.escalations}
     assert late == {"setup_governance"}  # the rest wait behind it
+    wake = next_rung(m.s)
+    assert wake is not None and wake > NOW  # the waiting ones do not keep the project awake
     m.summarise_outbox()
     assert len({tuple(n.audience) for n in m.outbox}) == len(m.outbox)
     finish(m, "setup_governance")

@@ -22,7 +22,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from workflows.calendar import JST, due_date, jst_today
-from workflows.ladder import LEVELS, EscalationLadder, audience, rung_instant
+from workflows.ladder import LEVELS, EscalationLadder, rung_instant
 from workflows.model import (
     COMPLETE,
     DEFAULT_DEADLINE,
@@ -56,6 +56,8 @@ from workflows.model import (
     task_view,
 )
 from workflows.procedure import ProcedureTemplate
+from workflows.roles import acts_for, audience
+from workflows.vocabulary import EscalationLevel, Owner, TaskStatus
 
 # Refusal kinds; the API maps them to HTTP status codes, never matching message text.
 NOT_FOUND = "NotFound"
@@ -73,11 +75,7 @@ FAILED = "failed"  # a vendor's report that the cutover failed; never a task's s
 APPROVE, REJECT = "approve", "reject"
 VENDOR_GATE = "vendor_selection"  # approving it may name the vendor
 ON_IMPORT = "on import"  # who decided a gate given as done when a project is registered
-# The roles whose tokens change tasks, and the owner each acts for (admins act for any).
-ACTS_FOR = {"pm": "municipality", "vendor": "vendor"}
 
-OWNER_JA = {"municipality": "団体", "vendor": "ベンダー", "approver": "承認者"}
-STATUS_JA = {NOT_STARTED: "未着手", IN_PROGRESS: "作業中", DONE: "完了", NOT_APPLICABLE: "対象外"}
 # Each refusal: its kind, and what it says in English (the API) and Japanese (the pages).
 REFUSALS: dict[str, tuple[str, str, str]] = {
     "no_task": (NOT_FOUND, "no task {task!r} in this project", "タスク「{name}」はありません"),
@@ -325,6 +323,10 @@ class Opening:
     progress: dict[str, TaskProgress] = field(default_factory=dict)
 
 
+def _label(vocabulary: type[TaskStatus] | type[Owner], code: str | None) -> str | None:
+    return vocabulary(code).label if code in set(vocabulary) else code
+
+
 def _newest(_: str) -> bool:
     return True
 
@@ -424,7 +426,7 @@ class Migration:
         task = s.tasks[change.task_key]
         if spec.gate:
             raise self._no("gate_is_decided", task=spec.key)
-        if change.actor_role != "admin" and ACTS_FOR.get(change.actor_role) != spec.owner:
+        if spec.owner not in acts_for(change.actor_role):
             raise self._no("not_your_task", task=spec.key, owner=spec.owner)
         if change.status not in (IN_PROGRESS, DONE, NOT_APPLICABLE):
             raise self._no("bad_status", status=change.status)
@@ -518,9 +520,9 @@ class Migration:
     def _no(self, code: str, **params: Any) -> Refusal:
         """A refusal naming tasks by key for the API and by their names for people."""
         names = {spec.key: spec.name for spec in self.s.template.tasks}
-        words = {"status": STATUS_JA.get(params.get("status", ""), params.get("status"))}
+        words = {"status": _label(TaskStatus, params.get("status"))}
         words["name"] = names.get(params.get("task", ""), params.get("task"))
-        words["owner"] = OWNER_JA.get(params.get("owner", ""))
+        words["owner"] = _label(Owner, params.get("owner"))
         words["missing"] = "、".join(
             names.get(k, k) for k in params.get("missing", "").split(", ") if k
         )
@@ -730,6 +732,7 @@ class Migration:
         for spec in s.template.tasks:
             task = s.tasks[spec.key]
             if is_complete(task) or task.due_date is None:
+                s.waiting.pop(spec.key, None)
                 continue
             due = task.due_date
             pending = [
@@ -740,14 +743,24 @@ class Migration:
             ]
             since = task.ladder_since or s.created_at
             stale = [lvl for lvl in pending if rung_instant(due, lvl, s.ladder) < since]
+            actionable = dependencies_complete(s, spec)
+            if spec.key in s.waiting and actionable:
+                # Late since registration and now workable: where it stands, unless a newer
+                # rung says so itself.
+                level = s.waiting.pop(spec.key)
+                if not pending:
+                    self._raise(spec.key, spec.name, spec.owner, due, level, now, task.ladder_round)
+                    raised = True
             # A task already late when its ladder started escalates once someone can act on
             # it, not while it waits behind an unfinished prerequisite.
             if (
                 pending
                 and stale == pending
-                and not dependencies_complete(s, spec)
+                and not actionable
                 and self.patched(PATCH_ACTIONABLE_STALE_RUNGS)
             ):
+                s.rungs_done.extend(rung_key(task, lvl) for lvl in pending)
+                s.waiting[spec.key] = stale[-1]
                 continue
             for lvl in pending:
                 s.rungs_done.append(rung_key(task, lvl))
@@ -809,13 +822,7 @@ class Migration:
             },
             now,
         )
-        level_ja = {
-            "reminder": "期限が近づいています",
-            "overdue": "期限を過ぎています",
-            "approver": "期限超過（承認者へ）",
-            "prefecture": "期限超過（都道府県へ）",
-        }[level]
-        subject = f"【{level_ja}】{s.body_name} {s.business_name}: {name}"
+        subject = f"【{EscalationLevel(level).notice}】{s.body_name} {s.business_name}: {name}"
         text = f"{subject}（期限 {due.isoformat()}）"
         data = {"task_key": key, "task_name": name, "due_date": due.isoformat(), "level": level}
         self._notify(esc.id, f"escalation.{level}", list(esc.audience), subject, text, data)
@@ -926,6 +933,7 @@ class Migration:
         """A new due date or a reopened task: old rungs no longer apply, the ladder starts over."""
         task.ladder_since = now
         task.ladder_round += 1
+        self.s.waiting.pop(task.key, None)
         self._resolve_escalations(task.key, now)
         prefix = f"{task.key}@"
         self.s.rungs_done = [r for r in self.s.rungs_done if not r.startswith(prefix)]

@@ -39,20 +39,3 @@ def rung_day(due: date, level: str, ladder: EscalationLadder) -> date:
 
 def rung_instant(due: date, level: str, ladder: EscalationLadder) -> datetime:
     return datetime.combine(rung_day(due, level, ladder), FIRE_AT, tzinfo=JST)
-
-
-def audience(level: str, owner: str) -> list[str]:
-    """Who hears of a rung: the task's owner first, then up to the prefecture."""
-    if level == "reminder":
-        return (
-            ["approver"] if owner == "approver" else ["pm" if owner == "municipality" else "vendor"]
-        )
-    if level == "overdue":
-        if owner == "vendor":
-            return ["pm", "vendor"]
-        if owner == "approver":
-            return ["approver", "pm"]
-        return ["pm"]
-    if level == "approver":
-        return ["approver"]
-    return ["prefecture"]

@@ -153,6 +153,9 @@ class MigrationState(ProjectFacts):
     escalations: list[Escalation] = field(default_factory=list)
     # Rungs already handled, raised or passed over: "{task}@{due}:{level}".
     rungs_done: list[str] = field(default_factory=list)
+    # Tasks already late when their ladder started, behind an unfinished prerequisite: the
+    # level each will be raised at once it can be acted on.
+    waiting: dict[str, str] = field(default_factory=dict)
     milestones: dict[str, MilestoneResult] = field(default_factory=dict)
     seq: int = 0
     # Every event of the project, oldest first: the audit trail the read model is rebuilt from.

@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     EXTENDED_TRACK = "extended_track"
     DECIDE_GATE = "decide_gate"
     ACK = "ack"
+    ASSIGN_VENDOR = "assign_vendor"
     VENDORS = "vendors"
     TOKENS = "tokens"
     CHANNELS = "channels"
@@ -63,7 +64,15 @@ ROLE_TABLE: dict[str, RoleRule] = {
     Role.PM: RoleRule(
         Scope.LG_CODE,
         frozenset(
-            {_A.CREATE_PROJECT, _A.CHANGE_TASK, _A.REPLAN, _A.EXTENDED_TRACK, _A.ACK, _A.CHANNELS}
+            {
+                _A.CREATE_PROJECT,
+                _A.CHANGE_TASK,
+                _A.REPLAN,
+                _A.EXTENDED_TRACK,
+                _A.ACK,
+                _A.CHANNELS,
+                _A.ASSIGN_VENDOR,
+            }
         ),
         frozenset({Owner.MUNICIPALITY}),
     ),
@@ -114,6 +123,12 @@ def acts_for(role: str) -> frozenset[Owner]:
 def scope_of(role: str) -> Scope:
     """Which projects ``role`` sees; KeyError for an unknown role."""
     return ROLE_TABLE[role].scope
+
+
+def acknowledges(role: str, audience: list[str]) -> bool:
+    """Whether ``role`` may acknowledge an escalation told to ``audience``: its audience, and
+    admin; whoever it is about cannot silence the rung above them."""
+    return role == Role.ADMIN or role in audience
 
 
 def audience(level: str, owner: str) -> list[str]:

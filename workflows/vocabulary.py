@@ -125,6 +125,7 @@ class EventKind(Vocabulary):
     ESCALATION_ACKNOWLEDGED = "escalation_acknowledged", "エスカレーション確認"
     ESCALATION_RESOLVED = "escalation_resolved", "エスカレーション解消"
     PROJECT_COMPLETED = "project_completed", "プロジェクト完了"
+    VENDOR_ASSIGNED = "vendor_assigned", "ベンダー割当"
 
 
 VOCABULARIES: tuple[type[Vocabulary], ...] = (

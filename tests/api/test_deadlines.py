@@ -56,9 +56,12 @@ async def test_late_tasks_escalate_once_to_where_they_stand(
     assert acked.status_code == 200, acked.text
     assert acked.json()["status"] == "acknowledged"
     assert acked.json()["acknowledged_by"] == "prefecture:prefecture"
+    # The pm is what the rung is about: it cannot silence it (and it is done already).
     assert_problem(
-        await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("pm")), 409
+        await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("pm")), 403
     )
+    again = await api.http.post(f"/api/v1/escalations/{esc}/ack", headers=api.auth("prefecture"))
+    assert_problem(again, 409)
     assert (await task(api, late_project, "setup_governance", "done")).status_code == 200
     resolved = await escalations(api, "pm", status="resolved")
     assert esc in [e["id"] for e in resolved]
@@ -235,7 +238,11 @@ async def test_a_reopened_task_escalates_afresh_and_can_be_acknowledged(api: Api
     [esc] = fresh
     resolved = [e["id"] for e in await escalations(api, "pm", status="resolved")]
     assert esc["id"] not in resolved
-    acked = await api.http.post(f"/api/v1/escalations/{esc['id']}/ack", headers=api.auth("pm"))
+    assert esc["audience"] == ["prefecture"]
+    url = f"/api/v1/escalations/{esc['id']}/ack"
+    assert_problem(await api.http.post(url, headers=api.auth("pm")), 403)  # its subject
+    api.token("pref_here", "prefecture", prefecture=lg_code[:2])
+    acked = await api.http.post(url, headers=api.auth("pref_here"))
     assert acked.status_code == 200, acked.text
 
 
