@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 from api.auth import Caller, caller_for
 from api.commands import Context
 from api.errors import Problem
+from api.schemas import Page
 from readmodel.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -103,3 +105,18 @@ def get_context(request: Request, rid: RequestIdDep) -> Context:
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def paged(
+    session: Session,
+    query: Any,
+    order: tuple[Any, ...],
+    limit: int,
+    offset: int,
+    item: Callable[[Any], Any],
+) -> Page[Any]:
+    """One page of ``query`` in ``order`` and the count of all it matches, each row made
+    into an answer by ``item``."""
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(*order).offset(offset).limit(limit)).all()
+    return Page[Any](items=[item(r) for r in rows], total=total)

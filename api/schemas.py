@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Public(BaseModel):
+    """An answer built from a read-model row or a workflow value with the same field names
+    (one mapping for every shape): ``Model.of(row, field=override)``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, source: Any, **given: Any) -> Self:
+        values = {f: getattr(source, f) for f in cls.model_fields if hasattr(source, f)}
+        return cls.model_validate({**values, **given})
+
+
 class ProjectCreate(_Strict):
     lg_code: str = Field(examples=["131016"])
     business: str = Field(examples=["resident_registry"])
@@ -94,7 +106,7 @@ class VendorCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
 
 
-class VendorPublic(BaseModel):
+class VendorPublic(Public):
     id: str
     name: str
 
@@ -117,14 +129,14 @@ class TokenCreated(BaseModel):
     vendor_id: str | None
 
 
-class DecisionPublic(BaseModel):
+class DecisionPublic(Public):
     outcome: str
     by: str
     at: datetime
     comment: str | None
 
 
-class TaskPublic(BaseModel):
+class TaskPublic(Public):
     key: str
     name: str
     stage: str
@@ -140,25 +152,11 @@ class TaskPublic(BaseModel):
     note: str | None = None
 
     @classmethod
-    def of(cls, row: t.Task) -> TaskPublic:
-        return cls(
-            key=row.key,
-            name=row.name,
-            stage=row.stage,
-            owner=row.owner,
-            status=row.status,  # type: ignore[arg-type]
-            gate=row.gate,
-            depends_on=list(row.depends_on or []),
-            due_date=row.due_date,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            percent=row.percent,
-            decision=DecisionPublic(**row.decision) if row.decision else None,
-            note=row.note,
-        )
+    def of_row(cls, row: t.Task) -> TaskPublic:
+        return cls.of(row, depends_on=list(row.depends_on or []))
 
 
-class ProgressPublic(BaseModel):
+class ProgressPublic(Public):
     done: int
     in_progress: int
     not_started: int
@@ -168,14 +166,14 @@ class ProgressPublic(BaseModel):
     not_started_rate: float
 
 
-class ExtendedTrackPublic(BaseModel):
+class ExtendedTrackPublic(Public):
     ground: str
     planned_go_live: date
     reason: str
     declared_at: datetime
 
 
-class ProjectSummary(BaseModel):
+class ProjectSummary(Public):
     """A project as lists show it: everything but its tasks."""
 
     id: str
@@ -202,43 +200,13 @@ class ProjectSummary(BaseModel):
     forecast_go_live: date | None = None
 
     @classmethod
-    def fields_of(cls, row: t.Project) -> dict[str, Any]:
-        return dict(
-            id=row.id,
-            workflow_id=row.workflow_id,
-            lg_code=row.lg_code,
-            body_name=row.body_name,
-            prefecture=row.prefecture,
-            business=row.business,
-            business_name=row.business_name,
-            vendor_id=row.vendor_id,
-            template=row.template,
-            target_go_live=row.target_go_live,
-            deadline=row.deadline,
-            stage=row.stage,
-            health=row.health,
-            extended_track=ExtendedTrackPublic(**row.extended_track)
-            if row.extended_track
-            else None,
-            progress=ProgressPublic(
-                done=row.done,
-                in_progress=row.in_progress,
-                not_started=row.not_started,
-                not_applicable=row.not_applicable,
-                completion_rate=row.completion_rate,
-                in_progress_rate=row.in_progress_rate,
-                not_started_rate=row.not_started_rate,
-            ),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            switching_vendor=row.switching_vendor,
+    def of_row(cls, row: t.Project, **given: Any) -> Self:
+        return cls.of(
+            row,
+            progress=ProgressPublic.of(row),
             past_deadline=row.target_go_live > row.deadline,
-            forecast_go_live=row.forecast_go_live,
+            **given,
         )
-
-    @classmethod
-    def of(cls, row: t.Project) -> ProjectSummary:
-        return cls(**cls.fields_of(row))
 
 
 class ProjectPublic(ProjectSummary):
@@ -248,7 +216,7 @@ class ProjectPublic(ProjectSummary):
 
     @classmethod
     def with_tasks(cls, row: t.Project, tasks: list[t.Task]) -> ProjectPublic:
-        return cls(**cls.fields_of(row), tasks=[TaskPublic.of(x) for x in tasks])
+        return cls.of_row(row, tasks=[TaskPublic.of_row(x) for x in tasks])
 
 
 class MilestoneAnswer(BaseModel):
@@ -257,7 +225,7 @@ class MilestoneAnswer(BaseModel):
     task: TaskPublic
 
 
-class ApprovalPublic(BaseModel):
+class ApprovalPublic(Public):
     project_id: str
     gate_key: str
     name: str
@@ -265,7 +233,7 @@ class ApprovalPublic(BaseModel):
     due_date: date | None
 
 
-class EscalationPublic(BaseModel):
+class EscalationPublic(Public):
     id: str
     project_id: str
     task_key: str
@@ -280,22 +248,10 @@ class EscalationPublic(BaseModel):
 
 
 def escalation_public(r: t.Escalation) -> EscalationPublic:
-    return EscalationPublic(
-        id=r.id,
-        project_id=r.project_id,
-        task_key=r.task_key,
-        level=r.level,
-        audience=list(r.audience or []),
-        raised_at=r.raised_at,
-        status=r.status,
-        due_date=r.due_date,
-        acknowledged_by=r.acknowledged_by,
-        acknowledged_at=r.acknowledged_at,
-        resolved_at=r.resolved_at,
-    )
+    return EscalationPublic.of(r, audience=list(r.audience or []))
 
 
-class EventPublic(BaseModel):
+class EventPublic(Public):
     seq: int
     at: datetime | None
     actor: str
@@ -310,21 +266,4 @@ class Page(BaseModel, Generic[T]):
 
 def task_from_view(view: Any) -> TaskPublic:
     """A TaskPublic from the workflow's own TaskView (the answer an update returned)."""
-    d = view.decision
-    return TaskPublic(
-        key=view.key,
-        name=view.name,
-        stage=view.stage,
-        owner=view.owner,
-        status=view.status,
-        gate=view.gate,
-        depends_on=list(view.depends_on),
-        due_date=view.due_date,
-        started_at=view.started_at,
-        completed_at=view.completed_at,
-        percent=view.percent,
-        decision=DecisionPublic(outcome=d.outcome, by=d.by, at=d.at, comment=d.comment)
-        if d
-        else None,
-        note=view.note,
-    )
+    return TaskPublic.of(view, depends_on=list(view.depends_on))

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.auth import TokenScopeError, create_token
 from api.commands import require
-from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, Limit, Offset, SessionDep, paged
 from api.errors import Problem, field_error
 from api.schemas import (
     PROBLEM_RESPONSES,
@@ -50,9 +49,7 @@ def list_vendors(
     query = select(t.Vendor)
     if scope_of(caller.role) is Scope.VENDOR:  # a vendor sees itself only
         query = query.where(t.Vendor.id == caller.vendor_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(t.Vendor.id)).offset(offset).limit(limit)).all()
-    return Page[VendorPublic](items=[VendorPublic(id=r.id, name=r.name) for r in rows], total=total)
+    return paged(session, query, (col(t.Vendor.id),), limit, offset, VendorPublic.of)
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.auth import Caller
 from api.commands import require
-from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, Limit, Offset, SessionDep, paged
 from api.errors import Problem, field_error
-from api.schemas import PROBLEM_RESPONSES, Page
+from api.schemas import PROBLEM_RESPONSES, Page, Public
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url
 from readmodel.registry import lg_code_problem
@@ -30,7 +30,7 @@ class ChannelCreate(BaseModel):
     lg_code: str | None = None
 
 
-class ChannelPublic(BaseModel):
+class ChannelPublic(Public):
     id: str
     kind: str
     url: str
@@ -91,12 +91,8 @@ def list_channels(
 ) -> Page[ChannelPublic]:
     require(caller, Action.CHANNELS)
     query = caller.scope(select(t.NotificationChannel), on=t.NotificationChannel)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(t.NotificationChannel.id).offset(offset).limit(limit))
-    return Page[ChannelPublic](
-        items=[ChannelPublic(id=r.id, kind=r.kind, url=r.url, lg_code=r.lg_code) for r in rows],
-        total=total,
-    )
+    order = (col(t.NotificationChannel.id),)
+    return paged(session, query, order, limit, offset, ChannelPublic.of)
 
 
 @router.delete("/channels/{channel_id}", status_code=204)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func
 from sqlmodel import col, select
 
 from api import commands
@@ -17,6 +16,7 @@ from api.deps import (
     Offset,
     SessionDep,
     idempotency_key,
+    paged,
 )
 from api.schemas import (
     PROBLEM_RESPONSES,
@@ -40,23 +40,12 @@ def list_approvals(
         .join(t.Project, t.Project.id == t.Task.project_id)  # type: ignore[arg-type]
         .where(t.Task.gate == True, t.Task.status == TaskStatus.IN_PROGRESS)  # noqa: E712
     )
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(t.Task.started_at, t.Task.project_id).offset(offset).limit(limit)  # type: ignore[arg-type]
-    ).all()
-    return Page[ApprovalPublic](
-        items=[
-            ApprovalPublic(
-                project_id=r.project_id,
-                gate_key=r.key,
-                name=r.name,
-                waiting_since=r.started_at,
-                due_date=r.due_date,
-            )
-            for r in rows
-        ],
-        total=total,
-    )
+
+    def approval(r: t.Task) -> ApprovalPublic:
+        return ApprovalPublic.of(r, gate_key=r.key, waiting_since=r.started_at)
+
+    order = (col(t.Task.started_at), col(t.Task.project_id))
+    return paged(session, query, order, limit, offset, approval)
 
 
 @router.get("/escalations", response_model=Page[EscalationPublic])
@@ -73,13 +62,8 @@ def list_escalations(
         query = query.where(t.Escalation.status == status)
     if project_id is not None:
         query = query.where(t.Escalation.project_id == project_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(t.Escalation.raised_at), col(t.Escalation.id))
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return Page[EscalationPublic](items=[escalation_public(r) for r in rows], total=total)
+    order = (col(t.Escalation.raised_at), col(t.Escalation.id))
+    return paged(session, query, order, limit, offset, escalation_public)
 
 
 @router.post("/escalations/{escalation_id}/ack", response_model=EscalationPublic)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header
-from sqlalchemy import func
 from sqlmodel import col, select
 
 from api import commands
@@ -18,6 +17,7 @@ from api.deps import (
     Offset,
     SessionDep,
     idempotency_key,
+    paged,
 )
 from api.errors import Problem
 from api.schemas import (
@@ -74,11 +74,9 @@ def list_projects(
         if value is not None:
             query = query.where(column == value)
     if extended is not None:
-        col = t.Project.extended_track
-        query = query.where(col.is_not(None) if extended else col.is_(None))  # type: ignore[union-attr]
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(t.Project.id).offset(offset).limit(limit)).all()
-    return Page[ProjectSummary](items=[ProjectSummary.of(r) for r in rows], total=total)
+        track = t.Project.extended_track
+        query = query.where(track.is_not(None) if extended else track.is_(None))  # type: ignore[union-attr]
+    return paged(session, query, (col(t.Project.id),), limit, offset, ProjectSummary.of_row)
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
@@ -167,12 +165,8 @@ def list_events(
 ) -> Page[EventPublic]:
     visible_project(session, caller, project_id)
     query = select(t.Event).where(t.Event.project_id == project_id)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(col(t.Event.seq)).offset(offset).limit(limit)).all()
-    return Page[EventPublic](
-        items=[
-            EventPublic(seq=r.seq, at=r.at, actor=r.actor, kind=r.kind, data=r.data or {})
-            for r in rows
-        ],
-        total=total,
-    )
+
+    def event(r: t.Event) -> EventPublic:
+        return EventPublic.of(r, data=r.data or {})
+
+    return paged(session, query, (col(t.Event.seq),), limit, offset, event)
