@@ -34,7 +34,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.auth import Caller
-from api.errors import Problem, field_error, from_rpc_error, from_update_error, unavailable
+from api.errors import (
+    Problem,
+    field_error,
+    from_refusal,
+    from_rpc_error,
+    from_update_error,
+    unavailable,
+)
 from api.schemas import (
     DecisionIn,
     EscalationPublic,
@@ -46,6 +53,7 @@ from api.schemas import (
     ReplanIn,
     TaskChangeIn,
     TaskPublic,
+    VendorAssignIn,
     escalation_public,
     task_from_view,
 )
@@ -59,9 +67,13 @@ from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
+    Migration,
     MilestoneReport,
+    Refusal,
     ReplanInput,
     TaskChange,
+    TaskProgress,
+    VendorAssignment,
 )
 from workflows.ladder import EscalationLadder
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
@@ -212,13 +224,13 @@ def _creation_input(
         raise field_error(["body", "business"], f"unknown business {body.business!r}")
     if body_info.is_prefecture and business.slug not in PREFECTURE_BUSINESSES:
         raise field_error(["body", "business"], f"a prefecture does not run {business.slug} itself")
-    if body.vendor_id is not None and session.get(t.Vendor, body.vendor_id) is None:
-        raise field_error(["body", "vendor_id"], f"unknown vendor {body.vendor_id!r}")
+    if body.vendor_id is not None:
+        known_vendor(session, body.vendor_id)
     template = BUILTIN_TEMPLATES.get(body.template or DEFAULT_TEMPLATE.id)
     if template is None:
         raise field_error(["body", "template"], f"unknown template {body.template!r}")
     check_go_live(body.target_go_live, "target_go_live")
-    return MigrationInput(
+    inp = MigrationInput(
         lg_code=body.lg_code,
         business=business.slug,
         body_name=body_info.full_name,
@@ -235,7 +247,13 @@ def _creation_input(
             settings.prefecture_days_after,
         ),
         created_by=caller.actor,
+        progress={k: TaskProgress(p.status, p.on) for k, p in body.progress.items()},
     )
+    try:  # the rules of a project under way, before anything starts
+        Migration.start(inp, datetime.now(UTC))
+    except Refusal as r:
+        raise from_refusal(r) from r
+    return inp
 
 
 def _fingerprint(value: Any) -> str:
@@ -372,7 +390,9 @@ async def report_milestone(
     )
 
 
-def _gate_target(session: Session, caller: Caller, project_id: str, key: str) -> str:
+def _gate_target(
+    session: Session, caller: Caller, project_id: str, key: str, vendor_id: str | None
+) -> str:
     project = visible_project(session, caller, project_id)
     if not caller.may(Action.DECIDE_GATE):
         raise Problem(
@@ -381,17 +401,24 @@ def _gate_target(session: Session, caller: Caller, project_id: str, key: str) ->
     task = session.get(t.Task, (project_id, key))
     if task is None or not task.gate:
         raise Problem(404, f"no gate {key!r} in project {project_id}")
+    if vendor_id is not None:
+        known_vendor(session, vendor_id)
     return project.workflow_id
+
+
+def known_vendor(session: Session, vendor_id: str) -> None:
+    if session.get(t.Vendor, vendor_id) is None:
+        raise field_error(["body", "vendor_id"], f"unknown vendor {vendor_id!r}")
 
 
 async def decide_gate(
     ctx: Context, caller: Caller, project_id: str, key: str, body: DecisionIn
 ) -> TaskPublic:
-    wid = await ctx.db.run(_gate_target, caller, project_id, key)
+    wid = await ctx.db.run(_gate_target, caller, project_id, key, body.vendor_id)
     if body.outcome == GateOutcome.REJECT and not (body.comment or "").strip():
         raise field_error(["body", "comment"], "a rejection needs a comment")
     decision = GateDecisionInput(
-        key, body.outcome, caller.actor, body.comment, request_id=ctx.request_id
+        key, body.outcome, caller.actor, body.comment, ctx.request_id, body.vendor_id
     )
     view = await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
@@ -415,6 +442,27 @@ async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) 
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.replan, plan, id=ctx.update_id("replan")
+        ),
+        wid,
+    )
+    return await ctx.db.run(project_answer, project_id)
+
+
+def _vendor_target(session: Session, caller: Caller, project_id: str, vendor_id: str) -> str:
+    wid = _project_target(session, caller, project_id, Action.ASSIGN_VENDOR)
+    known_vendor(session, vendor_id)
+    return wid
+
+
+async def assign_vendor(
+    ctx: Context, caller: Caller, project_id: str, body: VendorAssignIn
+) -> ProjectPublic:
+    """The project's vendor from now on; the previous one loses access at once."""
+    wid = await ctx.db.run(_vendor_target, caller, project_id, body.vendor_id)
+    assignment = VendorAssignment(body.vendor_id, body.reason, caller.actor, ctx.request_id)
+    await ctx.temporal(
+        ctx.client.get_workflow_handle(wid).execute_update(
+            MigrationWorkflow.assign_vendor, assignment, id=ctx.update_id("vendor")
         ),
         wid,
     )

@@ -107,6 +107,16 @@ def get_context(request: Request, rid: RequestIdDep) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
+def get_write_context(ctx: ContextDep, idem: IdempotencyKeyHeader = None) -> Context:
+    """The context of a write that takes an optional Idempotency-Key."""
+    ctx.idempotency_key = idempotency_key(idem)
+    return ctx
+
+
+# A write's context, with its optional Idempotency-Key read from the request.
+WriteDep = Annotated[Context, Depends(get_write_context)]
+
+
 def paged(
     session: Session,
     query: Any,

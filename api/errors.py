@@ -15,7 +15,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.core import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND
+from workflows.core import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, Refusal
 
 log = structlog.get_logger(__name__)
 
@@ -74,23 +74,27 @@ def field_error(loc: list[str | int], msg: str) -> Problem:
     return Problem(422, msg, errors=[{"loc": loc, "msg": msg}])
 
 
+def refused(kind: str, message: str, japanese: str | None) -> Problem:
+    """A rule's refusal as the status API.md promises; refusals of input name the field
+    first ("reason: ...", "progress.rfi: ...")."""
+    status = _WORKFLOW_ERRORS[kind]
+    if status == 422:
+        loc_field = message.split(":", 1)[0] if ":" in message else ""
+        loc: list[str | int] = ["body", *loc_field.split(".")] if loc_field else ["body"]
+        return Problem(422, message, errors=[{"loc": loc, "msg": message}], japanese=japanese)
+    return Problem(status, message, japanese=japanese)
+
+
+def from_refusal(r: Refusal) -> Problem:
+    return refused(r.kind, r.message, r.japanese)
+
+
 def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
     """Map a rule the workflow refused to the status API.md promises."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type in _WORKFLOW_ERRORS:
-        status = _WORKFLOW_ERRORS[cause.type]
         said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-        japanese = said.get("japanese")
-        if status == 422:
-            # The workflow's refusals of input name the field first: "reason: ...".
-            loc_field = cause.message.split(":", 1)[0] if ":" in cause.message else ""
-            return Problem(
-                422,
-                cause.message,
-                errors=[{"loc": ["body", loc_field or ""], "msg": cause.message}],
-                japanese=japanese,
-            )
-        return Problem(status, cause.message, japanese=japanese)
+        return refused(cause.type, cause.message, said.get("japanese"))
     return Problem(500, "the project could not apply the change")
 
 

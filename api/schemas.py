@@ -64,6 +64,11 @@ class Public(BaseModel):
         return cls.model_validate({**values, **given})
 
 
+class ProgressIn(_Strict):
+    status: Literal["done", "in_progress", "not_applicable"]
+    on: date | None = Field(default=None, description="when a done task was completed")
+
+
 class ProjectCreate(_Strict):
     lg_code: str = Field(examples=["131016"])
     business: str = Field(examples=["resident_registry"])
@@ -71,6 +76,10 @@ class ProjectCreate(_Strict):
     vendor_id: str | None = None
     switching_vendor: bool = False
     template: str | None = None
+    progress: dict[str, ProgressIn] = Field(
+        default_factory=dict,
+        description="A migration already under way: each task's status and completion date",
+    )
 
 
 class TaskChangeIn(_Strict):
@@ -88,6 +97,14 @@ class MilestoneIn(_Strict):
 class DecisionIn(_Strict):
     outcome: GateOutcome
     comment: str | None = Field(default=None, max_length=2000)
+    vendor_id: str | None = Field(
+        default=None, description="approving vendor_selection with it assigns that vendor"
+    )
+
+
+class VendorAssignIn(_Strict):
+    vendor_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class ReplanIn(_Strict):

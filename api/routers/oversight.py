@@ -10,12 +10,10 @@ from sqlmodel import col, select
 from api import commands
 from api.deps import (
     CallerDep,
-    ContextDep,
-    IdempotencyKeyHeader,
     Limit,
     Offset,
     SessionDep,
-    idempotency_key,
+    WriteDep,
     paged,
 )
 from api.schemas import (
@@ -68,7 +66,6 @@ def list_escalations(
 
 @router.post("/escalations/{escalation_id}/ack", response_model=EscalationPublic)
 async def acknowledge_escalation(
-    escalation_id: str, caller: CallerDep, ctx: ContextDep, idem: IdempotencyKeyHeader = None
+    escalation_id: str, caller: CallerDep, ctx: WriteDep
 ) -> EscalationPublic:
-    ctx.idempotency_key = idempotency_key(idem)
     return await commands.acknowledge_escalation(ctx, caller, escalation_id)

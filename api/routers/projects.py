@@ -12,11 +12,10 @@ from api.commands import tasks_of, visible_project
 from api.deps import (
     CallerDep,
     ContextDep,
-    IdempotencyKeyHeader,
     Limit,
     Offset,
     SessionDep,
-    idempotency_key,
+    WriteDep,
     paged,
 )
 from api.errors import Problem
@@ -34,6 +33,7 @@ from api.schemas import (
     ReplanIn,
     TaskChangeIn,
     TaskPublic,
+    VendorAssignIn,
 )
 from readmodel import tables as t
 
@@ -41,10 +41,7 @@ router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=PROBL
 
 
 @router.post("", status_code=201, response_model=ProjectPublic)
-async def create_project(
-    body: ProjectCreate, caller: CallerDep, ctx: ContextDep, key: IdempotencyKeyHeader = None
-) -> ProjectPublic:
-    ctx.idempotency_key = idempotency_key(key)
+async def create_project(body: ProjectCreate, caller: CallerDep, ctx: WriteDep) -> ProjectPublic:
     return await commands.create_project(ctx, caller, body)
 
 
@@ -91,10 +88,8 @@ async def change_task(
     key: str,
     body: TaskChangeIn,
     caller: CallerDep,
-    ctx: ContextDep,
-    idem: IdempotencyKeyHeader = None,
+    ctx: WriteDep,
 ) -> TaskPublic:
-    ctx.idempotency_key = idempotency_key(idem)
     return await commands.change_task(ctx, caller, project_id, key, body)
 
 
@@ -124,11 +119,18 @@ async def decide_gate(
     key: str,
     body: DecisionIn,
     caller: CallerDep,
-    ctx: ContextDep,
-    idem: IdempotencyKeyHeader = None,
+    ctx: WriteDep,
 ) -> TaskPublic:
-    ctx.idempotency_key = idempotency_key(idem)
     return await commands.decide_gate(ctx, caller, project_id, key, body)
+
+
+@router.post("/{project_id}/vendor", response_model=ProjectPublic)
+async def assign_vendor(
+    project_id: str, body: VendorAssignIn, caller: CallerDep, ctx: WriteDep
+) -> ProjectPublic:
+    """Assign or replace the project's vendor (pm, admin); the previous vendor loses access
+    at once, and the change is recorded in the audit trail."""
+    return await commands.assign_vendor(ctx, caller, project_id, body)
 
 
 @router.post("/{project_id}/replan", response_model=ProjectPublic)
@@ -136,10 +138,8 @@ async def replan(
     project_id: str,
     body: ReplanIn,
     caller: CallerDep,
-    ctx: ContextDep,
-    idem: IdempotencyKeyHeader = None,
+    ctx: WriteDep,
 ) -> ProjectPublic:
-    ctx.idempotency_key = idempotency_key(idem)
     return await commands.replan(ctx, caller, project_id, body)
 
 
@@ -148,10 +148,8 @@ async def declare_extended_track(
     project_id: str,
     body: ExtendedTrackIn,
     caller: CallerDep,
-    ctx: ContextDep,
-    idem: IdempotencyKeyHeader = None,
+    ctx: WriteDep,
 ) -> ProjectPublic:
-    ctx.idempotency_key = idempotency_key(idem)
     return await commands.declare_extended_track(ctx, caller, project_id, body)
 
 

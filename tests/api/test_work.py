@@ -65,12 +65,21 @@ async def decide(
     outcome: str,
     who: str = "approver",
     comment: str | None = None,
+    **extra: Any,
 ):
     return await api.http.post(
         f"/api/v1/projects/{project.id}/gates/{gate}/decision",
-        json={"outcome": outcome, "comment": comment},
+        json={"outcome": outcome, "comment": comment, **extra},
         headers=api.auth(who),
     )
+
+
+async def events(api: Api, project: ProjectCtx, who: str = "observer") -> list[dict]:
+    resp = await api.http.get(
+        f"/api/v1/projects/{project.id}/events", params={"limit": 500}, headers=api.auth(who)
+    )
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["items"])
 
 
 async def get_task(api: Api, project: ProjectCtx, key: str) -> dict:

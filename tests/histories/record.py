@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,17 +20,21 @@ from tests.workflows.helpers import (
     finish,
     finish_until,
     future_target,
+    judged_by,
     new_input,
     own_worker,
     start,
     started_late,
 )
+from workflows.calendar import JST
 from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
     MilestoneReport,
     ReplanInput,
+    TaskProgress,
+    VendorAssignment,
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow
@@ -82,9 +87,39 @@ async def scenario_ladder(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
     return h
 
 
+async def scenario_procurement(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Registered under way and late, without a vendor: the vendor is chosen at the gate,
+    then replaced; rungs of tasks behind the RFI wait until they can be acted on."""
+    today = (await env.get_current_time()).astimezone(JST).date()
+    on = today - timedelta(days=100)
+    progress = {k: TaskProgress("done", on) for k in judged_by("gate_migration_plan")}
+    progress["gate_migration_plan"] = TaskProgress("done", on)
+    inp = replace(new_input(await future_target(env, months=9)), vendor_id=None)
+    h = await start(env.client, queue, replace(inp, progress=progress))
+    await env.sleep(timedelta(days=3))
+    await finish_until(h, stop_before="vendor_selection")
+    await h.execute_update(
+        MigrationWorkflow.decide_gate,
+        GateDecisionInput("vendor_selection", "approve", "approver:cio", vendor_id="acme"),
+    )
+    await h.execute_update(
+        MigrationWorkflow.assign_vendor, VendorAssignment("beta", "契約解除", "pm:x")
+    )
+    await finish_until(h, stop_before="cutover")
+    await env.sleep(timedelta(days=40))
+    return h
+
+
+SCENARIOS = {
+    "full": scenario_full,
+    "ladder": scenario_ladder,
+    "procurement": scenario_procurement,
+}
+
+
 async def main(tag: str) -> None:
     async with own_worker("record") as (env, queue):
-        for name, scenario in (("full", scenario_full), ("ladder", scenario_ladder)):
+        for name, scenario in SCENARIOS.items():
             handle = await scenario(env, queue)
             history = await handle.fetch_history()
             path = HERE / f"{tag}-{name}.json"
