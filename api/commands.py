@@ -33,7 +33,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.auth import Caller
+from api.auth import Caller, TokenScopeError, create_token
 from api.errors import (
     Problem,
     field_error,
@@ -53,14 +53,18 @@ from api.schemas import (
     ReplanIn,
     TaskChangeIn,
     TaskPublic,
+    TokenCreate,
+    TokenCreated,
     VendorAssignIn,
+    VendorCreate,
+    VendorPublic,
     escalation_public,
     task_from_view,
 )
 from readmodel import tables as t
 from readmodel.db import ReadModel
 from readmodel.registry import lg_code_problem, registry
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
 from workflows.core import (
@@ -522,3 +526,28 @@ async def acknowledge_escalation(
         wid,
     )
     return await ctx.db.run(_escalation_answer, escalation_id)
+
+
+# ---- administration (the API and the command line) ------------------------------------
+
+# Who the operator at the command line is: an admin, by the machine's own authority.
+OPERATOR = Caller(token_id=0, name="operator", role="admin")
+
+
+def register_vendor(session: Session, caller: Caller, body: VendorCreate) -> VendorPublic:
+    require(caller, Action.VENDORS)
+    if session.get(t.Vendor, body.id) is not None:
+        raise Problem(409, f"vendor {body.id!r} already exists")
+    session.add(t.Vendor(id=body.id, name=body.name, created_at=datetime.now(UTC)))
+    session.commit()
+    return VendorPublic.of(body)
+
+
+def issue_token(session: Session, caller: Caller, body: TokenCreate) -> TokenCreated:
+    """A new token; its secret is in the answer, and nowhere else ever again."""
+    require(caller, Action.TOKENS)
+    try:
+        row, secret = create_token(session, **body.model_dump())
+    except TokenScopeError as exc:
+        raise field_error(["body", exc.field], str(exc)) from exc
+    return TokenCreated.of(row, token=secret)

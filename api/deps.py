@@ -16,7 +16,7 @@ from api.auth import Caller, caller_for
 from api.commands import Context
 from api.errors import Problem
 from api.schemas import Page
-from readmodel.settings import Settings
+from runtime.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
 

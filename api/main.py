@@ -17,8 +17,8 @@ from temporalio.client import Client
 from api import errors, pages
 from api.routers import admin, health, notifications, oversight, projects, reports
 from readmodel.db import ReadModel, engine_for
-from readmodel.settings import Settings, get_settings
-from worker.temporal import connect
+from runtime.settings import Settings, get_settings
+from runtime.temporal import connect
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from api.errors import Problem, from_rpc_error, from_update_error
 from api.routers import oversight, projects
 from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
 from readmodel import tables as t
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from workflows.businesses import BUSINESSES
 from workflows.roles import ADDRESSEES, Action
 from workflows.vocabulary import (

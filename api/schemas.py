@@ -136,7 +136,7 @@ class TokenCreate(_Strict):
     vendor_id: str | None = None
 
 
-class TokenCreated(BaseModel):
+class TokenCreated(Public):
     token: str
     id: int
     role: str

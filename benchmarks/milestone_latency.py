@@ -25,10 +25,10 @@ import uvicorn
 
 from api.auth import create_token
 from api.main import create_app
+from cli.devserver import dev_server
 from readmodel import tables as t
 from readmodel.db import make_engine, upgrade_schema
-from readmodel.settings import Settings
-from worker.devserver import dev_server
+from runtime.settings import Settings
 from worker.runner import build_worker
 from workflows.calendar import add_months
 from workflows.core import MilestoneReport

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
-from readmodel.settings import Settings
+from runtime.settings import Settings
 
 _HERE = Path(__file__).parent
 

@@ -1,4 +1,7 @@
-"""The SQL read model. Written only by activities, from the workflows; read by the API."""
+"""The SQL database: the read model of the projects (project, task, escalation, event, gate
+decision, milestone), written only by the worker's activities from the workflows' truth; and
+the API's own records (tokens, vendors, notification channels), written by its command layer.
+Delivery attempts are written by the notification activities."""
 
 from __future__ import annotations
 

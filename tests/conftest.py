@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel.db import make_engine, upgrade_schema
+from runtime.binaries import temporal_cli, temporal_test_server
+from runtime.temporal import register_search_attributes
 from tests.workflows.helpers import own_time_skipping_server
-from worker.binaries import temporal_cli, temporal_test_server
-from worker.temporal import register_search_attributes
 from workflows import search_attributes as sa
 from workflows.payloads import DATA_CONVERTER
 

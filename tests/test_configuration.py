@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from readmodel.registry import check_digit, lg_code_problem, registry
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from workflows.procedure import DEFAULT_TEMPLATE, TemplateError, template_from_dict
 
 

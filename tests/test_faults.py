@@ -109,8 +109,8 @@ async def _stream(up: Up, projects: list[str], ledger: Ledger, stop_after: int) 
 
 async def _audit(up: Up, projects: list[str], ledger: Ledger) -> dict[str, int]:
     """Compare what clients were told with the workflows and the read model."""
-    from readmodel.settings import Settings
-    from worker.temporal import connect
+    from runtime.settings import Settings
+    from runtime.temporal import connect
 
     client = await connect(Settings(temporal_address=up.temporal_address))
     in_workflow: Counter[tuple[str, str]] = Counter()

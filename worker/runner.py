@@ -24,7 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.notifications import NotificationActivities
 from activities.projection import ReadModelActivities
 from readmodel.channels import parse_channels
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from api.auth import TokenScopeError, create_token
-from api.commands import require
+from api import commands
 from api.deps import CallerDep, Limit, Offset, SessionDep, paged
-from api.errors import Problem, field_error
 from api.schemas import (
     PROBLEM_RESPONSES,
     Page,
@@ -20,26 +16,14 @@ from api.schemas import (
     VendorPublic,
 )
 from readmodel import tables as t
-from workflows.roles import Action, Scope, scope_of
+from workflows.roles import Scope, scope_of
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 
 
-def register_vendor(session: Session, vendor: VendorCreate) -> bool:
-    """Store a vendor (the API and the command line both come here); False if taken."""
-    if session.get(t.Vendor, vendor.id) is not None:
-        return False
-    session.add(t.Vendor(id=vendor.id, name=vendor.name, created_at=datetime.now(UTC)))
-    session.commit()
-    return True
-
-
 @router.post("/vendors", status_code=201, response_model=VendorPublic)
 def create_vendor(body: VendorCreate, caller: CallerDep, session: SessionDep) -> VendorPublic:
-    require(caller, Action.VENDORS)
-    if not register_vendor(session, body):
-        raise Problem(409, f"vendor {body.id!r} already exists")
-    return VendorPublic(id=body.id, name=body.name)
+    return commands.register_vendor(session, caller, body)
 
 
 @router.get("/vendors", response_model=Page[VendorPublic])
@@ -54,25 +38,4 @@ def list_vendors(
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_api_token(body: TokenCreate, caller: CallerDep, session: SessionDep) -> TokenCreated:
-    require(caller, Action.TOKENS)
-    try:
-        row, secret = create_token(
-            session,
-            role=body.role,
-            name=body.name,
-            lg_code=body.lg_code,
-            prefecture=body.prefecture,
-            vendor_id=body.vendor_id,
-        )
-    except TokenScopeError as exc:
-        raise field_error(["body", exc.field], str(exc)) from exc
-    assert row.id is not None
-    return TokenCreated(
-        token=secret,
-        id=row.id,
-        role=row.role,
-        name=row.name,
-        lg_code=row.lg_code,
-        prefecture=row.prefecture,
-        vendor_id=row.vendor_id,
-    )
+    return commands.issue_token(session, caller, body)

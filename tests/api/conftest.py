@@ -19,7 +19,7 @@ from api.main import create_app
 from readmodel import tables as t
 from readmodel.db import make_engine
 from readmodel.registry import registry
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from worker.runner import build_worker
 from workflows.businesses import BUSINESSES, PREFECTURE_BUSINESSES
 from workflows.calendar import add_months

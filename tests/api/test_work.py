@@ -12,10 +12,10 @@ import structlog
 from sqlmodel import Session, func, select
 from temporalio.api.enums.v1 import EventType
 
+from cli.main import rebuild_read_model
 from readmodel import tables as t
 from tests.api.conftest import Api, ProjectCtx
 from tests.api.test_projects import assert_problem
-from worker.cli import rebuild_read_model
 from workflows.procedure import DEFAULT_TEMPLATE
 
 

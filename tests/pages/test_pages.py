@@ -20,7 +20,7 @@ from api.auth import create_token
 from api.main import create_app
 from readmodel import tables as t
 from readmodel.db import make_engine
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from tests.api.conftest import fresh_project
 from worker.runner import build_worker
 from workflows.calendar import add_months

@@ -14,10 +14,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from readmodel.db import make_engine, upgrade_schema
-from readmodel.settings import Settings
-from worker.binaries import temporal_test_server
+from runtime.binaries import temporal_test_server
+from runtime.settings import Settings
+from runtime.temporal import register_search_attributes
 from worker.runner import build_worker
-from worker.temporal import register_search_attributes
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
 from workflows.core import GateDecisionInput, MilestoneReport, TaskChange

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import DELIVERY_HEADER
 from readmodel import tables as t
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
 from workflows.ladder import rung_instant

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import ScheduleActionStartWorkflow, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from tests.workflows.helpers import future_target, new_input, start
 from tests.workflows.test_notifications import Receiver
 from worker.runner import build_worker, ensure_survey_schedule

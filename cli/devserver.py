@@ -11,9 +11,9 @@ from pathlib import Path
 import structlog
 from temporalio.client import Client
 
-from readmodel.settings import Settings
-from worker.binaries import temporal_cli
-from worker.temporal import connect
+from runtime.binaries import temporal_cli
+from runtime.settings import Settings
+from runtime.temporal import connect
 from workflows.search_attributes import dev_server_flags
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -16,8 +16,8 @@ from temporalio.client import Client
 
 from readmodel import tables as t
 from readmodel.db import engine_for, make_engine, upgrade_schema
-from readmodel.settings import Settings, get_settings
-from worker.logs import configure_logging
+from runtime.logs import configure_logging
+from runtime.settings import Settings, get_settings
 from workflows.roles import ROLES, Scope, scope_of
 
 log = structlog.get_logger("hyojunka")
@@ -83,14 +83,15 @@ async def _until_signal() -> None:
 
 def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
     """On an empty database: an admin token and one demo token per role, shown once."""
-    from api.auth import create_token
-    from api.routers.admin import register_vendor
-    from api.schemas import VendorCreate
+    from api import commands
+    from api.schemas import TokenCreate, VendorCreate
 
     with Session(engine) as session:
         if session.exec(select(t.ApiToken)).first() is not None:
             return None
-        register_vendor(session, VendorCreate(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1]))
+        if session.get(t.Vendor, DEMO_VENDOR[0]) is None:
+            demo = VendorCreate(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1])
+            commands.register_vendor(session, commands.OPERATOR, demo)
         made: list[tuple[str, str, str]] = []
         demo_scope: dict[Scope, dict[str, str]] = {
             Scope.ALL: {},
@@ -100,15 +101,16 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
         }
         for role in ROLES:
             kw = demo_scope[scope_of(role)]
-            _, secret = create_token(session, role=role, name=f"demo-{role}", **kw)
+            body = TokenCreate(role=role, name=f"demo-{role}", **kw)
+            secret = commands.issue_token(session, commands.OPERATOR, body).token
             scope = next(iter(kw.values()), "all")
             made.append((role, scope, secret))
         return made
 
 
 async def cmd_up(settings: Settings) -> int:
-    from worker.devserver import dev_server_command
-    from worker.supervisor import (
+    from cli.devserver import dev_server_command
+    from cli.supervisor import (
         AlreadyRunning,
         Child,
         Supervisor,
@@ -171,8 +173,8 @@ async def cmd_up(settings: Settings) -> int:
 
 
 async def cmd_worker(settings: Settings) -> None:
+    from runtime.temporal import connect_patiently
     from worker.runner import build_worker, ensure_survey_schedule
-    from worker.temporal import connect_patiently
 
     engine = engine_for(settings)
     client = await connect_patiently(settings)
@@ -189,7 +191,7 @@ async def cmd_worker(settings: Settings) -> None:
 
 
 async def cmd_api(settings: Settings) -> None:
-    from worker.temporal import connect_lazily
+    from runtime.temporal import connect_lazily
 
     engine = engine_for(settings)
     # Lazily: the API starts, and says it is not ready, while Temporal is down.
@@ -221,7 +223,7 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
 
 
 async def cmd_rebuild(settings: Settings) -> None:
-    from worker.temporal import connect
+    from runtime.temporal import connect
 
     engine = make_engine(settings.resolved_database_url)
     client = await connect(settings)
@@ -231,57 +233,63 @@ async def cmd_rebuild(settings: Settings) -> None:
 
 
 async def cmd_temporal_setup(settings: Settings) -> None:
-    from worker.temporal import connect, register_search_attributes
+    from runtime.temporal import connect, register_search_attributes
 
     await register_search_attributes(await connect(settings))
     _out("search attributes registered")
 
 
-def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from api.auth import TokenScopeError, create_token
+def _as_operator(settings: Settings, command: Callable[[Session], str]) -> int:
+    """Run one administration command of the API's command layer as the operator: its
+    answer on stdout, or its refusal on stderr with exit status 2."""
+    from pydantic import ValidationError
+
+    from api.errors import Problem
 
     upgrade_schema(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     try:
         with Session(engine) as session:
-            row, secret = create_token(
-                session,
-                role=args.role,
-                name=args.name,
-                lg_code=args.lg_code,
-                prefecture=args.prefecture,
-                vendor_id=args.vendor,
-            )
-    except TokenScopeError as exc:
-        sys.stderr.write(f"hyojunka: {exc}\n")
+            _out(command(session))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        sys.stderr.write(f"hyojunka: {error['loc'][0]}: {error['msg']}\n")
+        return 2
+    except Problem as p:
+        sys.stderr.write(f"hyojunka: {p.detail}\n")
         return 2
     finally:
         engine.dispose()
-    _out(secret)
     return 0
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from api import commands
+    from api.schemas import TokenCreate
+
+    scope = {"lg_code": args.lg_code, "prefecture": args.prefecture, "vendor_id": args.vendor}
+    return _as_operator(
+        settings,
+        lambda session: (
+            commands.issue_token(
+                session, commands.OPERATOR, TokenCreate(role=args.role, name=args.name, **scope)
+            ).token
+        ),
+    )
 
 
 def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from api.routers.admin import register_vendor
+    from api import commands
     from api.schemas import VendorCreate
 
-    try:
-        vendor = VendorCreate(id=args.id, name=args.name)
-    except ValidationError as exc:
-        sys.stderr.write(f"hyojunka: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}\n")
-        return 2
-    upgrade_schema(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with Session(engine) as session:
-        added = register_vendor(session, vendor)
-    engine.dispose()
-    if not added:
-        sys.stderr.write(f"hyojunka: vendor {args.id} already exists\n")
-        return 2
-    _out(args.id)
-    return 0
+    return _as_operator(
+        settings,
+        lambda session: (
+            commands.register_vendor(
+                session, commands.OPERATOR, VendorCreate(id=args.id, name=args.name)
+            ).id
+        ),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

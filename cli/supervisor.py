@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import structlog
 
-from readmodel.settings import Settings
+from runtime.settings import Settings
 
 log = structlog.get_logger("hyojunka.up")
 
@@ -267,7 +267,7 @@ class Supervisor:
 
 
 def hyojunka_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def http_ready(url: str) -> Callable[[], bool]:

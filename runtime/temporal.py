@@ -8,7 +8,7 @@ import time
 import structlog
 from temporalio.client import Client
 
-from readmodel.settings import Settings
+from runtime.settings import Settings
 from workflows.payloads import DATA_CONVERTER
 
 log = structlog.get_logger(__name__)

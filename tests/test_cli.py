@@ -1,0 +1,37 @@
+"""The operator's commands go through the same command layer as the API: the same rules, the
+same refusals, said on stderr with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from benchmarks.harness import HYOJUNKA
+
+
+def _hyojunka(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYOJUNKA_DATA_DIR": str(tmp_path / "data")}
+    return subprocess.run(
+        [HYOJUNKA, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_vendors_and_tokens_from_the_command_line_follow_the_apis_rules(tmp_path: Path) -> None:
+    made = _hyojunka(tmp_path, "vendor", "create", "--id", "acme", "--name", "アクメ")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "acme"
+    again = _hyojunka(tmp_path, "vendor", "create", "--id", "acme", "--name", "アクメ")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    bad = _hyojunka(tmp_path, "vendor", "create", "--id", "ACME corp", "--name", "x")
+    assert bad.returncode == 2 and "id" in bad.stderr
+
+    unscoped = _hyojunka(tmp_path, "token", "create", "--role", "pm", "--name", "suzuki")
+    assert unscoped.returncode == 2
+    assert "lg_code" in unscoped.stderr
+    token = _hyojunka(
+        tmp_path, "token", "create", "--role", "pm", "--name", "suzuki", "--lg-code", "131016"
+    )
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip().startswith("hyj_")
