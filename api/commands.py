@@ -65,23 +65,12 @@ from readmodel import tables as t
 from readmodel.db import ReadModel
 from readmodel.registry import lg_code_problem, registry
 from runtime.settings import Settings
+from workflows import core
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
-from workflows.core import (
-    AcknowledgeInput,
-    ExtendedTrackInput,
-    GateDecisionInput,
-    Migration,
-    MilestoneReport,
-    Refusal,
-    ReplanInput,
-    TaskChange,
-    TaskProgress,
-    VendorAssignment,
-)
 from workflows.ladder import EscalationLadder
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
-from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, workflow_id_for
+from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
 from workflows.roles import Action, acknowledges
 from workflows.vocabulary import GateOutcome, Owner
@@ -251,11 +240,11 @@ def _creation_input(
             settings.prefecture_days_after,
         ),
         created_by=caller.actor,
-        progress={k: TaskProgress(p.status, p.on) for k, p in body.progress.items()},
+        progress={k: core.TaskProgress(p.status, p.on) for k, p in body.progress.items()},
     )
     try:  # the rules of a project under way, before anything starts
-        Migration.start(inp, datetime.now(UTC))
-    except Refusal as r:
+        core.Migration.start(inp, datetime.now(UTC))
+    except core.Refusal as r:
         raise from_refusal(r) from r
     return inp
 
@@ -312,7 +301,7 @@ async def change_task(
     ctx: Context, caller: Caller, project_id: str, key: str, body: TaskChangeIn
 ) -> TaskPublic:
     wid = await ctx.db.run(_task_target, caller, project_id, key)
-    change = TaskChange(
+    change = core.TaskChange(
         key, body.status, caller.actor, caller.role, body.note, request_id=ctx.request_id
     )
     view = await ctx.temporal(
@@ -367,13 +356,11 @@ async def report_milestone(
         raise Problem(400, "the Idempotency-Key header is required")
     wid = await ctx.db.run(_milestone_target, caller, project_id, body.task_key)
     fingerprint = _fingerprint(body.model_dump(mode="json"))
-    report = MilestoneReport(
+    report = pick(
+        core.MilestoneReport,
+        body,
         idempotency_key=key,
-        task_key=body.task_key,
-        status=body.status,
         actor=caller.actor,
-        percent=body.percent,
-        note=body.note,
         request_id=ctx.request_id,
         fingerprint=fingerprint,
         attempt_id=uuid.uuid4().hex,
@@ -421,7 +408,7 @@ async def decide_gate(
     wid = await ctx.db.run(_gate_target, caller, project_id, key, body.vendor_id)
     if body.outcome == GateOutcome.REJECT and not (body.comment or "").strip():
         raise field_error(["body", "comment"], "a rejection needs a comment")
-    decision = GateDecisionInput(
+    decision = core.GateDecisionInput(
         key, body.outcome, caller.actor, body.comment, ctx.request_id, body.vendor_id
     )
     view = await ctx.temporal(
@@ -442,7 +429,7 @@ def _project_target(session: Session, caller: Caller, project_id: str, action: A
 async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) -> ProjectPublic:
     wid = await ctx.db.run(_project_target, caller, project_id, Action.REPLAN)
     check_go_live(body.target_go_live, "target_go_live")
-    plan = ReplanInput(body.target_go_live, body.reason, caller.actor, request_id=ctx.request_id)
+    plan = core.ReplanInput(body.target_go_live, body.reason, caller.actor, ctx.request_id)
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.replan, plan, id=ctx.update_id("replan")
@@ -463,7 +450,7 @@ async def assign_vendor(
 ) -> ProjectPublic:
     """The project's vendor from now on; the previous one loses access at once."""
     wid = await ctx.db.run(_vendor_target, caller, project_id, body.vendor_id)
-    assignment = VendorAssignment(body.vendor_id, body.reason, caller.actor, ctx.request_id)
+    assignment = core.VendorAssignment(body.vendor_id, body.reason, caller.actor, ctx.request_id)
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.assign_vendor, assignment, id=ctx.update_id("vendor")
@@ -478,7 +465,7 @@ async def declare_extended_track(
 ) -> ProjectPublic:
     wid = await ctx.db.run(_project_target, caller, project_id, Action.EXTENDED_TRACK)
     check_go_live(body.planned_go_live, "planned_go_live")
-    track = ExtendedTrackInput(
+    track = core.ExtendedTrackInput(
         body.ground, body.planned_go_live, body.reason, caller.actor, request_id=ctx.request_id
     )
     await ctx.temporal(
@@ -520,7 +507,7 @@ async def acknowledge_escalation(
     await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
             MigrationWorkflow.acknowledge_escalation,
-            AcknowledgeInput(escalation_id, caller.actor, request_id=ctx.request_id),
+            core.AcknowledgeInput(escalation_id, caller.actor, request_id=ctx.request_id),
             id=ctx.update_id(f"ack-{escalation_id}"),
         ),
         wid,

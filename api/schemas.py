@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from readmodel import tables as t
+from workflows.model import Progress, pick
 from workflows.vocabulary import GateOutcome, Ground, Role, TaskStatus
 
 T = TypeVar("T")
@@ -173,16 +174,6 @@ class TaskPublic(Public):
         return cls.of(row, depends_on=list(row.depends_on or []))
 
 
-class ProgressPublic(Public):
-    done: int
-    in_progress: int
-    not_started: int
-    not_applicable: int
-    completion_rate: float
-    in_progress_rate: float
-    not_started_rate: float
-
-
 class ExtendedTrackPublic(Public):
     ground: str
     planned_go_live: date
@@ -207,7 +198,8 @@ class ProjectSummary(Public):
     stage: str
     health: str
     extended_track: ExtendedTrackPublic | None
-    progress: ProgressPublic
+    # MIC's counts and rates of the project's tasks, as the workflow computes them.
+    progress: Progress
     created_at: datetime | None
     updated_at: datetime | None
     switching_vendor: bool = False
@@ -220,7 +212,7 @@ class ProjectSummary(Public):
     def of_row(cls, row: t.Project, **given: Any) -> Self:
         return cls.of(
             row,
-            progress=ProgressPublic.of(row),
+            progress=pick(Progress, row),
             past_deadline=row.target_go_live > row.deadline,
             **given,
         )
