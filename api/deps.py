@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio.client import Client
 
 from api.auth import Caller, caller_for
 from api.commands import Context
 from api.errors import Problem
-from api.schemas import Page
 from runtime.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -115,18 +113,3 @@ def get_write_context(ctx: ContextDep, idem: IdempotencyKeyHeader = None) -> Con
 
 # A write's context, with its optional Idempotency-Key read from the request.
 WriteDep = Annotated[Context, Depends(get_write_context)]
-
-
-def paged(
-    session: Session,
-    query: Any,
-    order: tuple[Any, ...],
-    limit: int,
-    offset: int,
-    item: Callable[[Any], Any],
-) -> Page[Any]:
-    """One page of ``query`` in ``order`` and the count of all it matches, each row made
-    into an answer by ``item``."""
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(query.order_by(*order).offset(offset).limit(limit)).all()
-    return Page[Any](items=[item(r) for r in rows], total=total)

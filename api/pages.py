@@ -1,25 +1,26 @@
-"""Web pages, Japanese first. They call the same route functions as the REST API, so every
-rule, scope check and workflow update is the one the API enforces."""
+"""Web pages, Japanese first. They read through api/queries.py and write through
+api/commands.py, as the REST routes do, so every rule, scope check and workflow update is
+the one the API enforces; a form is read into the API's own input model."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlmodel import Session, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api import commands
+from api import commands, queries
 from api.auth import Caller, caller_for
 from api.deps import ContextDep, SessionDep
 from api.errors import Problem, from_rpc_error, from_update_error
-from api.routers import oversight, projects
 from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
 from readmodel import tables as t
 from runtime.settings import Settings
@@ -28,7 +29,6 @@ from workflows.roles import ADDRESSEES, Action
 from workflows.vocabulary import (
     VOCABULARIES,
     EscalationStatus,
-    GateOutcome,
     TaskStatus,
     Vocabulary,
 )
@@ -111,13 +111,36 @@ def _back(path: str, *, msg: str | None = None, err: str | None = None) -> Redir
 
 
 def _problem_ja(p: Problem) -> str:
-    return f"{STATUS_PROBLEM_JA.get(p.status, 'エラー')}（{p.detail}）"
+    """What went wrong, in Japanese: the rule's own words where it gave them."""
+    return p.japanese or f"{STATUS_PROBLEM_JA.get(p.status, 'エラー')}（{p.detail}）"
 
 
-async def _act(path: str, ok: str, action: Any) -> RedirectResponse:
-    """Run one write and come back to ``path`` with what happened, in Japanese."""
+M = TypeVar("M", bound=BaseModel)
+
+
+class _NoInput(BaseModel):
+    """A form that carries nothing but the click."""
+
+
+R = TypeVar("R")
+
+
+async def _act(
+    request: Request,
+    path: str,
+    model: type[M],
+    run: Callable[[M], Awaitable[R]],
+    ok: Callable[[R], str],
+    then: Callable[[R], str] | None = None,
+    **fixed: Any,
+) -> RedirectResponse:
+    """One write from a form: the form read into the API's own input ``model``, the command
+    run, and back to ``path`` (or ``then``) saying what happened, in Japanese."""
+    form = await request.form()
+    given = {k: v.strip() for k, v in form.items() if isinstance(v, str) and v.strip()}
     try:
-        await action
+        data = {k: v for k, v in {**given, **fixed}.items() if v is not None}  # None: drop
+        result = await run(model.model_validate(data))
     except Problem as p:
         return _back(path, err=_problem_ja(p))
     except WorkflowUpdateFailedError as exc:
@@ -126,7 +149,7 @@ async def _act(path: str, ok: str, action: Any) -> RedirectResponse:
         return _back(path, err=_problem_ja(from_rpc_error(exc)))
     except ValidationError as exc:
         return _back(path, err="入力内容を確認してください（" + exc.errors()[0]["msg"] + "）")
-    return _back(path, msg=ok)
+    return _back(then(result) if then else path, msg=ok(result))
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -172,14 +195,8 @@ def project_list(
     page: Annotated[int, Query(ge=1, le=2**20)] = 1,
 ) -> Response:
     size = 50
-    result = projects.list_projects(
-        caller,
-        session,
-        stage=stage or None,
-        health=health or None,
-        limit=size,
-        offset=(max(page, 1) - 1) * size,
-    )
+    offset = (max(page, 1) - 1) * size
+    result = queries.projects(session, caller, size, offset, stage=stage or None, health=health)
     return _render(
         request,
         "projects.html",
@@ -199,34 +216,15 @@ def project_new(request: Request, caller: PageCaller, session: SessionDep) -> Re
 
 
 @router.post("/projects/new")
-async def project_create(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    lg_code: Annotated[str, Form()],
-    business: Annotated[str, Form()],
-    target_go_live: Annotated[str, Form()],
-    vendor_id: Annotated[str, Form()] = "",
-    switching_vendor: Annotated[str, Form()] = "",
-) -> Response:
-    project_id = f"{lg_code}-{business}"
-
-    async def create() -> None:
-        body = ProjectCreate.model_validate(
-            {
-                "lg_code": lg_code.strip(),
-                "business": business,
-                "target_go_live": target_go_live,
-                "vendor_id": vendor_id or None,
-                "switching_vendor": bool(switching_vendor),
-            }
-        )
-        await commands.create_project(ctx, caller, body)
-
-    resp = await _act("/projects/new", "", create())
-    if "err=" in resp.headers["location"]:
-        return resp
-    return _back(f"/projects/{project_id}", msg="プロジェクトを登録しました")
+async def project_create(request: Request, caller: PageCaller, ctx: ContextDep) -> Response:
+    return await _act(
+        request,
+        "/projects/new",
+        ProjectCreate,
+        lambda body: commands.create_project(ctx, caller, body),
+        lambda _: "プロジェクトを登録しました",
+        then=lambda project: f"/projects/{project.id}",
+    )
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
@@ -234,13 +232,11 @@ def project_detail(
     request: Request, caller: PageCaller, session: SessionDep, project_id: str
 ) -> Response:
     try:
-        project = projects.get_project(project_id, caller, session)
+        project = queries.project(session, caller, project_id)
     except Problem:
         return _render(request, "not_found.html", caller)
-    events = projects.list_events(project_id, caller, session, limit=500, offset=0).items
-    escalations = oversight.list_escalations(
-        caller, session, project_id=project_id, limit=500, offset=0
-    ).items
+    events = queries.events(session, caller, project_id, 500, 0).items
+    escalations = queries.escalations(session, caller, 500, 0, project_id=project_id).items
     return _render(
         request,
         "project.html",
@@ -254,84 +250,61 @@ def project_detail(
 
 @router.post("/projects/{project_id}/tasks/{key}")
 async def task_move(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    project_id: str,
-    key: str,
-    status: Annotated[str, Form()],
-    note: Annotated[str, Form()] = "",
+    request: Request, caller: PageCaller, ctx: ContextDep, project_id: str, key: str
 ) -> Response:
-
-    async def move() -> None:
-        body = TaskChangeIn(status=status, note=note or None)  # type: ignore[arg-type]
-        await commands.change_task(ctx, caller, project_id, key, body)
-
     return await _act(
-        f"/projects/{project_id}", f"「{key}」を{label(status, TaskStatus)}にしました", move()
+        request,
+        f"/projects/{project_id}",
+        TaskChangeIn,
+        lambda body: commands.change_task(ctx, caller, project_id, key, body),
+        lambda task: f"「{task.name}」を{task.status.label}にしました",
     )
 
 
 @router.post("/projects/{project_id}/gates/{key}")
 async def gate_decide(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    project_id: str,
-    key: str,
-    outcome: Annotated[str, Form()],
-    comment: Annotated[str, Form()] = "",
-    back: Annotated[str, Form()] = "",
+    request: Request, caller: PageCaller, ctx: ContextDep, project_id: str, key: str
 ) -> Response:
-
-    async def decide() -> None:
-        body = DecisionIn(outcome=outcome, comment=comment or None)  # type: ignore[arg-type]
-        await commands.decide_gate(ctx, caller, project_id, key, body)
-
-    done = "承認しました" if outcome == GateOutcome.APPROVE else "差し戻しました"
-    return await _act(back if back == "/approvals" else f"/projects/{project_id}", done, decide())
+    back = (await request.form()).get("back")
+    return await _act(
+        request,
+        "/approvals" if back == "/approvals" else f"/projects/{project_id}",
+        DecisionIn,
+        lambda body: commands.decide_gate(ctx, caller, project_id, key, body),
+        lambda gate: "承認しました" if gate.status == TaskStatus.DONE else "差し戻しました",
+        back=None,
+    )
 
 
 @router.post("/projects/{project_id}/replan")
 async def replan(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    project_id: str,
-    target_go_live: Annotated[str, Form()],
-    reason: Annotated[str, Form()],
+    request: Request, caller: PageCaller, ctx: ContextDep, project_id: str
 ) -> Response:
-
-    async def move() -> None:
-        body = ReplanIn(target_go_live=target_go_live, reason=reason)  # type: ignore[arg-type]
-        await commands.replan(ctx, caller, project_id, body)
-
-    return await _act(f"/projects/{project_id}", "計画を変更しました", move())
+    return await _act(
+        request,
+        f"/projects/{project_id}",
+        ReplanIn,
+        lambda body: commands.replan(ctx, caller, project_id, body),
+        lambda _: "計画を変更しました",
+    )
 
 
 @router.post("/projects/{project_id}/extended-track")
 async def extended_track(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    project_id: str,
-    ground: Annotated[str, Form()],
-    planned_go_live: Annotated[str, Form()],
-    reason: Annotated[str, Form()],
+    request: Request, caller: PageCaller, ctx: ContextDep, project_id: str
 ) -> Response:
-
-    async def declare() -> None:
-        body = ExtendedTrackIn.model_validate(
-            {"ground": ground, "planned_go_live": planned_go_live, "reason": reason}
-        )
-        await commands.declare_extended_track(ctx, caller, project_id, body)
-
-    return await _act(f"/projects/{project_id}", "移行期限の延長を申告しました", declare())
+    return await _act(
+        request,
+        f"/projects/{project_id}",
+        ExtendedTrackIn,
+        lambda body: commands.declare_extended_track(ctx, caller, project_id, body),
+        lambda _: "移行期限の延長を申告しました",
+    )
 
 
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals(request: Request, caller: PageCaller, session: SessionDep) -> Response:
-    items = oversight.list_approvals(caller, session, limit=500, offset=0).items
+    items = queries.approvals(session, caller, 500, 0).items
     return _render(request, "approvals.html", caller, items=items)
 
 
@@ -343,7 +316,7 @@ def escalations(
         wanted = EscalationStatus(status)
     except ValueError:
         wanted = EscalationStatus.OPEN
-    items = oversight.list_escalations(caller, session, status=wanted, limit=500, offset=0).items
+    items = queries.escalations(session, caller, 500, 0, status=wanted).items
     # Those some rung addresses acknowledge here; an admin may too, through the API.
     acknowledges = caller.may(Action.ACK) and caller.role in ADDRESSEES
     return _render(
@@ -358,13 +331,12 @@ def escalations(
 
 @router.post("/escalations/{escalation_id}/ack")
 async def escalation_ack(
-    request: Request,
-    caller: PageCaller,
-    ctx: ContextDep,
-    escalation_id: str,
+    request: Request, caller: PageCaller, ctx: ContextDep, escalation_id: str
 ) -> Response:
     return await _act(
+        request,
         "/escalations",
-        "確認済みにしました",
-        commands.acknowledge_escalation(ctx, caller, escalation_id),
+        _NoInput,
+        lambda _: commands.acknowledge_escalation(ctx, caller, escalation_id),
+        lambda _: "確認済みにしました",
     )

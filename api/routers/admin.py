@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from sqlmodel import col, select
 
 from api import commands
-from api.deps import CallerDep, Limit, Offset, SessionDep, paged
+from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.queries import paged
 from api.schemas import (
     PROBLEM_RESPONSES,
     Page,

@@ -12,8 +12,9 @@ from sqlmodel import col, select
 
 from api.auth import Caller
 from api.commands import require
-from api.deps import CallerDep, Limit, Offset, SessionDep, paged
+from api.deps import CallerDep, Limit, Offset, SessionDep
 from api.errors import Problem, field_error
+from api.queries import paged
 from api.schemas import PROBLEM_RESPONSES, Page, Public
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header
-from sqlmodel import col, select
 
-from api import commands
-from api.commands import tasks_of, visible_project
+from api import commands, queries
 from api.deps import (
     CallerDep,
     ContextDep,
@@ -16,7 +14,6 @@ from api.deps import (
     Offset,
     SessionDep,
     WriteDep,
-    paged,
 )
 from api.errors import Problem
 from api.schemas import (
@@ -35,7 +32,6 @@ from api.schemas import (
     TaskPublic,
     VendorAssignIn,
 )
-from readmodel import tables as t
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=PROBLEM_RESPONSES)
 
@@ -59,27 +55,20 @@ def list_projects(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ProjectSummary]:
-    query = caller.scope(select(t.Project))
-    for column, value in (
-        (t.Project.prefecture, prefecture),
-        (t.Project.lg_code, lg_code),
-        (t.Project.business, business),
-        (t.Project.stage, stage),
-        (t.Project.health, health),
-        (t.Project.vendor_id, vendor_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if extended is not None:
-        track = t.Project.extended_track
-        query = query.where(track.is_not(None) if extended else track.is_(None))  # type: ignore[union-attr]
-    return paged(session, query, (col(t.Project.id),), limit, offset, ProjectSummary.of_row)
+    filters = dict(
+        prefecture=prefecture,
+        lg_code=lg_code,
+        business=business,
+        stage=stage,
+        health=health,
+        vendor_id=vendor_id,
+    )
+    return queries.projects(session, caller, limit, offset, extended, **filters)
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
 def get_project(project_id: str, caller: CallerDep, session: SessionDep) -> ProjectPublic:
-    row = visible_project(session, caller, project_id)
-    return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
+    return queries.project(session, caller, project_id)
 
 
 @router.post("/{project_id}/tasks/{key}", response_model=TaskPublic)
@@ -161,10 +150,4 @@ def list_events(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[EventPublic]:
-    visible_project(session, caller, project_id)
-    query = select(t.Event).where(t.Event.project_id == project_id)
-
-    def event(r: t.Event) -> EventPublic:
-        return EventPublic.of(r, data=r.data or {})
-
-    return paged(session, query, (col(t.Event.seq),), limit, offset, event)
+    return queries.events(session, caller, project_id, limit, offset)

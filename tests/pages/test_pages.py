@@ -126,7 +126,11 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     # A task cannot be finished before its prerequisites: the refusal is shown, nothing moves.
     row = pm.locator("#task-fit_gap_analysis")
     await row.get_by_role("button", name="完了").click()
-    await expect(pm.get_by_role("alert")).to_contain_text("現在の状態ではこの操作はできません")
+    # ... said in Japanese with the tasks' names, never their keys.
+    alert = pm.get_by_role("alert")
+    await expect(alert).to_contain_text("「Fit&Gap分析」の前に終えるべきタスクがあります")
+    await expect(alert).to_contain_text("現行システム環境の基礎調査")
+    await expect(alert).not_to_contain_text("fit_gap_analysis")
     await expect(row).to_contain_text("未着手")
 
     for key in (
