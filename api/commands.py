@@ -35,7 +35,7 @@ from temporalio.service import RPCError
 
 from api.auth import Caller, TokenScopeError, create_token
 from api.errors import (
-    Problem,
+    HTTPProblem,
     field_error,
     from_refusal,
     from_rpc_error,
@@ -68,7 +68,6 @@ from runtime.settings import Settings
 from workflows import core
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
-from workflows.ladder import EscalationLadder
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workflow_id_for
 from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
@@ -154,7 +153,7 @@ class Context:
 
 def require(caller: Caller, action: str) -> None:
     if not caller.may(action):
-        raise Problem(403, f"a {caller.role} token may not do this")
+        raise HTTPProblem(403, f"a {caller.role} token may not do this")
 
 
 def check_go_live(value: date, field: str) -> None:
@@ -167,7 +166,7 @@ def check_go_live(value: date, field: str) -> None:
 def visible_project(session: Session, caller: Caller, project_id: str) -> t.Project:
     row = session.get(t.Project, project_id)
     if row is None or not caller.sees(row):
-        raise Problem(404, f"no project {project_id!r}")
+        raise HTTPProblem(404, f"no project {project_id!r}")
     return row
 
 
@@ -182,14 +181,14 @@ def tasks_of(session: Session, project_id: str) -> list[t.Task]:
 def project_answer(session: Session, project_id: str) -> ProjectPublic:
     row = session.get(t.Project, project_id)
     if row is None:  # the workflow answered only after projecting: this cannot be
-        raise Problem(500, f"project {project_id} is missing from the read model")
+        raise HTTPProblem(500, f"project {project_id} is missing from the read model")
     return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
 
 
 def _task_row(session: Session, project_id: str, key: str) -> t.Task:
     row = session.get(t.Task, (project_id, key))
     if row is None:
-        raise Problem(404, f"no task {key!r} in project {project_id}")
+        raise HTTPProblem(404, f"no task {key!r} in project {project_id}")
     return row
 
 
@@ -211,7 +210,7 @@ def _creation_input(
             lg_code=body.lg_code, prefecture=body_info.prefecture_code, vendor_id=body.vendor_id
         )
     ):
-        raise Problem(403, f"a {caller.role} creates projects only for its own local body")
+        raise HTTPProblem(403, f"a {caller.role} creates projects only for its own local body")
     business = BY_SLUG.get(body.business)
     if business is None:
         raise field_error(["body", "business"], f"unknown business {body.business!r}")
@@ -234,11 +233,7 @@ def _creation_input(
         vendor_id=body.vendor_id,
         switching_vendor=body.switching_vendor,
         deadline=DEFAULT_DEADLINE,
-        ladder=EscalationLadder(
-            settings.reminder_days_before,
-            settings.approver_days_after,
-            settings.prefecture_days_after,
-        ),
+        ladder=settings.ladder,
         created_by=caller.actor,
         progress={k: core.TaskProgress(p.status, p.on) for k, p in body.progress.items()},
     )
@@ -279,7 +274,7 @@ async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> P
             )
         )
     except WorkflowAlreadyStartedError as exc:  # it ran and has closed
-        raise Problem(409, f"project {project_id} already exists") from exc
+        raise HTTPProblem(409, f"project {project_id} already exists") from exc
     return await ctx.db.run(project_answer, project_id)
 
 
@@ -291,9 +286,9 @@ def _task_target(session: Session, caller: Caller, project_id: str, key: str) ->
     require(caller, Action.CHANGE_TASK)
     task = _task_row(session, project_id, key)
     if task.gate:
-        raise Problem(409, f"{key} is a gate: an approver decides it")
+        raise HTTPProblem(409, f"{key} is a gate: an approver decides it")
     if not caller.acts_for(task.owner):
-        raise Problem(403, f"{key} is a {task.owner} task")
+        raise HTTPProblem(403, f"{key} is a {task.owner} task")
     return project.workflow_id
 
 
@@ -339,12 +334,12 @@ def _milestone_target(session: Session, caller: Caller, project_id: str, task_ke
         _MILESTONE_TARGET, {"project_id": project_id, "task_key": task_key}
     ).first()
     if row is None or not caller.sees(row):
-        raise Problem(404, f"no project {project_id!r}")
+        raise HTTPProblem(404, f"no project {project_id!r}")
     require(caller, Action.MILESTONE)
     if row.owner is None:
-        raise Problem(404, f"no task {task_key!r} in project {project_id}")
+        raise HTTPProblem(404, f"no task {task_key!r} in project {project_id}")
     if row.owner != Owner.VENDOR:
-        raise Problem(403, f"{task_key} is a {row.owner} task, not the vendor's")
+        raise HTTPProblem(403, f"{task_key} is a {row.owner} task, not the vendor's")
     return str(row.workflow_id)
 
 
@@ -353,7 +348,7 @@ async def report_milestone(
 ) -> MilestoneAnswer:
     key = ctx.idempotency_key
     if key is None or not key.strip():
-        raise Problem(400, "the Idempotency-Key header is required")
+        raise HTTPProblem(400, "the Idempotency-Key header is required")
     wid = await ctx.db.run(_milestone_target, caller, project_id, body.task_key)
     fingerprint = _fingerprint(body.model_dump(mode="json"))
     report = pick(
@@ -375,7 +370,7 @@ async def report_milestone(
     )
     duplicate = result.attempt_id != report.attempt_id
     if duplicate and result.fingerprint != fingerprint:
-        raise Problem(409, "this Idempotency-Key was already used for a different milestone")
+        raise HTTPProblem(409, "this Idempotency-Key was already used for a different milestone")
     return MilestoneAnswer(
         milestone_id=result.milestone_id, duplicate=duplicate, task=task_from_view(result.task)
     )
@@ -386,12 +381,12 @@ def _gate_target(
 ) -> str:
     project = visible_project(session, caller, project_id)
     if not caller.may(Action.DECIDE_GATE):
-        raise Problem(
+        raise HTTPProblem(
             403, "only an approver decides a gate: those who do the work never sign it off"
         )
     task = session.get(t.Task, (project_id, key))
     if task is None or not task.gate:
-        raise Problem(404, f"no gate {key!r} in project {project_id}")
+        raise HTTPProblem(404, f"no gate {key!r} in project {project_id}")
     if vendor_id is not None:
         known_vendor(session, vendor_id)
     return project.workflow_id
@@ -483,11 +478,11 @@ async def declare_extended_track(
 def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> str:
     row = session.get(t.Escalation, escalation_id)
     if row is None or not caller.sees(row):
-        raise Problem(404, f"no escalation {escalation_id!r}")
+        raise HTTPProblem(404, f"no escalation {escalation_id!r}")
     if not caller.may(Action.ACK):
-        raise Problem(403, f"a {caller.role} token may not acknowledge escalations")
+        raise HTTPProblem(403, f"a {caller.role} token may not acknowledge escalations")
     if not acknowledges(caller.role, list(row.audience or [])):
-        raise Problem(
+        raise HTTPProblem(
             403, f"this escalation is for {', '.join(row.audience or [])}, not {caller.role}"
         )
     return f"migration-{row.project_id}"
@@ -496,7 +491,7 @@ def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> 
 def _escalation_answer(session: Session, escalation_id: str) -> EscalationPublic:
     row = session.get(t.Escalation, escalation_id)
     if row is None:
-        raise Problem(404, f"no escalation {escalation_id!r}")
+        raise HTTPProblem(404, f"no escalation {escalation_id!r}")
     return escalation_public(row)
 
 
@@ -524,7 +519,7 @@ OPERATOR = Caller(token_id=0, name="operator", role="admin")
 def register_vendor(session: Session, caller: Caller, body: VendorCreate) -> VendorPublic:
     require(caller, Action.VENDORS)
     if session.get(t.Vendor, body.id) is not None:
-        raise Problem(409, f"vendor {body.id!r} already exists")
+        raise HTTPProblem(409, f"vendor {body.id!r} already exists")
     session.add(t.Vendor(id=body.id, name=body.name, created_at=datetime.now(UTC)))
     session.commit()
     return VendorPublic.of(body)

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from api.auth import Caller, caller_for
 from api.commands import Context
-from api.errors import Problem
+from api.errors import HTTPProblem
 from runtime.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -53,12 +53,12 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPProblem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     # A session of its own, closed here: a write must not keep it while Temporal works.
     with Session(get_engine(request)) as session:
         caller = caller_for(session, credentials.credentials)
     if caller is None:
-        raise Problem(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPProblem(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
     return caller
 
 
@@ -86,9 +86,9 @@ def idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.strip():
-        raise Problem(400, "the Idempotency-Key header is empty")
+        raise HTTPProblem(400, "the Idempotency-Key header is empty")
     if len(value) > 200:
-        raise Problem(400, "the Idempotency-Key header is longer than 200 characters")
+        raise HTTPProblem(400, "the Idempotency-Key header is longer than 200 characters")
     return value
 
 

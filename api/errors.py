@@ -34,7 +34,10 @@ TITLES = {
 _WORKFLOW_ERRORS = {NOT_FOUND: 404, CONFLICT: 409, FORBIDDEN: 403, INVALID: 422}
 
 
-class Problem(Exception):
+class HTTPProblem(Exception):
+    """A request answered with an error: raised anywhere, sent as problem+json (the body's
+    model is api.schemas.Problem)."""
+
     def __init__(
         self,
         status: int,
@@ -70,42 +73,42 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def field_error(loc: list[str | int], msg: str) -> Problem:
-    return Problem(422, msg, errors=[{"loc": loc, "msg": msg}])
+def field_error(loc: list[str | int], msg: str) -> HTTPProblem:
+    return HTTPProblem(422, msg, errors=[{"loc": loc, "msg": msg}])
 
 
-def refused(kind: str, message: str, japanese: str | None) -> Problem:
+def refused(kind: str, message: str, japanese: str | None) -> HTTPProblem:
     """A rule's refusal as the status API.md promises; refusals of input name the field
     first ("reason: ...", "progress.rfi: ...")."""
     status = _WORKFLOW_ERRORS[kind]
     if status == 422:
         loc_field = message.split(":", 1)[0] if ":" in message else ""
         loc: list[str | int] = ["body", *loc_field.split(".")] if loc_field else ["body"]
-        return Problem(422, message, errors=[{"loc": loc, "msg": message}], japanese=japanese)
-    return Problem(status, message, japanese=japanese)
+        return HTTPProblem(422, message, errors=[{"loc": loc, "msg": message}], japanese=japanese)
+    return HTTPProblem(status, message, japanese=japanese)
 
 
-def from_refusal(r: Refusal) -> Problem:
+def from_refusal(r: Refusal) -> HTTPProblem:
     return refused(r.kind, r.message, r.japanese)
 
 
-def from_update_error(err: WorkflowUpdateFailedError) -> Problem:
+def from_update_error(err: WorkflowUpdateFailedError) -> HTTPProblem:
     """Map a rule the workflow refused to the status API.md promises."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type in _WORKFLOW_ERRORS:
         said = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         return refused(cause.type, cause.message, said.get("japanese"))
-    return Problem(500, "the project could not apply the change")
+    return HTTPProblem(500, "the project could not apply the change")
 
 
-def unavailable(detail: str, retry_after: int = 2) -> Problem:
-    return Problem(503, detail, headers={"Retry-After": str(retry_after)})
+def unavailable(detail: str, retry_after: int = 2) -> HTTPProblem:
+    return HTTPProblem(503, detail, headers={"Retry-After": str(retry_after)})
 
 
-def from_rpc_error(err: RPCError, retry_after: int = 2) -> Problem:
+def from_rpc_error(err: RPCError, retry_after: int = 2) -> HTTPProblem:
     if err.status == RPCStatusCode.NOT_FOUND:
         # The workflow has closed: a completed project takes no more changes.
-        return Problem(409, "the project is closed and takes no more changes")
+        return HTTPProblem(409, "the project is closed and takes no more changes")
     log.warning("temporal rpc error", status=str(err.status), message=err.message)
     return unavailable(
         "the workflow service is unavailable; retrying with the same Idempotency-Key is safe",
@@ -114,8 +117,8 @@ def from_rpc_error(err: RPCError, retry_after: int = 2) -> Problem:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(HTTPProblem)
+    async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, exc.errors, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)

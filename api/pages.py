@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from api import commands, queries
 from api.auth import Caller, caller_for
 from api.deps import ContextDep, SessionDep
-from api.errors import Problem, from_rpc_error, from_update_error
+from api.errors import HTTPProblem, from_rpc_error, from_update_error
 from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
 from readmodel import tables as t
 from runtime.settings import Settings
@@ -110,7 +110,7 @@ def _back(path: str, *, msg: str | None = None, err: str | None = None) -> Redir
     return RedirectResponse(path, status_code=303)
 
 
-def _problem_ja(p: Problem) -> str:
+def _problem_ja(p: HTTPProblem) -> str:
     """What went wrong, in Japanese: the rule's own words where it gave them."""
     return p.japanese or f"{STATUS_PROBLEM_JA.get(p.status, 'エラー')}（{p.detail}）"
 
@@ -141,7 +141,7 @@ async def _act(
     try:
         data = {k: v for k, v in {**given, **fixed}.items() if v is not None}  # None: drop
         result = await run(model.model_validate(data))
-    except Problem as p:
+    except HTTPProblem as p:
         return _back(path, err=_problem_ja(p))
     except WorkflowUpdateFailedError as exc:
         return _back(path, err=_problem_ja(from_update_error(exc)))
@@ -233,7 +233,7 @@ def project_detail(
 ) -> Response:
     try:
         project = queries.project(session, caller, project_id)
-    except Problem:
+    except HTTPProblem:
         return _render(request, "not_found.html", caller)
     events = queries.events(session, caller, project_id, 500, 0).items
     escalations = queries.escalations(session, caller, 500, 0, project_id=project_id).items

@@ -244,7 +244,7 @@ def _as_operator(settings: Settings, command: Callable[[Session], str]) -> int:
     answer on stdout, or its refusal on stderr with exit status 2."""
     from pydantic import ValidationError
 
-    from api.errors import Problem
+    from api.errors import HTTPProblem
 
     upgrade_schema(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
@@ -255,7 +255,7 @@ def _as_operator(settings: Settings, command: Callable[[Session], str]) -> int:
         error = exc.errors()[0]
         sys.stderr.write(f"hyojunka: {error['loc'][0]}: {error['msg']}\n")
         return 2
-    except Problem as p:
+    except HTTPProblem as p:
         sys.stderr.write(f"hyojunka: {p.detail}\n")
         return 2
     finally:

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflows.ladder import EscalationLadder
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HYOJUNKA_", extra="ignore")
@@ -22,10 +24,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_ui_port: int = 8233
     public_url: str = "http://127.0.0.1:8000"
-    # Escalation ladder, in working days.
-    reminder_days_before: int = 5
-    approver_days_after: int = 5
-    prefecture_days_after: int = 10
+    # Escalation ladder, in working days (defaults: the ladder's own).
+    reminder_days_before: int = EscalationLadder.reminder_days_before
+    approver_days_after: int = EscalationLadder.approver_days_after
+    prefecture_days_after: int = EscalationLadder.prefecture_days_after
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
     channels: str = "[]"
     log_json: bool | None = None  # default: JSON unless stderr is a terminal
@@ -72,6 +74,13 @@ class Settings(BaseSettings):
 
         parse_channels(value)
         return value
+
+    @property
+    def ladder(self) -> EscalationLadder:
+        """The ladder new projects are created with (each keeps its own for life)."""
+        return EscalationLadder(
+            self.reminder_days_before, self.approver_days_after, self.prefecture_days_after
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from api.auth import Caller
 from api.commands import require
 from api.deps import CallerDep, Limit, Offset, SessionDep
-from api.errors import Problem, field_error
+from api.errors import HTTPProblem, field_error
 from api.queries import paged
 from api.schemas import PROBLEM_RESPONSES, Page, Public
 from readmodel import tables as t
@@ -65,14 +65,14 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
     if problem:
         raise field_error(["body", "lg_code"], f"lg_code {problem}")
     if not _may_manage(caller, body):
-        raise Problem(403, "a pm configures channels only for its own local body")
+        raise HTTPProblem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
         check_public_url(body.url)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:
-        raise Problem(409, f"channel {body.id!r} already exists")
+        raise HTTPProblem(409, f"channel {body.id!r} already exists")
     session.add(
         t.NotificationChannel(
             id=body.id,
@@ -100,7 +100,7 @@ def list_channels(
 def delete_channel(channel_id: str, caller: CallerDep, session: SessionDep) -> Response:
     row = session.get(t.NotificationChannel, channel_id)
     if row is None or not _may_manage(caller, row):
-        raise Problem(404, f"no channel {channel_id!r}")
+        raise HTTPProblem(404, f"no channel {channel_id!r}")
     session.delete(row)
     session.commit()
     return Response(status_code=204)

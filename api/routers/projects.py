@@ -15,7 +15,7 @@ from api.deps import (
     SessionDep,
     WriteDep,
 )
-from api.errors import Problem
+from api.errors import HTTPProblem
 from api.schemas import (
     PROBLEM_RESPONSES,
     DecisionIn,
@@ -97,7 +97,7 @@ async def report_milestone(
     ],
 ) -> MilestoneAnswer:
     if len(key) > 200:
-        raise Problem(400, "the Idempotency-Key header is longer than 200 characters")
+        raise HTTPProblem(400, "the Idempotency-Key header is longer than 200 characters")
     ctx.idempotency_key = key
     return await commands.report_milestone(ctx, caller, project_id, body)
 
