@@ -5,7 +5,7 @@ the one the API enforces; a form is read into the API's own input model."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -25,10 +25,14 @@ from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, Ta
 from readmodel import tables as t
 from runtime.settings import Settings
 from workflows.businesses import BUSINESSES
+from workflows.calendar import JST
 from workflows.roles import ADDRESSEES, Action
 from workflows.vocabulary import (
     VOCABULARIES,
+    EscalationLevel,
     EscalationStatus,
+    EventKind,
+    GateOutcome,
     TaskStatus,
     Vocabulary,
 )
@@ -58,7 +62,51 @@ def label(code: str, vocabulary: type[Vocabulary]) -> str:
         return code
 
 
+def jst(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time as people in Japan read it (JST), whatever zone it was stored in."""
+    return value.astimezone(JST).strftime(fmt) if value else ""
+
+
+def describe(event: Any, task_names: dict[str, str]) -> str:
+    """One line of the history in Japanese: what happened, to which task by its name."""
+    d = event.data or {}
+    name = task_names.get(d.get("task_key") or d.get("gate_key") or "", "")
+    what = f"「{name}」" if name else ""
+    match event.kind:
+        case EventKind.TASK_UPDATED:
+            return f"{what}を{label(d.get('to', ''), TaskStatus)}に変更"
+        case EventKind.MILESTONE_REPORTED if d.get("status") == "failed":
+            return f"{what}が失敗（移行可否判定からやり直し）"
+        case EventKind.MILESTONE_REPORTED:
+            percent = f" {d['percent']}%" if d.get("percent") is not None else ""
+            return f"{what} {label(d.get('to', ''), TaskStatus)}{percent}"
+        case EventKind.GATE_DECIDED:
+            said = f"（{d['comment']}）" if d.get("comment") else ""
+            return f"{what}を{label(d.get('outcome', ''), GateOutcome)}{said}"
+        case EventKind.ESCALATION_RAISED:
+            return f"{what} {label(d.get('level', ''), EscalationLevel)}"
+        case EventKind.REPLANNED:
+            return f"本番移行予定日 {d.get('from')} → {d.get('to')}（{d.get('reason', '')}）"
+        case EventKind.VENDOR_ASSIGNED:
+            return f"{d.get('from') or 'なし'} → {d.get('to')}（{d.get('reason', '')}）"
+        case EventKind.DEADLINE_EXCEEDED:
+            return f"本番移行予定日 {d.get('target_go_live')} が移行期限 {d.get('deadline')} を超過"
+    return ""
+
+
+def _names(session: Session, project_ids: set[str]) -> tuple[dict[str, str], dict[Any, str]]:
+    """Projects by body and system name, and their tasks by name, for lists across them."""
+    if not project_ids:
+        return {}, {}
+    rows = session.exec(select(t.Project).where(col(t.Project.id).in_(project_ids))).all()
+    projects = {r.id: f"{r.body_name} {r.business_name}" for r in rows}
+    tasks = session.exec(select(t.Task).where(col(t.Task.project_id).in_(project_ids))).all()
+    return projects, {(x.project_id, x.key): x.name for x in tasks}
+
+
 templates.env.filters["ja"] = label
+templates.env.filters["jst"] = jst
+templates.env.globals["describe"] = describe
 # Templates iterate the vocabularies and ask the caller (may, acts_for), never test roles.
 templates.env.globals.update(
     {v.__name__: v for v in VOCABULARIES},
@@ -242,6 +290,7 @@ def project_detail(
         "project.html",
         caller,
         p=project,
+        task_names={x.key: x.name for x in project.tasks},
         events=list(reversed(events))[:30],
         escalations=[e for e in escalations if e.status != EscalationStatus.RESOLVED],
         today=date.today(),
@@ -305,7 +354,8 @@ async def extended_track(
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals(request: Request, caller: PageCaller, session: SessionDep) -> Response:
     items = queries.approvals(session, caller, 500, 0).items
-    return _render(request, "approvals.html", caller, items=items)
+    names, _ = _names(session, {a.project_id for a in items})
+    return _render(request, "approvals.html", caller, items=items, names=names)
 
 
 @router.get("/escalations", response_class=HTMLResponse)
@@ -319,11 +369,14 @@ def escalations(
     items = queries.escalations(session, caller, 500, 0, status=wanted).items
     # Those some rung addresses acknowledge here; an admin may too, through the API.
     acknowledges = caller.may(Action.ACK) and caller.role in ADDRESSEES
+    names, task_names = _names(session, {e.project_id for e in items})
     return _render(
         request,
         "escalations.html",
         caller,
         items=items,
+        names=names,
+        task_names=task_names,
         status=wanted,
         acknowledges=acknowledges,
     )

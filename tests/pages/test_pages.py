@@ -8,8 +8,9 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
+import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -23,7 +24,7 @@ from readmodel.db import make_engine
 from runtime.settings import Settings
 from tests.api.conftest import fresh_project
 from worker.runner import build_worker
-from workflows.calendar import add_months
+from workflows.calendar import JST, add_months
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -190,3 +191,20 @@ async def test_a_late_project_with_escalations_shows_them_in_japanese(
     body = await pm.locator("body").inner_text()
     assert "都道府県" in body  # the prefecture rung, named in Japanese
     assert "Internal Server Error" not in body
+    # The history: in Japanese, tasks by name, at Japanese times.
+    async with httpx.AsyncClient(base_url=site.base) as http:
+        trail = await http.get(
+            f"/api/v1/projects/{site.lg_code}-{site.business}/events",
+            headers={"Authorization": f"Bearer {site.tokens['observer']}"},
+        )
+    created = datetime.fromisoformat(trail.json()["items"][0]["at"])
+    history = pm.locator("table").last
+    await expect(history).to_contain_text(created.astimezone(JST).strftime("%Y-%m-%d %H:%M"))
+    await expect(history).to_contain_text("エスカレーション発生")
+    await expect(history).to_contain_text("「推進体制の立ち上げ」")
+    await expect(history).not_to_contain_text("setup_governance")
+    # Across projects the escalations name the body and the system, not ids.
+    await pm.goto(f"{site.base}/escalations")
+    rows = pm.locator("tbody")
+    await expect(rows).to_contain_text("推進体制の立ち上げ")
+    await expect(rows).not_to_contain_text(f"{site.lg_code}-{site.business}")
