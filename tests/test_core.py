@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from tests.workflows.helpers import judged_by, new_input
-from workflows.calendar import JST
+from workflows.calendar import JST, is_working_day
 from workflows.core import (
     CONFLICT,
     FORBIDDEN,
@@ -32,7 +32,17 @@ from workflows.core import (
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
-from workflows.model import DONE, IN_PROGRESS, NOT_APPLICABLE, NOT_STARTED, next_rung
+from workflows.model import (
+    DONE,
+    IN_PROGRESS,
+    NOT_APPLICABLE,
+    NOT_STARTED,
+    forecast_go_live,
+    health_of,
+    next_rung,
+    progress_of,
+    stage_of,
+)
 from workflows.procedure import DEFAULT_TEMPLATE
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=JST)
@@ -521,3 +531,47 @@ def test_summary_gathers_rungs_for_the_same_audience() -> None:
     (note,) = m.outbox
     assert note.kind == "escalation.summary" and note.audience == ["prefecture"]
     assert "2件" in note.subject and "連携一覧の作成" in note.text
+
+
+# ---- what is derived: stage, progress, health and the forecast --------------------------
+
+
+def test_progress_follows_mics_formula() -> None:
+    p = progress_of([DONE, DONE, NOT_APPLICABLE, IN_PROGRESS, NOT_STARTED])
+    assert (p.done, p.in_progress, p.not_started, p.not_applicable) == (2, 1, 1, 1)
+    assert (p.completion_rate, p.in_progress_rate, p.not_started_rate) == (0.6, 0.2, 0.2)
+    assert progress_of([]).completion_rate == 0.0
+
+
+def test_the_stage_is_that_of_the_first_open_task() -> None:
+    m = project()
+    assert stage_of(m.s) == "current_state"
+    complete_before(m, "rfi_preparation")
+    assert stage_of(m.s) == "procurement"
+    complete_before(m)
+    assert stage_of(m.s) == "completed"
+
+
+def test_health_moves_from_on_track_to_at_risk_to_overdue() -> None:
+    m = project(deadline=date(2031, 3, 31))
+    assert health_of(m.s, NOW) == "on_track"
+    due = m.s.tasks["setup_governance"].due_date
+    assert due is not None
+    reminder = rung_instant(due, "reminder", m.s.ladder)
+    assert health_of(m.s, reminder) == "at_risk"  # due soon and not started
+    assert health_of(m.s, rung_instant(due, "overdue", m.s.ladder)) == "overdue"
+    late = project(target=date(2030, 6, 3), deadline=date(2026, 3, 31))
+    assert health_of(late.s, NOW) == "at_risk"  # planned past its deadline
+
+
+def test_the_forecast_slips_by_as_much_as_the_late_work() -> None:
+    m = project(deadline=date(2031, 3, 31))
+    assert forecast_go_live(m.s, NOW) == FAR
+    due = m.s.tasks["setup_governance"].due_date
+    assert due is not None
+    a_month_late = datetime.combine(due + timedelta(days=30), datetime.min.time(), JST)
+    slipped = forecast_go_live(m.s, a_month_late)
+    # A month late: the go-live moves about a month, back to a working day (here past the
+    # year-end closure to 28 December).
+    assert FAR + timedelta(days=20) <= slipped <= FAR + timedelta(days=30)
+    assert is_working_day(slipped)
