@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlmodel import Session
 from sqlmodel.sql.expression import SelectOfScalar
 
 from readmodel import tables as t
 from readmodel.registry import lg_code_problem
 from workflows import roles
+from workflows.calendar import jst_today
 from workflows.roles import ROLE_TABLE, ROLES, Action, Scope
 
 # What each role may write, besides reading what its scope shows (workflows/roles.py).
@@ -116,9 +118,12 @@ def create_token(
     lg_code: str | None = None,
     prefecture: str | None = None,
     vendor_id: str | None = None,
+    expires_on: date | None = None,
 ) -> tuple[t.ApiToken, str]:
     """Store a new token's hash and return the secret, which is shown once and never again."""
     check_token_scope(session, role, lg_code, prefecture, vendor_id)
+    if expires_on is not None and expires_on < jst_today(datetime.now(UTC)):
+        raise TokenScopeError("expires_on", "expires_on must not be in the past")
     scope = roles.scope_of(role)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = t.ApiToken(
@@ -129,6 +134,7 @@ def create_token(
         vendor_id=vendor_id if scope is Scope.VENDOR else None,
         token_hash=hash_token(secret),
         created_at=datetime.now(UTC),
+        expires_on=expires_on,
     )
     session.add(row)
     session.commit()
@@ -146,11 +152,28 @@ _CALLER_QUERY = sa_select(
     _TOKENS.c.prefecture,
     _TOKENS.c.vendor_id,
     _TOKENS.c.revoked_at,
+    _TOKENS.c.expires_on,
+    _TOKENS.c.last_used_at,
 ).where(_TOKENS.c.token_hash == bindparam("token_hash"))
+# Last use is kept to the minute: one small write a minute per token, not one per request.
+_TOUCH = (
+    sa_update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("token_id"))
+    .values(last_used_at=bindparam("now"))
+)
+USE_RESOLUTION = timedelta(minutes=1)
 
 
 def caller_for(session: Session, secret: str) -> Caller | None:
+    """Who presents ``secret``: nobody if it is unknown, revoked or expired."""
     row = session.execute(_CALLER_QUERY, {"token_hash": hash_token(secret)}).first()
     if row is None or row.revoked_at is not None or row.id is None:
         return None
+    now = datetime.now(UTC)
+    if row.expires_on is not None and row.expires_on < jst_today(now):
+        return None
+    last = row.last_used_at
+    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > USE_RESOLUTION:
+        session.execute(_TOUCH, {"token_id": row.id, "now": now})
+        session.commit()
     return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)

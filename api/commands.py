@@ -55,6 +55,7 @@ from api.schemas import (
     TaskPublic,
     TokenCreate,
     TokenCreated,
+    TokenPublic,
     VendorAssignIn,
     VendorCreate,
     VendorPublic,
@@ -533,3 +534,17 @@ def issue_token(session: Session, caller: Caller, body: TokenCreate) -> TokenCre
     except TokenScopeError as exc:
         raise field_error(["body", exc.field], str(exc)) from exc
     return TokenCreated.of(row, token=secret)
+
+
+def revoke_token(session: Session, caller: Caller, token_id: int) -> TokenPublic:
+    """From now on the token answers 401 everywhere, including an open page session."""
+    require(caller, Action.TOKENS)
+    row = session.get(t.ApiToken, token_id)
+    if row is None:
+        raise HTTPProblem(404, f"no token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    return TokenPublic.of(row)

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.auth import Caller
-from api.commands import tasks_of, visible_project
+from api.commands import require, tasks_of, visible_project
 from api.schemas import (
     ApprovalPublic,
     EscalationPublic,
@@ -17,9 +17,11 @@ from api.schemas import (
     Page,
     ProjectPublic,
     ProjectSummary,
+    TokenPublic,
     escalation_public,
 )
 from readmodel import tables as t
+from workflows.roles import Action
 from workflows.vocabulary import EscalationStatus, TaskStatus
 
 # The filters of the project list, each an indexed column of the read model.
@@ -105,3 +107,14 @@ def escalations(
         query = query.where(t.Escalation.project_id == project_id)
     order = (col(t.Escalation.raised_at), col(t.Escalation.id))
     return paged(session, query, order, limit, offset, escalation_public)
+
+
+def tokens(
+    session: Session, caller: Caller, limit: int, offset: int, revoked: bool | None = None
+) -> Page[TokenPublic]:
+    require(caller, Action.TOKENS)
+    query = select(t.ApiToken)
+    if revoked is not None:
+        column = col(t.ApiToken.revoked_at)
+        query = query.where(column.is_not(None) if revoked else column.is_(None))
+    return paged(session, query, (col(t.ApiToken.id),), limit, offset, TokenPublic.of)

@@ -135,16 +135,26 @@ class TokenCreate(_Strict):
     lg_code: str | None = None
     prefecture: str | None = None
     vendor_id: str | None = None
+    expires_on: date | None = Field(default=None, description="the last day it is valid (JST)")
 
 
-class TokenCreated(Public):
-    token: str
+class TokenPublic(Public):
+    """A token as listed: never its secret."""
+
     id: int
     role: str
     name: str
     lg_code: str | None
     prefecture: str | None
     vendor_id: str | None
+    created_at: datetime | None = None
+    expires_on: date | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class TokenCreated(TokenPublic):
+    token: str
 
 
 class DecisionPublic(Public):

@@ -8,6 +8,8 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -101,7 +103,7 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
         }
         for role in ROLES:
             kw = demo_scope[scope_of(role)]
-            body = TokenCreate(role=role, name=f"demo-{role}", **kw)
+            body = TokenCreate.model_validate({"role": role, "name": f"demo-{role}", **kw})
             secret = commands.issue_token(session, commands.OPERATOR, body).token
             scope = next(iter(kw.values()), "all")
             made.append((role, scope, secret))
@@ -278,6 +280,38 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    from api import queries
+    from api.commands import OPERATOR
+
+    def listing(session: Session) -> str:
+        page = queries.tokens(session, OPERATOR, 500, 0, revoked=args.revoked)
+        lines = [
+            f"{x.id}\t{x.role}\t{x.name}\t{x.lg_code or x.prefecture or x.vendor_id or '-'}"
+            f"\texpires {x.expires_on or '-'}\tlast used {_when(x.last_used_at)}"
+            f"\t{'revoked ' + _when(x.revoked_at) if x.revoked_at else 'valid'}"
+            for x in page.items
+        ]
+        return "\n".join(["id\trole\tname\tscope\texpiry\tlast use\tstate", *lines])
+
+    return _as_operator(settings, listing)
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from api import commands
+
+    return _as_operator(
+        settings,
+        lambda session: f"revoked {commands.revoke_token(session, commands.OPERATOR, args.id).id}",
+    )
+
+
+def _when(at: Any) -> str:
+    from workflows.calendar import JST
+
+    return at.astimezone(JST).strftime("%Y-%m-%d %H:%M JST") if at else "-"
+
+
 def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
     from api import commands
     from api.schemas import VendorCreate
@@ -323,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--prefecture")
     tc.add_argument("--vendor")
     tc.add_argument("--name", required=True)
+    tc.add_argument("--expires-on", type=date.fromisoformat, help="last valid day, YYYY-MM-DD")
+    tl = tok.add_parser("list", help="list tokens (never their secrets)")
+    tl.add_argument("--revoked", action=argparse.BooleanOptionalAction, default=None)
+    tr = tok.add_parser("revoke", help="revoke a token at once")
+    tr.add_argument("id", type=int)
     ven = sub.add_parser("vendor", help="vendors").add_subparsers(
         dest="vendor_command", required=True
     )
@@ -352,7 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif cmd == "readmodel":
             asyncio.run(cmd_rebuild(settings))
         elif cmd == "token":
-            return cmd_token_create(settings, args)
+            token_commands = {
+                "create": cmd_token_create,
+                "list": cmd_token_list,
+                "revoke": cmd_token_revoke,
+            }
+            return token_commands[args.token_command](settings, args)
         elif cmd == "vendor":
             return cmd_vendor_create(settings, args)
     except KeyboardInterrupt:

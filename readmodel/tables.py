@@ -57,6 +57,10 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(unique=True, index=True)
     created_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+    # The last day it is valid (JST); none: until revoked.
+    expires_on: date | None = None
+    # When it was last presented, to the minute.
+    last_used_at: datetime | None = _ts()
 
 
 class Project(SQLModel, table=True):

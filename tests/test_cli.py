@@ -34,4 +34,17 @@ def test_vendors_and_tokens_from_the_command_line_follow_the_apis_rules(tmp_path
         tmp_path, "token", "create", "--role", "pm", "--name", "suzuki", "--lg-code", "131016"
     )
     assert token.returncode == 0, token.stderr
-    assert token.stdout.strip().startswith("hyj_")
+    secret = token.stdout.strip()
+    assert secret.startswith("hyj_")
+
+    listed = _hyojunka(tmp_path, "token", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "suzuki" in listed.stdout and "131016" in listed.stdout
+    assert secret not in listed.stdout
+    token_id = next(line.split("\t")[0] for line in listed.stdout.splitlines() if "suzuki" in line)
+    revoked = _hyojunka(tmp_path, "token", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    after = _hyojunka(tmp_path, "token", "list", "--revoked")
+    assert "suzuki" in after.stdout and "revoked" in after.stdout
+    unknown = _hyojunka(tmp_path, "token", "revoke", "424242")
+    assert unknown.returncode == 2 and "no token" in unknown.stderr

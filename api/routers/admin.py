@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlmodel import col, select
 
-from api import commands
+from api import commands, queries
 from api.deps import CallerDep, Limit, Offset, SessionDep
 from api.queries import paged
 from api.schemas import (
@@ -13,6 +13,7 @@ from api.schemas import (
     Page,
     TokenCreate,
     TokenCreated,
+    TokenPublic,
     VendorCreate,
     VendorPublic,
 )
@@ -40,3 +41,21 @@ def list_vendors(
 @router.post("/tokens", status_code=201, response_model=TokenCreated)
 def create_api_token(body: TokenCreate, caller: CallerDep, session: SessionDep) -> TokenCreated:
     return commands.issue_token(session, caller, body)
+
+
+@router.get("/tokens", response_model=Page[TokenPublic])
+def list_tokens(
+    caller: CallerDep,
+    session: SessionDep,
+    revoked: bool | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[TokenPublic]:
+    """Every token with its scope, expiry and last use; never a secret."""
+    return queries.tokens(session, caller, limit, offset, revoked)
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: int, caller: CallerDep, session: SessionDep) -> Response:
+    commands.revoke_token(session, caller, token_id)
+    return Response(status_code=204)

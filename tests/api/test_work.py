@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -359,6 +359,49 @@ async def test_vendor_and_token_administration(api: Api) -> None:
         assert_problem(
             await api.http.post("/api/v1/tokens", json=body, headers=api.auth("admin")), 422
         )
+
+
+async def test_tokens_are_listed_without_secrets_and_revoked_or_expired_at_once(
+    api: Api,
+) -> None:
+    made = await api.http.post(
+        "/api/v1/tokens",
+        json={"role": "observer", "name": "監査", "expires_on": "2099-03-31"},
+        headers=api.auth("admin"),
+    )
+    assert made.status_code == 201, made.text
+    token_id, secret = made.json()["id"], made.json()["token"]
+    theirs = {"Authorization": f"Bearer {secret}"}
+    assert (await api.http.get("/api/v1/projects", headers=theirs)).status_code == 200
+
+    listed = await api.http.get("/api/v1/tokens", headers=api.auth("admin"))
+    assert listed.status_code == 200
+    mine = next(x for x in listed.json()["items"] if x["id"] == token_id)
+    assert mine["expires_on"] == "2099-03-31" and mine["last_used_at"] is not None
+    assert secret not in listed.text and "token" not in mine
+    assert_problem(await api.http.get("/api/v1/tokens", headers=api.auth("observer")), 403)
+    past = {"role": "observer", "name": "x", "expires_on": "2020-01-01"}
+    assert_problem(await api.http.post("/api/v1/tokens", json=past, headers=api.auth("admin")), 422)
+
+    # Revoked: refused at once, on every route.
+    gone = await api.http.delete(f"/api/v1/tokens/{token_id}", headers=api.auth("admin"))
+    assert gone.status_code == 204
+    assert_problem(await api.http.get("/api/v1/projects", headers=theirs), 401)
+    assert_problem(await api.http.delete("/api/v1/tokens/999999", headers=api.auth("admin")), 404)
+
+    # Expired: the day after its last valid day.
+    made = await api.http.post(
+        "/api/v1/tokens", json={"role": "observer", "name": "短期"}, headers=api.auth("admin")
+    )
+    short = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert (await api.http.get("/api/v1/projects", headers=short)).status_code == 200
+    with Session(api.engine) as session:
+        row = session.get(t.ApiToken, made.json()["id"])
+        assert row is not None
+        row.expires_on = date.today() - timedelta(days=2)
+        session.add(row)
+        session.commit()
+    assert_problem(await api.http.get("/api/v1/projects", headers=short), 401)
 
 
 async def test_request_id_follows_a_write_into_workflow_and_activity_logs(
