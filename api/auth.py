@@ -167,6 +167,10 @@ USE_RESOLUTION = timedelta(minutes=1)
 def caller_for(session: Session, secret: str) -> Caller | None:
     """Who presents ``secret``: nobody if it is unknown, revoked or expired."""
     row = session.execute(_CALLER_QUERY, {"token_hash": hash_token(secret)}).first()
+    return _valid(session, row)
+
+
+def _valid(session: Session, row: Any) -> Caller | None:
     if row is None or row.revoked_at is not None or row.id is None:
         return None
     now = datetime.now(UTC)
@@ -177,3 +181,55 @@ def caller_for(session: Session, secret: str) -> Caller | None:
         session.execute(_TOUCH, {"token_id": row.id, "now": now})
         session.commit()
     return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)
+
+
+# ---- browser sessions ------------------------------------------------------------------
+
+PAGE_COOKIE = "hyojunka_session"
+
+_SESSIONS = t.PageSession.__table__  # type: ignore[attr-defined]
+# A browser's caller: the token's columns, through a session that is still open.
+_SESSION_QUERY = (
+    sa_select(*_CALLER_QUERY.selected_columns)
+    .select_from(_TOKENS.join(_SESSIONS, _SESSIONS.c.token_id == _TOKENS.c.id))
+    .where(
+        _SESSIONS.c.id == bindparam("session_hash"),
+        _SESSIONS.c.ended_at.is_(None),
+        _SESSIONS.c.expires_at > bindparam("now"),
+    )
+)
+
+
+def open_page_session(session: Session, token: str, hours: float) -> str | None:
+    """Sign a browser in with an API token: a new session's secret for its cookie, or None
+    if the token is not valid. The token itself never goes into the cookie."""
+    caller = caller_for(session, token)
+    if caller is None:
+        return None
+    secret = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    session.add(
+        t.PageSession(
+            id=hash_token(secret),
+            token_id=caller.token_id,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    )
+    session.commit()
+    return secret
+
+
+def caller_for_page(session: Session, secret: str) -> Caller | None:
+    """Who a browser's cookie signs in: nobody once the session has ended or expired, or
+    its token was revoked or expired."""
+    params = {"session_hash": hash_token(secret), "now": datetime.now(UTC)}
+    return _valid(session, session.execute(_SESSION_QUERY, params).first())
+
+
+def end_page_session(session: Session, secret: str) -> None:
+    row = session.get(t.PageSession, hash_token(secret))
+    if row is not None and row.ended_at is None:
+        row.ended_at = datetime.now(UTC)
+        session.add(row)
+        session.commit()

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from api.auth import Caller, caller_for
+from api.auth import PAGE_COOKIE, Caller, caller_for, caller_for_page
 from api.commands import Context
 from api.errors import HTTPProblem
 from runtime.settings import Settings
@@ -52,6 +52,14 @@ def get_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    cookie = request.cookies.get(PAGE_COOKIE)
+    if credentials is None and cookie and request.method in ("GET", "HEAD"):
+        # A signed-in browser may read (download a report, say); it writes through the
+        # pages' forms only, never through the API with its cookie.
+        with Session(get_engine(request)) as session:
+            page_caller = caller_for_page(session, cookie)
+        if page_caller is not None:
+            return page_caller
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPProblem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     # A session of its own, closed here: a write must not keep it while Temporal works.

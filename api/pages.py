@@ -18,7 +18,13 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api import commands, queries
-from api.auth import Caller, caller_for
+from api.auth import (
+    PAGE_COOKIE,
+    Caller,
+    caller_for_page,
+    end_page_session,
+    open_page_session,
+)
 from api.deps import ContextDep, SessionDep
 from api.errors import HTTPProblem, from_rpc_error, from_update_error
 from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
@@ -42,7 +48,7 @@ templates = Jinja2Templates(
     directory=str(__import__("pathlib").Path(__file__).parent / "templates")
 )
 
-COOKIE = "hyojunka_token"
+COOKIE = PAGE_COOKIE
 STATUS_PROBLEM_JA = {
     400: "入力の形式が正しくありません",
     403: "この操作の権限がありません",
@@ -121,7 +127,7 @@ class LoginRequired(Exception):
 
 def _caller(request: Request, session: Session) -> Caller | None:
     secret = request.cookies.get(COOKIE)
-    return caller_for(session, secret) if secret else None
+    return caller_for_page(session, secret) if secret else None
 
 
 def _signed_in(request: Request) -> Caller:
@@ -212,13 +218,17 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, session: SessionDep, token: Annotated[str, Form()]) -> Response:
-    if caller_for(session, token.strip()) is None:
-        return _back("/login", err="トークンが正しくありません")
+    """Sign in with an API token: the browser gets a session of its own (the token itself
+    never goes into a cookie), ended by signing out, by expiry or by revoking the token."""
     settings: Settings = request.app.state.settings
+    secret = open_page_session(session, token.strip(), settings.page_session_hours)
+    if secret is None:
+        return _back("/login", err="トークンが正しくありません")
     resp = RedirectResponse("/projects", status_code=303)
     resp.set_cookie(
         COOKIE,
-        token.strip(),
+        secret,
+        max_age=int(settings.page_session_hours * 3600),
         httponly=True,
         samesite="strict",
         secure=settings.public_url.startswith("https"),
@@ -227,7 +237,10 @@ def login(request: Request, session: SessionDep, token: Annotated[str, Form()]) 
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        end_page_session(session, secret)  # over on the server, not just in this browser
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE)
     return resp

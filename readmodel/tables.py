@@ -63,6 +63,18 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = _ts()
 
 
+class PageSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds a random secret, stored here only as its hash;
+    signing out or expiry ends it, and so does revoking the token it was opened with."""
+
+    __tablename__ = "page_session"
+    id: str = Field(primary_key=True)  # sha256 of the cookie's secret
+    token_id: int = Field(index=True)
+    created_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()
+
+
 class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
     workflow_id: str

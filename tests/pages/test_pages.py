@@ -67,6 +67,7 @@ async def site(dev_env: WorkflowEnvironment, sqlite_url: str) -> AsyncIterator[S
             ("pm", {"lg_code": lg_code}),
             ("approver", {"lg_code": lg_code}),
             ("observer", {}),
+            ("admin", {}),
         ):
             _, tokens[role] = create_token(session, role=role, name=f"{role}-1", **scope)
     app = create_app(settings, client=dev_env.client, engine=engine)
@@ -208,3 +209,37 @@ async def test_a_late_project_with_escalations_shows_them_in_japanese(
     rows = pm.locator("tbody")
     await expect(rows).to_contain_text("推進体制の立ち上げ")
     await expect(rows).not_to_contain_text(f"{site.lg_code}-{site.business}")
+
+
+async def test_a_browser_session_is_the_servers_and_ends_when_signed_out_or_revoked(
+    browser: Browser, site: Site
+) -> None:
+    pm = await login(browser, site, "pm")
+    cookies = await pm.context.cookies()
+    (cookie,) = [c for c in cookies if c["name"] == "hyojunka_session"]
+    assert cookie["value"] != site.tokens["pm"]  # the token never goes into the cookie
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    headers = (await pm.request.get(f"{site.base}/projects")).headers
+    assert "script-src 'none'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    # Signed in, the browser downloads the report it sees in the pages.
+    report = await pm.request.get(f"{site.base}/api/v1/reports/progress?format=csv")
+    assert report.status == 200 and "completion_rate" in await report.text()
+
+    # Signing out ends the session on the server: the old cookie opens nothing.
+    await pm.get_by_role("button", name="ログアウト").click()
+    await expect(pm.locator("h1")).to_contain_text("ログイン")
+    await pm.context.add_cookies([cookie])  # as a copied cookie would come back
+    await pm.goto(f"{site.base}/projects")
+    await expect(pm.locator("h1")).to_contain_text("ログイン")
+
+    # Revoking the token ends every open session at once.
+    approver = await login(browser, site, "approver")
+    async with httpx.AsyncClient(base_url=site.base) as http:
+        admin = {"Authorization": f"Bearer {site.tokens['admin']}"}
+        listed = (await http.get("/api/v1/tokens", headers=admin)).json()["items"]
+        token_id = next(x["id"] for x in listed if x["name"] == "approver-1")
+        assert (await http.delete(f"/api/v1/tokens/{token_id}", headers=admin)).status_code == 204
+    await approver.goto(f"{site.base}/approvals")
+    await expect(approver.locator("h1")).to_contain_text("ログイン")
