@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from api.auth import Caller
 from api.commands import require
-from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, Limit, Offset, SessionDep, SettingsDep
 from api.errors import Problem, field_error
 from api.schemas import PROBLEM_RESPONSES, Page
 from readmodel import tables as t
@@ -54,8 +54,11 @@ def _may_manage(caller: Caller, channel: Any) -> bool:
 
 
 @router.post("/channels", status_code=201, response_model=ChannelPublic)
-def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) -> ChannelPublic:
-    """A channel for one local body's notifications (admin, or that body's pm)."""
+def create_channel(
+    body: ChannelCreate, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> ChannelPublic:
+    """A channel for one local body's notifications (admin, or that body's pm). Its host
+    must be, and resolve to, public addresses or the deployment's allowed ranges."""
     require(caller, "channels")
     if body.lg_code is None:
         raise field_error(["body", "lg_code"], "a channel belongs to one local body (lg_code)")
@@ -66,7 +69,7 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
         raise Problem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
-        check_public_url(body.url)
+        check_public_url(body.url, settings.outbound_policy)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:

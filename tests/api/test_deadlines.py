@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from tests.api.conftest import Api, ProjectCtx, fresh_project
+from tests.api.conftest import RECEIVER_HOST, Api, ProjectCtx, fresh_project
 from tests.api.test_projects import assert_problem
 from tests.api.test_work import counts, task
 from tests.workflows.helpers import judged_by
@@ -197,6 +197,12 @@ async def test_channels_cannot_point_inside_the_network(api: Api, project: Proje
         "http://10.1.2.3/hook",
         "http://[::1]/hook",
         "http://intranet/hook",
+        "http://127.1/hook",
+        "http://0x7f.0.0.1/hook",
+        "http://2130706433/hook",
+        "http://10.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://127.0.0.1:8000/x",
     ):
         body = {"id": "c1", "kind": "webhook", "url": url, "lg_code": project.lg_code}
         resp = await api.http.post("/api/v1/channels", json=body, headers=api.auth("pm"))
@@ -250,7 +256,7 @@ async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
     from tests.workflows.test_notifications import Receiver
 
     lg_code, business = fresh_project()
-    with Receiver(fail_first=1) as receiver:
+    with Receiver(fail_first=1, host=RECEIVER_HOST) as receiver:
         with Session(api.engine) as session:
             session.add(
                 t.NotificationChannel(
