@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.auth import Caller
 from api.commands import require
@@ -46,6 +47,16 @@ class DeliveryPublic(BaseModel):
     outcome: str
     status_code: int | None
     error: str | None
+    redacted: bool = Field(
+        False,
+        description="status_code and error are withheld: only the admin and the pm of the "
+        "project's local body see them",
+    )
+
+
+@dataclass(frozen=True)
+class _Body:
+    lg_code: str
 
 
 def _may_manage(caller: Caller, channel: Any) -> bool:
@@ -121,7 +132,8 @@ def list_deliveries(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[DeliveryPublic]:
-    """Every delivery attempt and its outcome, over the projects the caller can see."""
+    """Every delivery attempt and its outcome, over the projects the caller can see; its
+    status code and error only to the admin and the pm of the project's body."""
     query = caller.scope(
         select(t.DeliveryAttempt).join(
             t.Project,
@@ -137,9 +149,21 @@ def list_deliveries(
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(t.DeliveryAttempt.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+    ).all()
+    # Status codes and errors tell what answers where (a port-scan oracle): they are for
+    # those who manage the body's channels; every other reader sees only the outcome.
+    lg_codes: dict[str, str] = dict(
+        session.exec(
+            select(t.Project.id, t.Project.lg_code).where(
+                col(t.Project.id).in_({r.project_id for r in rows})
+            )
+        ).all()
     )
-    return Page[DeliveryPublic](
-        items=[
+    items = []
+    for r in rows:
+        lg_code = lg_codes.get(r.project_id)
+        details = lg_code is not None and _may_manage(caller, _Body(lg_code))
+        items.append(
             DeliveryPublic(
                 delivery_id=r.delivery_id,
                 notification_id=r.notification_id,
@@ -148,10 +172,9 @@ def list_deliveries(
                 attempt=r.attempt,
                 at=r.at,
                 outcome=r.outcome,
-                status_code=r.status_code,
-                error=r.error,
+                status_code=r.status_code if details else None,
+                error=r.error if details else None,
+                redacted=not details,
             )
-            for r in rows
-        ],
-        total=total,
-    )
+        )
+    return Page[DeliveryPublic](items=items, total=total)
