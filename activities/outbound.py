@@ -23,6 +23,7 @@ ignored (``trust_env=False``), since a proxy would make the connection for us un
 from __future__ import annotations
 
 import functools
+import ssl
 import typing
 from collections.abc import Iterable
 
@@ -95,13 +96,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 def guarded_transport(
-    policy: OutboundPolicy, limits: httpx.Limits | None = None
+    policy: OutboundPolicy,
+    limits: httpx.Limits | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (its error mapping and streams) over a pool using our backend."""
     limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
     transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -110,11 +113,13 @@ def guarded_transport(
     return transport
 
 
-def guarded_client(policy: OutboundPolicy, **kwargs: typing.Any) -> httpx.AsyncClient:
+def guarded_client(
+    policy: OutboundPolicy, verify: ssl.SSLContext | bool = True, **kwargs: typing.Any
+) -> httpx.AsyncClient:
     """An AsyncClient that sends only where ``policy`` allows, follows no redirect and uses
     no proxy from the environment; other keyword arguments (timeout...) go to httpx."""
     return httpx.AsyncClient(
-        transport=guarded_transport(policy),
+        transport=guarded_transport(policy, verify=verify),
         follow_redirects=False,
         trust_env=False,
         **kwargs,

@@ -5,11 +5,13 @@ a real local receiver that must hear nothing unless its range is allowed."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from ipaddress import ip_address
 
 import httpx
 import pytest
+import trustme
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -222,7 +224,55 @@ async def test_an_allow_listed_private_address_is_delivered_to(
         by_name = await http.post(f"http://hooks.lgwan.example:{_port(receiver)}/a", json={})
         by_short_form = await http.post(f"http://127.1:{_port(receiver)}/b", json={})
     assert by_name.status_code == by_short_form.status_code == 200
-    assert [c["path"] for c in receiver.calls] == ["/a", "/b"]
+    assert [(c["path"], c["host"]) for c in receiver.calls] == [
+        ("/a", f"hooks.lgwan.example:{_port(receiver)}"),  # the name, not the address
+        ("/b", f"127.1:{_port(receiver)}"),
+    ]
+
+
+async def test_tls_is_verified_for_the_host_name_while_connecting_to_the_checked_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.lgwan.example").configure_cert(server_tls)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, ctx: names.append(name)
+    hosts: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            hosts.append(self.headers.get("Host"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    Thread(target=server.serve_forever, daemon=True).start()
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [ip_address("127.0.0.1")])
+    policy = OutboundPolicy(parse_allow("127.0.0.0/8"))
+    try:
+        async with guarded_client(policy, verify=client_tls, timeout=5) as http:
+            ok = await http.post(f"https://hooks.lgwan.example:{port}/hook", json={})
+            # Same address, a name the certificate does not carry: verification fails.
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.post(f"https://other.lgwan.example:{port}/hook", json={})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok.status_code == 200
+    assert hosts == [f"hooks.lgwan.example:{port}"]
+    assert names[:2] == ["hooks.lgwan.example", "other.lgwan.example"]
 
 
 async def test_redirects_are_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:

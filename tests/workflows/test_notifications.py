@@ -40,6 +40,7 @@ class Receiver:
                     receiver.calls.append(
                         {
                             "path": self.path,
+                            "host": self.headers.get("Host"),
                             "delivery": self.headers.get(DELIVERY_HEADER),
                             "body": body,
                             "answered": 503 if failing else 200,
