@@ -285,14 +285,16 @@ async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
             if len({i["notification_id"] for i in items}) >= 2:
                 break
             await asyncio.sleep(0.1)
+        # Read while the receiver is up: a later notification sent to it once it is gone
+        # would add a failed attempt of its own.
+        failed = (
+            await api.http.get(
+                "/api/v1/deliveries", params={"outcome": "failed"}, headers=api.auth("pm")
+            )
+        ).json()
     kinds = {c["body"]["kind"] for c in receiver.calls}
     assert {"deadline.exceeded", "escalation.prefecture"} <= kinds
     assert all(i["channel_id"] == "ops-hook" for i in items)
-    failed = (
-        await api.http.get(
-            "/api/v1/deliveries", params={"outcome": "failed"}, headers=api.auth("pm")
-        )
-    ).json()
     assert failed["total"] == 1 and failed["items"][0]["status_code"] == 503
     elsewhere = await api.http.get("/api/v1/deliveries", headers=api.auth("pm_elsewhere"))
     assert elsewhere.json()["total"] == 0
