@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from readmodel import tables as t
+from readmodel.outbound import RefusedAddress
 from workflows.model import Channel, Delivery, Notification
 from workflows.notification import DELIVER_ACTIVITY, RESOLVE_ACTIVITY
 
@@ -50,7 +51,8 @@ def slack_body(d: Delivery, link: str) -> dict[str, Any]:
 
 
 class NotificationActivities:
-    """One shared httpx client and the read-model engine, both built by the worker."""
+    """One shared httpx client and the read-model engine, both built by the worker. The
+    client is to be activities.outbound's, which sends only to allowed addresses."""
 
     def __init__(
         self, engine: Engine, http: httpx.AsyncClient, channels: list[Channel], public_url: str
@@ -78,6 +80,8 @@ class NotificationActivities:
         body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
         status: int | None = None
         error: str | None = None
+        detail: str | None = None
+        refused = False
         try:
             resp = await self._http.post(
                 d.channel.url, json=body, headers={DELIVERY_HEADER: d.delivery_id}
@@ -85,8 +89,12 @@ class NotificationActivities:
             status = resp.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
+        except RefusedAddress as exc:
+            refused, error, detail = True, "refused: not a public address", str(exc)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            # Only the kind of failure is recorded for the API: the message (errno text,
+            # addresses) is for the operator's log.
+            error, detail = type(exc).__name__, str(exc)
         outcome = "delivered" if error is None else "failed"
         await asyncio.to_thread(self._record, d, info.attempt, outcome, status, error)
         log.info(
@@ -97,9 +105,15 @@ class NotificationActivities:
             outcome=outcome,
             status_code=status,
             error=error,
+            detail=detail,
         )
         if error is not None:
-            raise ApplicationError(f"delivery {d.delivery_id} failed: {error}")
+            # An address the policy refuses stays refused until the channel changes.
+            raise ApplicationError(
+                f"delivery {d.delivery_id} failed: {error}",
+                type="OutboundRefused" if refused else None,
+                non_retryable=refused,
+            )
         return status or 0
 
     def _record(

@@ -1,11 +1,14 @@
-"""Validation of notification channel configuration: refused at configuration, not at send."""
+"""Validation of notification channel configuration, refused at configuration; the worker
+checks the address again when it sends (activities.outbound)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from urllib.parse import urlparse
 
+import httpx
+
+from readmodel.outbound import OutboundPolicy, RefusedAddress, numeric_host
 from workflows.model import Channel
 
 CHANNEL_KINDS = ("webhook", "slack")
@@ -25,22 +28,33 @@ def check_channel(channel_id: str, kind: str, url: str) -> None:
         raise ChannelError(f"channel {channel_id}: url must be an http(s) URL, got {url!r}")
 
 
-def check_public_url(url: str) -> None:
-    """A channel a local body configures over the API must not aim the worker at our own
-    network: no loopback, private, link-local or reserved addresses, no bare host names."""
-    host = (urlparse(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost") or "." not in host.strip("[]"):
-        if ":" not in host:
-            raise ChannelError(f"url host {host!r} is not a public address")
+def check_public_url(url: str, policy: OutboundPolicy | None = None) -> None:
+    """A channel must not aim the worker at our own network: its host, in whatever notation,
+    and every address its name resolves to now must be public or in the policy's allow-list.
+    Blocking (it may resolve a name): call it from a thread. A name that does not resolve
+    here is accepted; the worker checks the address again when it sends. Bare host names
+    are refused: what they mean depends on the resolver's search domains."""
+    policy = policy or OutboundPolicy()
     try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    if not addr.is_global:
-        raise ChannelError(f"url host {host} is not a public address")
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ChannelError(f"url is not valid: {exc}") from exc
+    host = parsed.host
+    if not host:
+        raise ChannelError("url has no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        if numeric_host(host) is None and "." not in host.rstrip("."):
+            raise RefusedAddress(host, "a bare host name")
+        policy.addresses_for(host, port)
+    except RefusedAddress as exc:
+        raise ChannelError(f"url host {exc}") from exc
+    except (OSError, UnicodeError):
+        return  # does not resolve here; the worker checks the address it sends to
 
 
-def parse_channels(raw: str) -> list[Channel]:
+def parse_channels(raw: str, policy: OutboundPolicy | None = None) -> list[Channel]:
+    """The operator's channels, each checked as a body's channel is (resolving names)."""
     try:
         items = json.loads(raw or "[]")
     except json.JSONDecodeError as exc:
@@ -57,5 +71,6 @@ def parse_channels(raw: str) -> list[Channel]:
             str(item.get("url", "")),
         )
         check_channel(cid, kind, url)
+        check_public_url(url, policy)
         channels.append(Channel(id=cid, kind=kind, url=url, lg_code=None))
     return channels

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from readmodel.outbound import OutboundPolicy, parse_allow
 from workflows.ladder import EscalationLadder
 
 
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     page_session_hours: float = 8.0
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
     channels: str = "[]"
+    # Private ranges notifications may go to, as comma-separated CIDRs (e.g. a closed
+    # network's (LGWAN) own receivers: "10.20.0.0/16"). Empty: public addresses only.
+    outbound_allow: str = ""
     log_json: bool | None = None  # default: JSON unless stderr is a terminal
     # Read-model connections per process. A request never holds one across a Temporal call,
     # so a handful serve many concurrent writers; past pool_timeout the answer is 503.
@@ -69,13 +73,25 @@ class Settings(BaseSettings):
             raise ValueError("HYOJUNKA_DATABASE_URL is required in production")
         return self
 
-    @field_validator("channels")
+    @field_validator("outbound_allow")
     @classmethod
-    def _channels_are_http(cls, value: str) -> str:
-        from readmodel.channels import parse_channels
-
-        parse_channels(value)
+    def _allow_is_cidrs(cls, value: str) -> str:
+        parse_allow(value)
         return value
+
+    @model_validator(mode="after")
+    def _channels_are_http_and_allowed(self) -> Settings:
+        from readmodel.channels import ChannelError, parse_channels
+
+        try:
+            parse_channels(self.channels, self.outbound_policy)
+        except ChannelError as exc:
+            raise ValueError(f"HYOJUNKA_CHANNELS: {exc}") from exc
+        return self
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(parse_allow(self.outbound_allow))
 
     @property
     def ladder(self) -> EscalationLadder:

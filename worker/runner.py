@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,6 +23,7 @@ from temporalio.client import (
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.notifications import NotificationActivities
+from activities.outbound import guarded_client
 from activities.projection import ReadModelActivities
 from readmodel.channels import parse_channels
 from runtime.settings import Settings
@@ -37,11 +39,12 @@ async def build_worker(
     client: Client, engine: Engine, settings: Settings, task_queue: str | None = None
 ) -> AsyncIterator[Worker]:
     """A worker with every workflow and activity; closes its HTTP client on exit."""
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+    policy = settings.outbound_policy
+    # Checking the channels may resolve their names: not on the event loop.
+    channels = await asyncio.to_thread(parse_channels, settings.channels, policy)
+    async with guarded_client(policy, timeout=httpx.Timeout(10.0)) as http:
         readmodel = ReadModelActivities(engine)
-        notifications = NotificationActivities(
-            engine, http, parse_channels(settings.channels), settings.public_url
-        )
+        notifications = NotificationActivities(engine, http, channels, settings.public_url)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             yield Worker(

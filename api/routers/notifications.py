@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,7 @@ from sqlmodel import col, select
 
 from api.auth import Caller
 from api.commands import require
-from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, Limit, Offset, SessionDep, SettingsDep
 from api.errors import HTTPProblem, field_error
 from api.queries import paged
 from api.schemas import PROBLEM_RESPONSES, Page, Public
@@ -48,6 +49,16 @@ class DeliveryPublic(BaseModel):
     outcome: str
     status_code: int | None
     error: str | None
+    redacted: bool = Field(
+        False,
+        description="status_code and error are withheld: only the admin and the pm of the "
+        "project's local body see them",
+    )
+
+
+@dataclass(frozen=True)
+class _Body:
+    lg_code: str
 
 
 def _may_manage(caller: Caller, channel: Any) -> bool:
@@ -56,8 +67,11 @@ def _may_manage(caller: Caller, channel: Any) -> bool:
 
 
 @router.post("/channels", status_code=201, response_model=ChannelPublic)
-def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) -> ChannelPublic:
-    """A channel for one local body's notifications (admin, or that body's pm)."""
+def create_channel(
+    body: ChannelCreate, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> ChannelPublic:
+    """A channel for one local body's notifications (admin, or that body's pm). Its host
+    must be, and resolve to, public addresses or the deployment's allowed ranges."""
     require(caller, Action.CHANNELS)
     if body.lg_code is None:
         raise field_error(["body", "lg_code"], "a channel belongs to one local body (lg_code)")
@@ -68,7 +82,7 @@ def create_channel(body: ChannelCreate, caller: CallerDep, session: SessionDep) 
         raise HTTPProblem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
-        check_public_url(body.url)
+        check_public_url(body.url, settings.outbound_policy)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:
@@ -116,7 +130,8 @@ def list_deliveries(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[DeliveryPublic]:
-    """Every delivery attempt and its outcome, over the projects the caller can see."""
+    """Every delivery attempt and its outcome, over the projects the caller can see; its
+    status code and error only to the admin and the pm of the project's body."""
     query = caller.scope(
         select(t.DeliveryAttempt).join(
             t.Project,
@@ -132,9 +147,21 @@ def list_deliveries(
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(t.DeliveryAttempt.id).offset(offset).limit(limit)  # type: ignore[arg-type]
+    ).all()
+    # Status codes and errors tell what answers where (a port-scan oracle): they are for
+    # those who manage the body's channels; every other reader sees only the outcome.
+    lg_codes: dict[str, str] = dict(
+        session.exec(
+            select(t.Project.id, t.Project.lg_code).where(
+                col(t.Project.id).in_({r.project_id for r in rows})
+            )
+        ).all()
     )
-    return Page[DeliveryPublic](
-        items=[
+    items = []
+    for r in rows:
+        lg_code = lg_codes.get(r.project_id)
+        details = lg_code is not None and _may_manage(caller, _Body(lg_code))
+        items.append(
             DeliveryPublic(
                 delivery_id=r.delivery_id,
                 notification_id=r.notification_id,
@@ -143,10 +170,9 @@ def list_deliveries(
                 attempt=r.attempt,
                 at=r.at,
                 outcome=r.outcome,
-                status_code=r.status_code,
-                error=r.error,
+                status_code=r.status_code if details else None,
+                error=r.error if details else None,
+                redacted=not details,
             )
-            for r in rows
-        ],
-        total=total,
-    )
+        )
+    return Page[DeliveryPublic](items=items, total=total)

@@ -25,6 +25,7 @@ from workflows.businesses import BUSINESSES, PREFECTURE_BUSINESSES
 from workflows.calendar import add_months
 
 TARGET = add_months(date.today(), 36)
+RECEIVER_HOST = "127.0.0.2"
 
 
 @dataclass
@@ -76,7 +77,11 @@ def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
 @pytest.fixture
 async def api(dev_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[Api]:
     queue = f"api-{uuid.uuid4().hex}"
-    settings = Settings(task_queue=queue, database_url=database_url)
+    # Delivery tests' receivers listen on 127.0.0.2, the one private address allowed here;
+    # the rest of loopback stays refused, as the channel tests expect.
+    settings = Settings(
+        task_queue=queue, database_url=database_url, outbound_allow=RECEIVER_HOST + "/32"
+    )
     engine = make_engine(database_url)
     with Session(engine) as session:
         session.add(t.Vendor(id="acme", name="アクメ情報システム"))

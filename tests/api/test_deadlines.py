@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from tests.api.conftest import Api, ProjectCtx, fresh_project
+from tests.api.conftest import RECEIVER_HOST, Api, ProjectCtx, fresh_project
 from tests.api.test_projects import assert_problem
 from tests.api.test_work import counts, task
 from tests.workflows.helpers import judged_by
@@ -200,6 +200,12 @@ async def test_channels_cannot_point_inside_the_network(api: Api, project: Proje
         "http://10.1.2.3/hook",
         "http://[::1]/hook",
         "http://intranet/hook",
+        "http://127.1/hook",
+        "http://0x7f.0.0.1/hook",
+        "http://2130706433/hook",
+        "http://10.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://127.0.0.1:8000/x",
     ):
         body = {"id": "c1", "kind": "webhook", "url": url, "lg_code": project.lg_code}
         resp = await api.http.post("/api/v1/channels", json=body, headers=api.auth("pm"))
@@ -257,7 +263,7 @@ async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
     from tests.workflows.test_notifications import Receiver
 
     lg_code, business = fresh_project()
-    with Receiver(fail_first=1) as receiver:
+    with Receiver(fail_first=1, host=RECEIVER_HOST) as receiver:
         with Session(api.engine) as session:
             session.add(
                 t.NotificationChannel(
@@ -286,14 +292,16 @@ async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
             if len({i["notification_id"] for i in items}) >= 2:
                 break
             await asyncio.sleep(0.1)
+        # Read while the receiver is up: a later notification sent to it once it is gone
+        # would add a failed attempt of its own.
+        failed = (
+            await api.http.get(
+                "/api/v1/deliveries", params={"outcome": "failed"}, headers=api.auth("pm")
+            )
+        ).json()
     kinds = {c["body"]["kind"] for c in receiver.calls}
     assert {"deadline.exceeded", "escalation.prefecture"} <= kinds
     assert all(i["channel_id"] == "ops-hook" for i in items)
-    failed = (
-        await api.http.get(
-            "/api/v1/deliveries", params={"outcome": "failed"}, headers=api.auth("pm")
-        )
-    ).json()
     assert failed["total"] == 1 and failed["items"][0]["status_code"] == 503
     elsewhere = await api.http.get("/api/v1/deliveries", headers=api.auth("pm_elsewhere"))
     assert elsewhere.json()["total"] == 0

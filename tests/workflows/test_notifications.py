@@ -26,7 +26,7 @@ from workflows.ladder import rung_instant
 class Receiver:
     """A webhook endpoint that answers 503 to its first ``fail_first`` calls."""
 
-    def __init__(self, fail_first: int) -> None:
+    def __init__(self, fail_first: int, host: str = "127.0.0.1") -> None:
         self.fail_first = fail_first
         self.calls: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -40,6 +40,7 @@ class Receiver:
                     receiver.calls.append(
                         {
                             "path": self.path,
+                            "host": self.headers.get("Host"),
                             "delivery": self.headers.get(DELIVERY_HEADER),
                             "body": body,
                             "answered": 503 if failing else 200,
@@ -52,8 +53,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
 
     def __enter__(self) -> Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -80,7 +81,12 @@ async def task_queue(
             {"id": "chat", "kind": "slack", "url": f"{receiver.url}/slack"},
         ]
     )
-    settings = Settings(channels=channels, public_url="https://hyojunka.example.lg.jp")
+    # The receiver is on loopback, which only an allow-list opens.
+    settings = Settings(
+        channels=channels,
+        public_url="https://hyojunka.example.lg.jp",
+        outbound_allow="127.0.0.0/8",
+    )
     queue = f"tq-{uuid.uuid4().hex}"
     async with build_worker(clock_env.client, engine, settings, task_queue=queue) as w:
         async with w:
