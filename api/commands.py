@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
@@ -422,55 +422,75 @@ def _project_target(session: Session, caller: Caller, project_id: str, action: A
     return project.workflow_id
 
 
-async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) -> ProjectPublic:
-    wid = await ctx.db.run(_project_target, caller, project_id, Action.REPLAN)
-    check_go_live(body.target_go_live, "target_go_live")
-    plan = core.ReplanInput(body.target_go_live, body.reason, caller.actor, ctx.request_id)
-    await ctx.temporal(
-        ctx.client.get_workflow_handle(wid).execute_update(
-            MigrationWorkflow.replan, plan, id=ctx.update_id("replan")
-        ),
-        wid,
+async def _change_project(
+    ctx: Context,
+    caller: Caller,
+    project_id: str,
+    action: Action,
+    update: Any,
+    arg: Any,
+    check: Callable[[Session], None] = lambda _: None,
+) -> ProjectPublic:
+    """One change to the project as a whole: who may, then ``check``, then the workflow's
+    update (its id from the Idempotency-Key), then the project as it now stands."""
+
+    def target(session: Session) -> str:
+        wid = _project_target(session, caller, project_id, action)
+        check(session)
+        return wid
+
+    wid = await ctx.db.run(target)
+    call = ctx.client.get_workflow_handle(wid).execute_update(
+        update, arg, id=ctx.update_id(str(action))
     )
+    await ctx.temporal(call, wid)
     return await ctx.db.run(project_answer, project_id)
 
 
-def _vendor_target(session: Session, caller: Caller, project_id: str, vendor_id: str) -> str:
-    wid = _project_target(session, caller, project_id, Action.ASSIGN_VENDOR)
-    known_vendor(session, vendor_id)
-    return wid
+async def replan(ctx: Context, caller: Caller, project_id: str, body: ReplanIn) -> ProjectPublic:
+    plan = core.ReplanInput(body.target_go_live, body.reason, caller.actor, ctx.request_id)
+    return await _change_project(
+        ctx,
+        caller,
+        project_id,
+        Action.REPLAN,
+        MigrationWorkflow.replan,
+        plan,
+        lambda _: check_go_live(body.target_go_live, "target_go_live"),
+    )
 
 
 async def assign_vendor(
     ctx: Context, caller: Caller, project_id: str, body: VendorAssignIn
 ) -> ProjectPublic:
     """The project's vendor from now on; the previous one loses access at once."""
-    wid = await ctx.db.run(_vendor_target, caller, project_id, body.vendor_id)
     assignment = core.VendorAssignment(body.vendor_id, body.reason, caller.actor, ctx.request_id)
-    await ctx.temporal(
-        ctx.client.get_workflow_handle(wid).execute_update(
-            MigrationWorkflow.assign_vendor, assignment, id=ctx.update_id("vendor")
-        ),
-        wid,
+    return await _change_project(
+        ctx,
+        caller,
+        project_id,
+        Action.ASSIGN_VENDOR,
+        MigrationWorkflow.assign_vendor,
+        assignment,
+        lambda session: known_vendor(session, body.vendor_id),
     )
-    return await ctx.db.run(project_answer, project_id)
 
 
 async def declare_extended_track(
     ctx: Context, caller: Caller, project_id: str, body: ExtendedTrackIn
 ) -> ProjectPublic:
-    wid = await ctx.db.run(_project_target, caller, project_id, Action.EXTENDED_TRACK)
-    check_go_live(body.planned_go_live, "planned_go_live")
     track = core.ExtendedTrackInput(
-        body.ground, body.planned_go_live, body.reason, caller.actor, request_id=ctx.request_id
+        body.ground, body.planned_go_live, body.reason, caller.actor, ctx.request_id
     )
-    await ctx.temporal(
-        ctx.client.get_workflow_handle(wid).execute_update(
-            MigrationWorkflow.declare_extended_track, track, id=ctx.update_id("extended-track")
-        ),
-        wid,
+    return await _change_project(
+        ctx,
+        caller,
+        project_id,
+        Action.EXTENDED_TRACK,
+        MigrationWorkflow.declare_extended_track,
+        track,
+        lambda _: check_go_live(body.planned_go_live, "planned_go_live"),
     )
-    return await ctx.db.run(project_answer, project_id)
 
 
 # ---- escalations ---------------------------------------------------------------------

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func
 from sqlmodel import col, select
 
 from api.auth import Caller
@@ -39,7 +38,7 @@ class ChannelPublic(Public):
     lg_code: str | None
 
 
-class DeliveryPublic(BaseModel):
+class DeliveryPublic(Public):
     delivery_id: str
     notification_id: str
     project_id: str
@@ -133,7 +132,7 @@ def list_deliveries(
     """Every delivery attempt and its outcome, over the projects the caller can see; its
     status code and error only to the admin and the pm of the project's body."""
     query = caller.scope(
-        select(t.DeliveryAttempt).join(
+        select(t.DeliveryAttempt, t.Project.lg_code).join(
             t.Project,
             t.Project.id == t.DeliveryAttempt.project_id,  # type: ignore[arg-type]
         )
@@ -144,35 +143,14 @@ def list_deliveries(
         query = query.where(t.DeliveryAttempt.notification_id == notification_id)
     if outcome is not None:
         query = query.where(t.DeliveryAttempt.outcome == outcome)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(t.DeliveryAttempt.id).offset(offset).limit(limit)  # type: ignore[arg-type]
-    ).all()
+
     # Status codes and errors tell what answers where (a port-scan oracle): they are for
     # those who manage the body's channels; every other reader sees only the outcome.
-    lg_codes: dict[str, str] = dict(
-        session.exec(
-            select(t.Project.id, t.Project.lg_code).where(
-                col(t.Project.id).in_({r.project_id for r in rows})
-            )
-        ).all()
-    )
-    items = []
-    for r in rows:
-        lg_code = lg_codes.get(r.project_id)
-        details = lg_code is not None and _may_manage(caller, _Body(lg_code))
-        items.append(
-            DeliveryPublic(
-                delivery_id=r.delivery_id,
-                notification_id=r.notification_id,
-                project_id=r.project_id,
-                channel_id=r.channel_id,
-                attempt=r.attempt,
-                at=r.at,
-                outcome=r.outcome,
-                status_code=r.status_code if details else None,
-                error=r.error if details else None,
-                redacted=not details,
-            )
-        )
-    return Page[DeliveryPublic](items=items, total=total)
+    def delivery(row: Any) -> DeliveryPublic:
+        attempt, lg_code = row
+        if _may_manage(caller, _Body(lg_code)):
+            return DeliveryPublic.of(attempt)
+        return DeliveryPublic.of(attempt, status_code=None, error=None, redacted=True)
+
+    order = (col(t.DeliveryAttempt.id),)
+    return paged(session, query, order, limit, offset, delivery)

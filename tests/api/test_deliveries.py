@@ -13,6 +13,14 @@ from tests.api.test_projects import assert_problem
 
 
 def _attempts(api: Api, project: ProjectCtx) -> None:
+    note = f"{project.id}.note"
+    common = {
+        "delivery_id": f"{note}/hook",
+        "notification_id": note,
+        "project_id": project.id,
+        "channel_id": "hook",
+        "at": datetime.now(UTC),
+    }
     with Session(api.engine) as session:
         for attempt, outcome, status, error in (
             (1, "failed", None, "ConnectError"),
@@ -21,15 +29,7 @@ def _attempts(api: Api, project: ProjectCtx) -> None:
         ):
             session.add(
                 t.DeliveryAttempt(
-                    delivery_id=f"{project.id}.note/hook",
-                    notification_id=f"{project.id}.note",
-                    project_id=project.id,
-                    channel_id="hook",
-                    attempt=attempt,
-                    at=datetime.now(UTC),
-                    outcome=outcome,
-                    status_code=status,
-                    error=error,
+                    **common, attempt=attempt, outcome=outcome, status_code=status, error=error
                 )
             )
         session.commit()

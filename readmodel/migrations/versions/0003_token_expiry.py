@@ -9,10 +9,9 @@ from alembic import op
 
 import readmodel.tables
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+# Alembic reads these four names.
+revision, down_revision = "0003", "0002"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

@@ -10,10 +10,9 @@ from alembic import op
 
 import readmodel.tables
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+# Alembic reads these four names.
+revision, down_revision = "0004", "0003"
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:
