@@ -119,6 +119,9 @@ class NotificationActivities:
     def _record(
         self, d: Delivery, attempt: int, outcome: str, status: int | None, error: str | None
     ) -> None:
+        activity.metric_meter().create_counter(
+            "hyojunka_notification_attempts", "Notification delivery attempts, by outcome"
+        ).add(1, {"outcome": outcome, "kind": d.channel.kind})
         with Session(self._engine) as session:
             session.add(
                 t.DeliveryAttempt(

@@ -33,6 +33,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import metrics
 from api.auth import Caller, TokenScopeError, create_token
 from api.errors import (
     HTTPProblem,
@@ -136,7 +137,8 @@ class Context:
                     call.close()  # never started: out of time while waiting for a turn
 
         try:
-            return await asyncio.wait_for(in_turn(), self.settings.temporal_call_timeout)
+            with metrics.UPDATES_IN_FLIGHT.track_inprogress():
+                return await asyncio.wait_for(in_turn(), self.settings.temporal_call_timeout)
         except TimeoutError as exc:
             raise unavailable(
                 "the workflow service did not answer in time; retry with the same Idempotency-Key",

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import errors, pages
+from api import errors, metrics, pages
 from api.routers import admin, health, notifications, oversight, projects, reports
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
@@ -78,13 +79,17 @@ class RequestLog:
                 response.headers[REQUEST_ID_HEADER] = rid
                 await response(scope, receive, send)
         finally:
+            took = time.perf_counter() - t0
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                ms=round((time.perf_counter() - t0) * 1000, 1),
+                ms=round(took * 1000, 1),
             )
+            # By route template, never by path: ids must not become label values.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.observe(scope["method"], route, status, took)
 
 
 def create_app(
@@ -120,6 +125,13 @@ def create_app(
     app.add_middleware(RequestLog)
 
     app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format; the deployment limits who reaches it (bind, network
+        policy), and it names routes and statuses only, never a project or a person."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(projects.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)

@@ -175,11 +175,11 @@ async def cmd_up(settings: Settings) -> int:
 
 
 async def cmd_worker(settings: Settings) -> None:
-    from runtime.temporal import connect_patiently
+    from runtime.temporal import connect_patiently, worker_runtime
     from worker.runner import build_worker, ensure_survey_schedule
 
     engine = engine_for(settings)
-    client = await connect_patiently(settings)
+    client = await connect_patiently(settings, runtime=worker_runtime(settings))
     await ensure_survey_schedule(client, settings.task_queue)
     async with build_worker(client, engine, settings) as worker:
         run = asyncio.create_task(worker.run())

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # How long a workflow task waits for the worker that has the workflow cached before any
     # worker may take it. Short, so a worker that was killed stalls its workflows briefly.
     worker_sticky_timeout: float = 2.0
+    # Where the worker serves Prometheus metrics ("127.0.0.1:9464"); empty: not served.
+    worker_metrics_address: str = ""
 
     @field_validator("environment")
     @classmethod

@@ -7,6 +7,7 @@ import time
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from runtime.settings import Settings
 from workflows.payloads import DATA_CONVERTER
@@ -14,13 +15,26 @@ from workflows.payloads import DATA_CONVERTER
 log = structlog.get_logger(__name__)
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
         lazy=lazy,
+        runtime=runtime,
     )
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """The worker's Temporal runtime: with ``HYOJUNKA_WORKER_METRICS_ADDRESS`` set, the SDK's
+    metrics and the workflows' own (escalations raised, notifications delivered) are served
+    there in Prometheus format."""
+    if not settings.worker_metrics_address:
+        return None
+    metrics = PrometheusConfig(bind_address=settings.worker_metrics_address)
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
 async def connect_lazily(settings: Settings) -> Client:
@@ -28,12 +42,14 @@ async def connect_lazily(settings: Settings) -> Client:
     return await connect(settings, lazy=True)
 
 
-async def connect_patiently(settings: Settings, within: float = 120.0) -> Client:
+async def connect_patiently(
+    settings: Settings, within: float = 120.0, runtime: Runtime | None = None
+) -> Client:
     """Connect, retrying while Temporal starts (a worker started beside its server)."""
     deadline = time.monotonic() + within
     while True:
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except Exception:  # not up yet, whatever the transport says: keep trying a while
             if time.monotonic() > deadline:
                 raise

@@ -114,6 +114,18 @@ async def _write(write: ProjectionInput) -> Any:
     return outcome if outcome in (APPLIED, RESYNC) else APPLIED
 
 
+class _LazyCounter:
+    """A workflow metric created on first use (the meter exists only inside a workflow)."""
+
+    def add(self, value: int, attributes: dict[str, str]) -> None:
+        workflow.metric_meter().create_counter(
+            "hyojunka_escalations_raised", "Escalations raised, by ladder level"
+        ).add(value, attributes)
+
+
+_ESCALATIONS = _LazyCounter()
+
+
 class RungTimer:
     """One timer for the next rung, kept across wake-ups and replaced only when the next
     rung moves, so the workflow tasks of ordinary updates carry no timer commands."""
@@ -171,7 +183,7 @@ class MigrationWorkflow:
             if self._fresh:
                 self._m.record_creation(workflow.now(), inp.progress)
             self._m.check_deadline(workflow.now())
-            self._m.advance_ladder(workflow.now())
+            self._advance()
             if self._fresh and workflow.patched(PATCH_SUMMARY_AT_REGISTRATION):
                 self._m.summarise_outbox()
             await self._project()
@@ -196,7 +208,7 @@ class MigrationWorkflow:
             async with self._lock:
                 noticed = self._m.check_deadline(workflow.now())
                 # Under group commit, handlers leave their changes for this loop to write.
-                if self._m.advance_ladder(workflow.now()) or noticed or self._unprojected():
+                if self._advance() or noticed or self._unprojected():
                     await self._project()
             await self._send_notifications()
             if _history_full(inp):
@@ -223,6 +235,14 @@ class MigrationWorkflow:
                 return
             async with self._lock:
                 await self._project()
+
+    def _advance(self) -> bool:
+        """The ladder's turn; each rung raised is counted by level (not on replay)."""
+        before = len(self._s.escalations)
+        raised = self._m.advance_ladder(workflow.now())
+        for esc in self._s.escalations[before:]:
+            _ESCALATIONS.add(1, {"level": esc.level})
+        return raised
 
     def _unprojected(self) -> bool:
         return self._s.projected_seq < self._s.seq
