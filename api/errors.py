@@ -8,7 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
@@ -166,6 +166,13 @@ def install(app: FastAPI) -> None:
         return problem_response(
             503, "the database is unavailable; retry shortly", headers={"Retry-After": "2"}
         )
+
+    @app.exception_handler(IntegrityError)
+    async def _taken(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Two identical creations at once: the check before the insert passed for both,
+        # the database's unique key refused the second. It is a conflict, not a fault.
+        log.info("unique key refused a concurrent duplicate", error=str(exc.orig)[:200])
+        return problem_response(409, "it already exists (created at the same moment)")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -525,3 +525,17 @@ async def test_operators_can_find_projects_by_search_attributes(
         await asyncio.sleep(0.1)
     assert hits == [wid]
     assert await found(f"{base} AND HyojunkaStage = 'current_state'") == []
+
+
+async def test_identical_creations_at_once_are_one_success_and_conflicts(api: Api) -> None:
+    """Twenty admins creating the same vendor in the same instant: one 201, the rest 409
+    problem+json; never a 500."""
+    body = {"id": "simul", "name": "同時登録"}
+    answers = await asyncio.gather(
+        *(api.http.post("/api/v1/vendors", json=body, headers=api.auth("admin")) for _ in range(20))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] + [409] * 19, codes
+    for a in answers:
+        if a.status_code == 409:
+            assert_problem(a, 409)
