@@ -4,6 +4,7 @@ the one the API enforces; a form is read into the API's own input model."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
@@ -27,7 +28,15 @@ from api.auth import (
 )
 from api.deps import ContextDep, SessionDep
 from api.errors import HTTPProblem, from_rpc_error, from_update_error
-from api.schemas import DecisionIn, ExtendedTrackIn, ProjectCreate, ReplanIn, TaskChangeIn
+from api.schemas import (
+    DecisionIn,
+    ExtendedTrackIn,
+    MilestoneIn,
+    ProjectCreate,
+    ProjectPublic,
+    ReplanIn,
+    TaskChangeIn,
+)
 from readmodel import tables as t
 from runtime.settings import Settings
 from workflows.businesses import BUSINESSES
@@ -98,6 +107,14 @@ def describe(event: Any, task_names: dict[str, str]) -> str:
         case EventKind.DEADLINE_EXCEEDED:
             return f"本番移行予定日 {d.get('target_go_live')} が移行期限 {d.get('deadline')} を超過"
     return ""
+
+
+def _blocked(project: ProjectPublic) -> set[str]:
+    """Tasks waiting behind an unfinished prerequisite: no button offers them."""
+    done = {
+        x.key for x in project.tasks if x.status in (TaskStatus.DONE, TaskStatus.NOT_APPLICABLE)
+    }
+    return {x.key for x in project.tasks if any(d not in done for d in x.depends_on)}
 
 
 def _names(session: Session, project_ids: set[str]) -> tuple[dict[str, str], dict[Any, str]]:
@@ -304,6 +321,8 @@ def project_detail(
         caller,
         p=project,
         task_names={x.key: x.name for x in project.tasks},
+        blocked=_blocked(project),
+        form_key=uuid.uuid4().hex,  # this form's Idempotency-Key: a double submit is one
         events=list(reversed(events))[:30],
         escalations=[e for e in escalations if e.status != EscalationStatus.RESOLVED],
         today=date.today(),
@@ -320,6 +339,27 @@ async def task_move(
         TaskChangeIn,
         lambda body: commands.change_task(ctx, caller, project_id, key, body),
         lambda task: f"「{task.name}」を{task.status.label}にしました",
+    )
+
+
+@router.post("/projects/{project_id}/milestones")
+async def milestone(
+    request: Request, caller: PageCaller, ctx: ContextDep, project_id: str
+) -> Response:
+    """A vendor's report from the page: the form carries its own Idempotency-Key, so a
+    double click or a resent form is the same report."""
+    ctx.idempotency_key = str((await request.form()).get("idempotency_key") or "") or None
+    return await _act(
+        request,
+        f"/projects/{project_id}",
+        MilestoneIn,
+        lambda body: commands.report_milestone(ctx, caller, project_id, body),
+        lambda answer: (
+            "この報告はすでに受け付けています"
+            if answer.duplicate
+            else f"「{answer.task.name}」の進捗を報告しました"
+        ),
+        idempotency_key=None,
     )
 
 

@@ -68,6 +68,7 @@ async def site(dev_env: WorkflowEnvironment, sqlite_url: str) -> AsyncIterator[S
             ("approver", {"lg_code": lg_code}),
             ("observer", {}),
             ("admin", {}),
+            ("vendor", {"vendor_id": "acme"}),
         ):
             _, tokens[role] = create_token(session, role=role, name=f"{role}-1", **scope)
     app = create_app(settings, client=dev_env.client, engine=engine)
@@ -125,9 +126,17 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     await expect(pm.locator("h1")).to_contain_text("要注意")  # planned after the 2026 deadline
     await expect(pm.get_by_role("note")).to_contain_text("移行期限の延長")
 
-    # A task cannot be finished before its prerequisites: the refusal is shown, nothing moves.
+    # A task behind its prerequisites offers no button, and says why.
     row = pm.locator("#task-fit_gap_analysis")
-    await row.get_by_role("button", name="完了").click()
+    await expect(row).to_contain_text("前提の作業が終わっていません")
+    assert await row.get_by_role("button").count() == 0
+    # A form sent anyway (from a tab left open) is refused and nothing moves ...
+    sent = await pm.request.post(
+        f"{site.base}/projects/{site.lg_code}-{site.business}/tasks/fit_gap_analysis",
+        form={"status": "done"},
+        max_redirects=0,
+    )
+    await pm.goto(site.base + sent.headers["location"])
     # ... said in Japanese with the tasks' names, never their keys.
     alert = pm.get_by_role("alert")
     await expect(alert).to_contain_text("「Fit&Gap分析」の前に終えるべきタスクがあります")
@@ -243,3 +252,58 @@ async def test_a_browser_session_is_the_servers_and_ends_when_signed_out_or_revo
         assert (await http.delete(f"/api/v1/tokens/{token_id}", headers=admin)).status_code == 204
     await approver.goto(f"{site.base}/approvals")
     await expect(approver.locator("h1")).to_contain_text("ログイン")
+
+
+async def test_a_vendor_reports_progress_from_the_page_once_per_form(
+    browser: Browser, site: Site
+) -> None:
+    # A project already under way up to the contract: the vendor's work is open.
+    progress = {}
+    for key in ("setup_governance", "current_system_survey", "interface_inventory"):
+        progress[key] = {"status": "done"}
+    for key in ("fit_gap_analysis", "spec_mapping", "migration_plan", "gate_migration_plan"):
+        progress[key] = {"status": "done"}
+    for key in ("rfi_preparation", "rfi", "rfi_analysis", "budget_request"):
+        progress[key] = {"status": "done"}
+    for key in ("vendor_selection", "contract"):
+        progress[key] = {"status": "done"}
+    async with httpx.AsyncClient(base_url=site.base, timeout=30) as http:
+        made = await http.post(
+            "/api/v1/projects",
+            json={
+                "lg_code": site.lg_code,
+                "business": site.business,
+                "target_go_live": add_months(date.today(), 30).isoformat(),
+                "vendor_id": "acme",
+                "progress": progress,
+            },
+            headers={"Authorization": f"Bearer {site.tokens['admin']}"},
+        )
+    assert made.status_code == 201, made.text
+    vendor = await login(browser, site, "vendor")
+    await vendor.goto(f"{site.base}/projects/{site.lg_code}-{site.business}")
+    row = vendor.locator("#task-system_setup")
+    await row.get_by_label("進捗率").fill("40")
+    await row.get_by_label("メモ").fill("環境構築に着手")
+    key = await row.locator("input[name=idempotency_key]").get_attribute("value")
+    await row.get_by_role("button", name="報告する").click()
+    await expect(vendor.get_by_role("status")).to_have_text(
+        "「システム移行時の設定」の進捗を報告しました"
+    )
+    await expect(vendor.locator("#task-system_setup")).to_contain_text("40%")
+    # The same form sent twice (a double click, a resend) is one report.
+    again = await vendor.request.post(
+        f"{site.base}/projects/{site.lg_code}-{site.business}/milestones",
+        form={
+            "idempotency_key": key or "",
+            "task_key": "system_setup",
+            "status": "in_progress",
+            "percent": "40",
+            "note": "環境構築に着手",
+        },
+        max_redirects=0,
+    )
+    await vendor.goto(site.base + again.headers["location"])
+    await expect(vendor.get_by_role("status")).to_have_text("この報告はすでに受け付けています")
+    # The municipality's tasks offer the vendor nothing.
+    assert await vendor.locator("#task-pia button").count() == 0
