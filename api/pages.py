@@ -173,6 +173,13 @@ def _render(request: Request, name: str, caller: Caller | None, **ctx: Any) -> H
     return templates.TemplateResponse(request, name, ctx)
 
 
+def not_found(request: Request) -> HTMLResponse:
+    """An address no page has, in Japanese (the API keeps answering problem+json)."""
+    response = _render(request, "not_found.html", None)
+    response.status_code = 404
+    return response
+
+
 def _back(path: str, *, msg: str | None = None, err: str | None = None) -> RedirectResponse:
     if msg:
         path += ("&" if "?" in path else "?") + "msg=" + quote(msg)

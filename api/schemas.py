@@ -71,12 +71,12 @@ class ProgressIn(_Strict):
 
 
 class ProjectCreate(_Strict):
-    lg_code: str = Field(examples=["131016"])
-    business: str = Field(examples=["resident_registry"])
+    lg_code: str = Field(max_length=16, examples=["131016"])
+    business: str = Field(max_length=64, examples=["resident_registry"])
     target_go_live: date
-    vendor_id: str | None = None
+    vendor_id: str | None = Field(default=None, max_length=64)
     switching_vendor: bool = False
-    template: str | None = None
+    template: str | None = Field(default=None, max_length=64)
     progress: dict[str, ProgressIn] = Field(
         default_factory=dict,
         description="A migration already under way: each task's status and completion date",
@@ -89,7 +89,7 @@ class TaskChangeIn(_Strict):
 
 
 class MilestoneIn(_Strict):
-    task_key: str
+    task_key: str = Field(max_length=64)
     status: Literal["in_progress", "done", "failed"]
     percent: int | None = Field(default=None, ge=0, le=100)
     note: str | None = Field(default=None, max_length=2000)
@@ -99,7 +99,9 @@ class DecisionIn(_Strict):
     outcome: GateOutcome
     comment: str | None = Field(default=None, max_length=2000)
     vendor_id: str | None = Field(
-        default=None, description="approving vendor_selection with it assigns that vendor"
+        default=None,
+        max_length=64,
+        description="approving vendor_selection with it assigns that vendor",
     )
 
 
@@ -132,9 +134,9 @@ class VendorPublic(Public):
 class TokenCreate(_Strict):
     role: Role
     name: str = Field(min_length=1, max_length=200)
-    lg_code: str | None = None
-    prefecture: str | None = None
-    vendor_id: str | None = None
+    lg_code: str | None = Field(default=None, max_length=16)
+    prefecture: str | None = Field(default=None, max_length=16)
+    vendor_id: str | None = Field(default=None, max_length=64)
     expires_on: date | None = Field(default=None, description="the last day it is valid (JST)")
 
 

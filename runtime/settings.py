@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     reminder_days_before: int = EscalationLadder.reminder_days_before
     approver_days_after: int = EscalationLadder.approver_days_after
     prefecture_days_after: int = EscalationLadder.prefecture_days_after
+    # The largest request body accepted (bytes); larger ones get 413 before being read.
+    max_body_bytes: int = 1_048_576
     # How long a browser stays signed in (hours); signing out ends it sooner.
     page_session_hours: float = 8.0
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.

@@ -499,6 +499,26 @@ async def test_odd_input_is_refused_not_crashed_on(api: Api, project: ProjectCtx
     assert_problem(plain, 400)
     listed = await api.http.get("/api/v1/vendors", headers=api.auth("vendor"))
     assert [v["id"] for v in listed.json()["items"]] == ["acme"]
+    # Bounded input: over-long strings are 422 naming the field; an over-large body is 413
+    # before it is read. Nothing changes either way.
+    before = counts(api, project.id)
+    long_key = {"task_key": "x" * 65, "status": "in_progress"}
+    answer = assert_problem(
+        await api.http.post(
+            f"/api/v1/projects/{project.id}/milestones",
+            json=long_key,
+            headers={**api.auth("vendor"), "Idempotency-Key": "long"},
+        ),
+        422,
+    )
+    assert any("task_key" in e["loc"] for e in answer["errors"])
+    huge = await api.http.post(
+        f"/api/v1/projects/{project.id}/tasks/setup_governance",
+        json={"status": "in_progress", "note": "x" * 2_000_000},
+        headers=api.auth("pm"),
+    )
+    assert_problem(huge, 413)
+    assert counts(api, project.id) == before
 
 
 async def test_operators_can_find_projects_by_search_attributes(

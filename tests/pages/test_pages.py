@@ -102,6 +102,16 @@ async def login(browser: Browser, site: Site, role: str) -> Page:
     return page
 
 
+async def test_an_unknown_address_is_a_japanese_page(browser: Browser, site: Site) -> None:
+    page = await browser.new_page(locale="ja-JP")
+    answer = await page.goto(f"{site.base}/projects/nothing/here")
+    assert answer is not None and answer.status == 404
+    await expect(page.locator("h1")).to_have_text("見つかりません")
+    async with httpx.AsyncClient(base_url=site.base) as http:
+        api = await http.get("/api/v1/nothing")  # the API still speaks problem+json
+    assert api.headers["content-type"] == "application/problem+json"
+
+
 async def test_login_refuses_a_bad_token_in_japanese(browser: Browser, site: Site) -> None:
     page = await browser.new_page()
     await page.goto(f"{site.base}/projects")
