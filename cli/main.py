@@ -329,24 +329,23 @@ def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hyojunka", description="自治体システム標準化の移行管理")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def group(name: str, help_: str) -> Any:
+        """A command with commands of its own (``hyojunka NAME ...``)."""
+        return sub.add_parser(name, help=help_).add_subparsers(
+            dest=f"{name}_command", required=True
+        )
+
     sub.add_parser("up", help="run everything locally: Temporal dev server, worker, API")
     sub.add_parser("worker", help="run the worker against HYOJUNKA_TEMPORAL_ADDRESS")
     sub.add_parser("api", help="run the API against HYOJUNKA_TEMPORAL_ADDRESS")
-    db = sub.add_parser("db", help="read-model schema").add_subparsers(
-        dest="db_command", required=True
-    )
+    db = group("db", "read-model schema")
     db.add_parser("upgrade", help="create or upgrade the schema (Alembic)")
-    tp = sub.add_parser("temporal", help="Temporal chores").add_subparsers(
-        dest="temporal_command", required=True
-    )
+    tp = group("temporal", "Temporal chores")
     tp.add_parser("setup", help="register the custom search attributes")
-    rm = sub.add_parser("readmodel", help="read model chores").add_subparsers(
-        dest="readmodel_command", required=True
-    )
+    rm = group("readmodel", "read model chores")
     rm.add_parser("rebuild", help="rebuild the read model from the workflows (worker must run)")
-    tok = sub.add_parser("token", help="API tokens").add_subparsers(
-        dest="token_command", required=True
-    )
+    tok = group("token", "API tokens")
     tc = tok.add_parser("create", help="create a token and print its secret once")
     tc.add_argument(
         "--role",
@@ -362,9 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--revoked", action=argparse.BooleanOptionalAction, default=None)
     tr = tok.add_parser("revoke", help="revoke a token at once")
     tr.add_argument("id", type=int)
-    ven = sub.add_parser("vendor", help="vendors").add_subparsers(
-        dest="vendor_command", required=True
-    )
+    ven = group("vendor", "vendors")
     vc = ven.add_parser("create", help="register a vendor")
     vc.add_argument("--id", required=True)
     vc.add_argument("--name", required=True)

@@ -23,6 +23,7 @@ from readmodel import tables as t
 from readmodel.db import make_engine
 from runtime.settings import Settings
 from tests.api.conftest import fresh_project
+from tests.workflows.helpers import judged_by
 from worker.runner import build_worker
 from workflows.calendar import JST, add_months
 
@@ -154,14 +155,7 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     await expect(alert).not_to_contain_text("fit_gap_analysis")
     await expect(row).to_contain_text("未着手")
 
-    for key in (
-        "setup_governance",
-        "current_system_survey",
-        "interface_inventory",
-        "fit_gap_analysis",
-        "spec_mapping",
-        "migration_plan",
-    ):
+    for key in judged_by("gate_migration_plan"):
         await pm.locator(f"#task-{key}").get_by_role("button", name="完了").click()
         await expect(pm.locator(f"#task-{key}")).to_contain_text("完了済み")
     await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("判断待ち")
@@ -268,15 +262,7 @@ async def test_a_vendor_reports_progress_from_the_page_once_per_form(
     browser: Browser, site: Site
 ) -> None:
     # A project already under way up to the contract: the vendor's work is open.
-    progress = {}
-    for key in ("setup_governance", "current_system_survey", "interface_inventory"):
-        progress[key] = {"status": "done"}
-    for key in ("fit_gap_analysis", "spec_mapping", "migration_plan", "gate_migration_plan"):
-        progress[key] = {"status": "done"}
-    for key in ("rfi_preparation", "rfi", "rfi_analysis", "budget_request"):
-        progress[key] = {"status": "done"}
-    for key in ("vendor_selection", "contract"):
-        progress[key] = {"status": "done"}
+    progress = {key: {"status": "done"} for key in judged_by("pia") if key != "rfp"}
     async with httpx.AsyncClient(base_url=site.base, timeout=30) as http:
         made = await http.post(
             "/api/v1/projects",
