@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import errors, metrics, pages
+from api.ratelimit import RateLimit
 from api.routers import admin, health, notifications, oversight, projects, reports
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
@@ -159,6 +160,13 @@ def create_app(
     )
     errors.install(app)
 
+    # Inside RequestLog (the last added is outermost), so a 429 is logged and counted too.
+    app.add_middleware(
+        RateLimit,
+        per_token=settings.rate_limit_per_token,
+        per_address=settings.rate_limit_per_address,
+        storage=settings.rate_limit_storage,
+    )
     app.add_middleware(RequestLog, max_body=settings.max_body_bytes)
 
     app.include_router(health.router)

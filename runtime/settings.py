@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     prefecture_days_after: int = EscalationLadder.prefecture_days_after
     # The largest request body accepted (bytes); larger ones get 413 before being read.
     max_body_bytes: int = 1_048_576
+    # Requests under /api/ per token, and per client address for those without one, in the
+    # ``limits`` package's notation ("50/second;1500/minute"); past them, 429 with Retry-After.
+    # Empty: no limit. Counted per API process unless rate_limit_storage names a shared store.
+    rate_limit_per_token: str = "50/second;1500/minute"
+    rate_limit_per_address: str = "20/second;600/minute"
+    rate_limit_storage: str = "async+memory://"
     # How long a browser stays signed in (hours); signing out ends it sooner.
     page_session_hours: float = 8.0
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
@@ -76,6 +82,15 @@ class Settings(BaseSettings):
         if self.environment == "production" and not self.database_url:
             raise ValueError("HYOJUNKA_DATABASE_URL is required in production")
         return self
+
+    @field_validator("rate_limit_per_token", "rate_limit_per_address")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # raises ValueError on a notation it cannot read
+        return value
 
     @field_validator("outbound_allow")
     @classmethod
