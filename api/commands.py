@@ -202,6 +202,14 @@ def _creation_input(
     session: Session, caller: Caller, body: ProjectCreate, settings: Settings
 ) -> MigrationInput:
     require(caller, Action.CREATE_PROJECT)
+    return creation_input(session, caller, body, settings)
+
+
+def creation_input(
+    session: Session, caller: Caller, body: ProjectCreate, settings: Settings
+) -> MigrationInput:
+    """The rules of a new project, for a caller whose right to create was checked already
+    (a prefecture imports projects for its own bodies, API.md); its scope is checked here."""
     problem = lg_code_problem(body.lg_code)
     if problem:
         raise field_error(["body", "lg_code"], f"lg_code {problem}")
@@ -258,6 +266,13 @@ async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> P
     # A repeat of this request (same key and body) is the same creation, not a conflict.
     key = ctx.idempotency_key or uuid.uuid4().hex
     inp.creation_key = _fingerprint([key, body.model_dump(mode="json")])
+    project_id = await open_project(ctx, inp)
+    return await ctx.db.run(project_answer, project_id)
+
+
+async def open_project(ctx: Context, inp: MigrationInput) -> str:
+    """Start a validated creation (its ``creation_key`` set) and return the project's id once
+    it is durable and in the read model; 409 if the project exists (or ran and closed)."""
     start = WithStartWorkflowOperation(
         MigrationWorkflow.run,
         inp,
@@ -278,7 +293,7 @@ async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> P
         )
     except WorkflowAlreadyStartedError as exc:  # it ran and has closed
         raise HTTPProblem(409, f"project {project_id} already exists") from exc
-    return await ctx.db.run(project_answer, project_id)
+    return project_id
 
 
 # ---- changes to one project ----------------------------------------------------------

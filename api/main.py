@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from api import errors, metrics, pages
 from api.ratelimit import RateLimit
-from api.routers import admin, health, notifications, oversight, projects, reports
+from api.routers import admin, health, imports, notifications, oversight, projects, reports
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect
@@ -178,6 +178,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(projects.router)
+    app.include_router(imports.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)
     app.include_router(notifications.router)

@@ -83,6 +83,22 @@ class ProjectCreate(_Strict):
     )
 
 
+class ImportRefusal(BaseModel):
+    """A row of an import file that did not go in, by its line in the file."""
+
+    line: int
+    errors: list[str]
+
+
+class ImportResult(BaseModel):
+    """What an import did: projects created, rows whose project exists already (left as
+    they are), and rows refused with their reasons."""
+
+    created: int
+    existing: int
+    refused: list[ImportRefusal]
+
+
 class TaskChangeIn(_Strict):
     status: Literal["in_progress", "done", "not_applicable"]
     note: str | None = Field(default=None, max_length=2000)

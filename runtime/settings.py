@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Every call from the API to Temporal has this deadline (seconds); past it, 503.
     temporal_call_timeout: float = 10.0
     retry_after_seconds: int = 2
+    # Creations an import keeps in flight to Temporal at once (each an Update-with-Start
+    # that returns once the worker has projected it): enough to keep the worker busy, few
+    # enough that none waits past temporal_call_timeout.
+    import_concurrency: int = 16
     # Updates one API process keeps in flight to one workflow; the rest wait their turn in
     # the API. Temporal refuses more than 10 per workflow by default
     # (history.maxInFlightUpdates) and its client then backs off for seconds.
