@@ -152,6 +152,14 @@ class Context:
             raise from_update_error(exc) from exc
         except RPCError as exc:
             raise from_rpc_error(exc, self.settings.retry_after_seconds) from exc
+        except RuntimeError as exc:
+            # How the SDK says it could not connect (the API's client connects lazily, so
+            # the API runs while Temporal is down): unavailable, like any transport failure.
+            raise unavailable(
+                "the workflow service cannot be reached; retrying with the same "
+                "Idempotency-Key is safe",
+                self.settings.retry_after_seconds,
+            ) from exc
 
 
 def require(caller: Caller, action: str) -> None:

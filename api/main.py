@@ -21,7 +21,7 @@ from api.ratelimit import RateLimit
 from api.routers import admin, health, imports, notifications, oversight, projects, reports
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
-from runtime.temporal import connect
+from runtime.temporal import connect_lazily
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +145,9 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine or engine_for(settings)
         app.state.readmodel = ReadModel(app.state.engine)
-        app.state.temporal = client or await connect(settings)
+        # Lazily: the API starts, and /readyz says 503, while Temporal is down; the client
+        # connects on its first call once Temporal is there.
+        app.state.temporal = client or await connect_lazily(settings)
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from readmodel.outbound import OutboundPolicy, parse_allow
@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in data_dir
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # A production Temporal: TLS (a cluster with mTLS or Temporal Cloud) and an API key.
+    # TLS is on when asked for, when any file below is given, or with an API key.
+    temporal_tls: bool = False
+    temporal_tls_ca: Path | None = None  # PEM of the server's CA; default: the system's roots
+    temporal_tls_cert: Path | None = None  # client certificate (PEM), with temporal_tls_key
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str = ""  # when the certificate names another host
+    temporal_api_key: SecretStr = SecretStr("")
     task_queue: str = "migrations"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -85,6 +93,12 @@ class Settings(BaseSettings):
     def _production_needs_explicit_database(self) -> Settings:
         if self.environment == "production" and not self.database_url:
             raise ValueError("HYOJUNKA_DATABASE_URL is required in production")
+        return self
+
+    @model_validator(mode="after")
+    def _client_certificate_in_pairs(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("HYOJUNKA_TEMPORAL_TLS_CERT and _KEY are given together or not at all")
         return self
 
     @field_validator("rate_limit_per_token", "rate_limit_per_address")

@@ -8,11 +8,28 @@ import time
 import structlog
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
 
 from runtime.settings import Settings
 from workflows.payloads import DATA_CONVERTER
 
 log = structlog.get_logger(__name__)
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """How to reach Temporal: plain (the embedded dev server), TLS with the system's roots
+    (Temporal Cloud with an API key), or TLS with our CA and client certificate (mTLS).
+    Reads the PEM files: call it off the event loop."""
+    files = (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key)
+    if not any(files) and not settings.temporal_tls_server_name:
+        return settings.temporal_tls or bool(settings.temporal_api_key.get_secret_value())
+    ca, cert, key = (path.read_bytes() if path else None for path in files)
+    return TLSConfig(
+        server_root_ca_cert=ca,
+        client_cert=cert,
+        client_private_key=key,
+        domain=settings.temporal_tls_server_name or None,
+    )
 
 
 async def connect(
@@ -21,6 +38,8 @@ async def connect(
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key.get_secret_value() or None,
+        tls=await asyncio.to_thread(tls_config, settings),
         data_converter=DATA_CONVERTER,
         lazy=lazy,
         runtime=runtime,
