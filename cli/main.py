@@ -176,11 +176,11 @@ async def cmd_up(settings: Settings) -> int:
 
 async def cmd_worker(settings: Settings) -> None:
     from runtime.temporal import connect_patiently, worker_runtime
-    from worker.runner import build_worker, ensure_survey_schedule
+    from worker.runner import build_worker, ensure_schedules
 
     engine = engine_for(settings)
     client = await connect_patiently(settings, runtime=worker_runtime(settings))
-    await ensure_survey_schedule(client, settings.task_queue)
+    await ensure_schedules(client, settings.task_queue)
     async with build_worker(client, engine, settings) as worker:
         run = asyncio.create_task(worker.run())
         stop = asyncio.create_task(_until_signal())
@@ -207,16 +207,12 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
 
     Only this deployment's projects (its task queue): a query needs a worker to answer it."""
     from activities.projection import write_projection
-    from workflows.migration import MigrationWorkflow
-    from workflows.model import escalation_rows, projection, task_rows
+    from activities.reconcile import workflow_truth
 
     count = 0
     query = f"WorkflowType = 'MigrationWorkflow' AND TaskQueue = '{task_queue}'"
     async for wf in client.list_workflows(query):
-        handle = client.get_workflow_handle(wf.id)
-        snap = await handle.query(MigrationWorkflow.describe)
-        snap.events = await handle.query(MigrationWorkflow.journal)
-        write = projection(snap, 0, task_rows(snap.state), escalation_rows(snap.state), None, None)
+        write = await workflow_truth(client, wf.id)
         with Session(engine) as session:
             write_projection(session, write)
             session.commit()

@@ -25,13 +25,16 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.notifications import NotificationActivities
 from activities.outbound import guarded_client
 from activities.projection import ReadModelActivities
+from activities.reconcile import ReconcileActivities
 from readmodel.channels import parse_channels
 from runtime.settings import Settings
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
+from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
+from workflows.reconcile import ReconcileInput, ReconcileWorkflow
 from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow
 
-WORKFLOWS = [MigrationWorkflow, NotificationWorkflow, SurveyReminderWorkflow]
+WORKFLOWS = [MigrationWorkflow, NotificationWorkflow, SurveyReminderWorkflow, ReconcileWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -40,22 +43,25 @@ async def build_worker(
 ) -> AsyncIterator[Worker]:
     """A worker with every workflow and activity; closes its HTTP client on exit."""
     policy = settings.outbound_policy
+    queue = task_queue or settings.task_queue
     # Checking the channels may resolve their names: not on the event loop.
     channels = await asyncio.to_thread(parse_channels, settings.channels, policy)
     async with guarded_client(policy, timeout=httpx.Timeout(10.0)) as http:
         readmodel = ReadModelActivities(engine)
         notifications = NotificationActivities(engine, http, channels, settings.public_url)
+        reconcile = ReconcileActivities(client, engine, queue)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             yield Worker(
                 client,
-                task_queue=task_queue or settings.task_queue,
+                task_queue=queue,
                 workflows=WORKFLOWS,
                 activities=[
                     readmodel.project_migration,
                     readmodel.find_stale_tasks,
                     notifications.resolve_channels,
                     notifications.deliver_notification,
+                    reconcile.reconcile_read_model,
                 ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -99,5 +105,39 @@ async def ensure_survey_schedule(client: Client, task_queue: str) -> None:
     )
     try:
         await client.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
+
+
+async def ensure_schedules(client: Client, task_queue: str) -> None:
+    """Every Schedule this deployment runs, created once and kept if present."""
+    await ensure_survey_schedule(client, task_queue)
+    await ensure_reconcile_schedule(client, task_queue)
+
+
+async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
+    """The nightly reconciliation of the read model: 03:00 JST, when nobody is at work."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileWorkflow.run,
+            ReconcileInput(),
+            id="read-model-reconciliation-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    hour=[ScheduleRange(3)],
+                    minute=[ScheduleRange(0)],
+                    second=[ScheduleRange(0)],
+                )
+            ],
+            time_zone_name="Asia/Tokyo",
+        ),
+        # A night's run still going the next night is left to finish.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILE_SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
         pass

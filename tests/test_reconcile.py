@@ -1,0 +1,129 @@
+"""The nightly reconciliation finds a live project's read model changed behind its back,
+puts it back from the workflow, and counts it in the worker's metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.testing import WorkflowEnvironment
+
+from activities.reconcile import projects_query
+from benchmarks.harness import free_port
+from runtime.settings import Settings
+from runtime.temporal import connect, worker_runtime
+from tests.workflows.helpers import finish, new_input, start
+from worker.runner import build_worker, ensure_reconcile_schedule
+from workflows.reconcile import SCHEDULE_ID, ReconcileInput, ReconcileResult, ReconcileWorkflow
+
+
+def _held(engine: Engine, pid: str) -> tuple[object, ...]:
+    with engine.connect() as conn:
+        project = conn.execute(
+            text("SELECT stage, health, done, seq FROM project WHERE id = :p"), {"p": pid}
+        ).one()
+        task = conn.execute(
+            text("SELECT status FROM task WHERE project_id = :p AND key = 'setup_governance'"),
+            {"p": pid},
+        ).scalar_one()
+        events = conn.execute(
+            text("SELECT count(*) FROM event WHERE project_id = :p"), {"p": pid}
+        ).scalar_one()
+    return (*project, task, events)
+
+
+async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
+    dev_env: WorkflowEnvironment, engine: Engine
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    queue = f"reconcile-{uuid.uuid4().hex}"
+    settings = Settings(
+        temporal_address=dev_env.client.service_client.config.target_host,
+        task_queue=queue,
+        worker_metrics_address=address,
+    )
+    client = await connect(settings, runtime=worker_runtime(settings))
+    async with build_worker(client, engine, settings) as worker, worker:
+        handle = await start(client, queue, new_input())
+        await finish(handle, "setup_governance")
+        pid = "131016-resident_registry"
+        truth = _held(engine, pid)
+        assert truth[4] == "done"
+        for _ in range(100):  # the visibility store lists a new workflow a moment later
+            if [wf async for wf in client.list_workflows(projects_query(queue))]:
+                break
+            await asyncio.sleep(0.1)
+
+        # A read model that agrees with its workflows is left as it is: no false drift.
+        clean: ReconcileResult = await client.execute_workflow(
+            ReconcileWorkflow.run, ReconcileInput(), id=f"rc-{uuid.uuid4().hex}", task_queue=queue
+        )
+        assert (clean.checked, clean.repaired, clean.failed) == (1, 0, 0)
+
+        # Rows changed behind the workflow's back: a status, the derived figures, an event.
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE project SET stage = 'completed', health = 'completed', done = 0 "
+                    "WHERE id = :p"
+                ),
+                {"p": pid},
+            )
+            conn.execute(
+                text(
+                    "UPDATE task SET status = 'not_started' "
+                    "WHERE project_id = :p AND key = 'setup_governance'"
+                ),
+                {"p": pid},
+            )
+            conn.execute(
+                text(
+                    "DELETE FROM event WHERE project_id = :p AND seq = "
+                    "(SELECT max(seq) FROM event WHERE project_id = :p)"
+                ),
+                {"p": pid},
+            )
+        assert _held(engine, pid) != truth
+
+        # The nightly Schedule's own action, triggered now instead of at 03:00 JST.
+        await ensure_reconcile_schedule(client, queue)
+        schedule = client.get_schedule_handle(SCHEDULE_ID)
+        try:
+            described = await schedule.describe()
+            assert isinstance(described.schedule.action, ScheduleActionStartWorkflow)
+            assert described.schedule.action.workflow == "ReconcileWorkflow"
+            assert described.schedule.spec.time_zone_name == "Asia/Tokyo"
+            assert described.schedule.spec.calendars[0].hour[0].start == 3
+            await schedule.trigger()
+            for _ in range(100):
+                described = await schedule.describe()
+                if described.info.recent_actions:
+                    break
+                await asyncio.sleep(0.1)
+            run = described.info.recent_actions[-1].action
+            repaired: ReconcileResult = await asyncio.wait_for(
+                client.get_workflow_handle_for(ReconcileWorkflow.run, run.workflow_id).result(), 60
+            )
+        finally:
+            await schedule.delete()
+
+        assert (repaired.checked, repaired.repaired, repaired.failed) == (1, 1, 0)
+        assert repaired.drift == {pid: ["event", "project", "task"]}
+        assert _held(engine, pid) == truth
+
+        text_metrics = ""
+        async with httpx.AsyncClient() as http:
+            for _ in range(50):
+                text_metrics = (await http.get(f"http://{address}/metrics")).text
+                if "hyojunka_read_model_drift" in text_metrics:
+                    break
+                await asyncio.sleep(0.2)
+        counted = dict(
+            re.findall(r'hyojunka_read_model_drift\{[^}]*table="(\w+)"[^}]*\} (\d+)', text_metrics)
+        )
+        assert counted == {"event": "1", "project": "1", "task": "1"}, text_metrics[:3000]
