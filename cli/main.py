@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -21,6 +21,9 @@ from readmodel.db import engine_for, make_engine, upgrade_schema
 from runtime.logs import configure_logging
 from runtime.settings import Settings, get_settings
 from workflows.roles import ROLES, Scope, scope_of
+
+if TYPE_CHECKING:
+    from api.commands import Context
 
 log = structlog.get_logger("hyojunka")
 
@@ -322,6 +325,143 @@ def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+class _ImportBar:
+    """A progress bar on stderr for an import: rows with an outcome, of all rows."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task(label, total=None, counts="")
+
+    def __enter__(self) -> _ImportBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, tally: Any) -> None:
+        # Shown from the first outcome on: a file refused as a whole shows no bar at all.
+        self.progress.start()
+        counts = f"created {tally.created}  existing {tally.existing}  refused {tally.refused}"
+        self.progress.update(self.task, total=tally.total, completed=tally.done, counts=counts)
+
+
+@contextlib.asynccontextmanager
+async def _service(settings: Settings) -> AsyncIterator[Context]:
+    """What a command of the API's command layer needs to reach the running service: the
+    read model and a Temporal client (the worker of ``hyojunka up`` does the work)."""
+    import uuid
+
+    from api.commands import Context
+    from readmodel.db import ReadModel
+    from runtime.temporal import connect
+
+    engine = engine_for(settings)
+    try:
+        client = await connect(settings)
+        yield Context(ReadModel(engine), client, settings, request_id=f"cli-{uuid.uuid4().hex}")
+    finally:
+        engine.dispose()
+
+
+def _import_report(result: Any, seconds: float) -> int:
+    """The per-row outcome: counts on stdout, each refused row with its line and reasons."""
+    rows = result.created + result.existing + len(result.refused)
+    rate = result.created / seconds if seconds else 0.0
+    _out(
+        f"created {result.created}, existing {result.existing}, refused {len(result.refused)}"
+        f" (of {rows} rows) in {seconds:.1f} s ({rate:.1f} created/s)"
+    )
+    for r in result.refused:
+        _out(f"  line {r.line}: {'; '.join(r.errors)}")
+    return 1 if result.refused else 0
+
+
+async def import_file(settings: Settings, data: bytes, label: str = "import") -> tuple[Any, float]:
+    """Import ``data`` as the operator through the API's import path, with a progress bar;
+    the result and the seconds it took."""
+    import time
+
+    from api.commands import OPERATOR
+    from api.imports import import_projects
+
+    async with _service(settings) as ctx:
+        t0 = time.perf_counter()
+        with _ImportBar(label) as bar:
+            result = await import_projects(ctx, OPERATOR, data, on_progress=bar)
+        return result, time.perf_counter() - t0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from api.errors import HTTPProblem
+
+    try:
+        with open(args.file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        sys.stderr.write(f"hyojunka: {exc}\n")
+        return 2
+    upgrade_schema(settings.resolved_database_url)
+    try:
+        result, seconds = asyncio.run(import_file(settings, data))
+    except HTTPProblem as p:
+        sys.stderr.write(f"hyojunka: {p.detail}\n")
+        return 2
+    return _import_report(result, seconds)
+
+
+async def _seed(settings: Settings, data: bytes, projects: list[Any]) -> tuple[Any, float, int]:
+    from cli.seed import declare_extended_tracks
+
+    result, seconds = await import_file(settings, data, "seed")
+    async with _service(settings) as ctx:
+        declared = await declare_extended_tracks(ctx, projects)
+    return result, seconds, declared
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cli.seed import register_vendors, seed_csv, seed_projects
+    from workflows.calendar import jst_today
+
+    lg_codes = None if args.whole_country else set(args.lg_code or [DEMO_LG_CODE])
+    today = jst_today(datetime.now(UTC))
+    projects = seed_projects(args.random_seed, today, args.scale, args.limit, lg_codes)
+    data = seed_csv(projects)
+    if args.csv:
+        with open(args.csv, "wb") as f:
+            f.write(data)
+    upgrade_schema(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            register_vendors(session)
+    finally:
+        engine.dispose()
+    result, seconds, declared = asyncio.run(_seed(settings, data, projects))
+    status = _import_report(result, seconds)
+    _out(f"extended track declared for {declared} projects")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hyojunka", description="自治体システム標準化の移行管理")
     sub = p.add_subparsers(dest="command", required=True)
@@ -357,6 +497,28 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--revoked", action=argparse.BooleanOptionalAction, default=None)
     tr = tok.add_parser("revoke", help="revoke a token at once")
     tr.add_argument("id", type=int)
+    imp = sub.add_parser(
+        "import",
+        help="import projects from a CSV file (as POST /api/v1/imports); the service must run",
+    )
+    imp.add_argument(
+        "file",
+        help="UTF-8 CSV: lg_code,business,target_go_live,vendor_id,"
+        "switching_vendor and one column per task key",
+    )
+    sd = sub.add_parser(
+        "seed", help="generate and import a realistic data set (the demo body by default)"
+    )
+    sd.add_argument(
+        "--whole-country",
+        action="store_true",
+        help="every local body of the national list and its businesses (about 34,900 projects)",
+    )
+    sd.add_argument("--lg-code", action="append", help="a body to seed (repeatable)")
+    sd.add_argument("--scale", type=float, default=1.0, help="the fraction to seed, 0-1")
+    sd.add_argument("--limit", type=int, help="at most this many projects")
+    sd.add_argument("--random-seed", type=int, default=2026, help="the same seed, the same data")
+    sd.add_argument("--csv", help="also write the generated file here")
     ven = group("vendor", "vendors")
     vc = ven.add_parser("create", help="register a vendor")
     vc.add_argument("--id", required=True)
@@ -392,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token_commands[args.token_command](settings, args)
         elif cmd == "vendor":
             return cmd_vendor_create(settings, args)
+        elif cmd == "import":
+            return cmd_import(settings, args)
+        elif cmd == "seed":
+            return cmd_seed(settings, args)
     except KeyboardInterrupt:
         return 130
     return 0
