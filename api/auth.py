@@ -183,6 +183,13 @@ def _valid(session: Session, row: Any) -> Caller | None:
     return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)
 
 
+def caller_by_id(session: Session, token_id: int) -> Caller | None:
+    """Who token ``token_id`` speaks for, if it is still valid: what a calendar feed it
+    created may show."""
+    query = sa_select(*_CALLER_QUERY.selected_columns).where(_TOKENS.c.id == token_id)
+    return _valid(session, session.execute(query).first())
+
+
 # ---- browser sessions ------------------------------------------------------------------
 
 PAGE_COOKIE = "hyojunka_session"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -304,3 +305,34 @@ class Page(BaseModel, Generic[T]):
 def task_from_view(view: Any) -> TaskPublic:
     """A TaskPublic from the workflow's own TaskView (the answer an update returned)."""
     return TaskPublic.of(view, depends_on=list(view.depends_on))
+
+
+class FeedKind(StrEnum):
+    """What a calendar feed follows: one project, one local body, or one vendor's work."""
+
+    PROJECT = "project"
+    BODY = "body"
+    VENDOR = "vendor"
+
+
+class CalendarFeedCreate(_Strict):
+    kind: FeedKind
+    target: str = Field(
+        min_length=1,
+        max_length=64,
+        description="a project id, a local body's lg_code, or a vendor id, by kind",
+    )
+
+
+class CalendarFeedPublic(Public):
+    """A feed as listed: never its address, which only its creator saw, once."""
+
+    id: int
+    kind: str
+    target: str
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class CalendarFeedCreated(CalendarFeedPublic):
+    url: str = Field(description="the secret address to subscribe to (shown once)")

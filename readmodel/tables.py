@@ -75,6 +75,20 @@ class PageSession(SQLModel, table=True):
     ended_at: datetime | None = _ts()
 
 
+class CalendarFeed(SQLModel, table=True):
+    """A secret address serving due dates as iCalendar to a calendar application. It sees
+    what the token that created it sees, for as long as that token is valid."""
+
+    __tablename__ = "calendar_feed"
+    id: int | None = Field(default=None, primary_key=True)
+    secret_hash: str = Field(unique=True, index=True)  # sha256 of the address's secret
+    token_id: int = Field(index=True)
+    kind: str  # project | body | vendor
+    target: str
+    created_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
 class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
     workflow_id: str
