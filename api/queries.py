@@ -3,9 +3,10 @@ scope and returns the public answer. Routes and page handlers only translate."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from api.auth import Caller
@@ -21,8 +22,10 @@ from api.schemas import (
     escalation_public,
 )
 from readmodel import tables as t
+from readmodel.registry import registry
+from workflows.model import progress_from_counts
 from workflows.roles import Action
-from workflows.vocabulary import EscalationStatus, TaskStatus
+from workflows.vocabulary import EscalationStatus, Owner, TaskStatus
 
 # The filters of the project list, each an indexed column of the read model.
 PROJECT_FILTERS = ("prefecture", "lg_code", "business", "stage", "health", "vendor_id")
@@ -118,3 +121,134 @@ def tokens(
         column = col(t.ApiToken.revoked_at)
         query = query.where(column.is_not(None) if revoked else column.is_(None))
     return paged(session, query, (col(t.ApiToken.id),), limit, offset, TokenPublic.of)
+
+
+_COUNTED = (
+    TaskStatus.DONE,
+    TaskStatus.IN_PROGRESS,
+    TaskStatus.NOT_STARTED,
+    TaskStatus.NOT_APPLICABLE,
+)
+
+# MIC's figures: the groupings of the progress report, and the filters that drill down.
+REPORT_GROUPS = ("prefecture", "lg_code", "business", "task")
+REPORT_FILTERS = ("prefecture", "lg_code", "business")
+REPORT_COLUMNS = (
+    "group",
+    "name",
+    "steps",
+    "done",
+    "in_progress",
+    "not_started",
+    "not_applicable",
+    "completion_rate",
+    "in_progress_rate",
+    "not_started_rate",
+)
+
+
+def _prefecture_names() -> dict[str, str]:
+    return {b.prefecture_code: b.prefecture_name for b in registry().bodies if b.is_prefecture}
+
+
+def progress(
+    session: Session, caller: Caller, group_by: str, **filters: str | None
+) -> list[dict[str, Any]]:
+    """MIC's four counts and three rates per group, over the projects the caller can see,
+    added up in the database. Every task of every project is one step, as MIC counts; a
+    project row carries its own counts, so only the grouping by step reads task rows."""
+    query: Any
+    if group_by == "task":
+        status = col(t.Task.status)
+        query = (
+            select(
+                t.Task.key,
+                func.min(t.Task.name),
+                func.min(t.Task.position),
+                *(func.sum(case((status == s, 1), else_=0)) for s in _COUNTED),
+            )
+            .join(t.Project, t.Project.id == t.Task.project_id)  # type: ignore[arg-type]
+            .group_by(t.Task.key)
+        )
+    else:
+        column = getattr(t.Project, group_by)
+        name = {
+            "prefecture": t.Project.prefecture,
+            "lg_code": t.Project.body_name,
+            "business": t.Project.business_name,
+        }[group_by]
+        query = select(
+            column,
+            func.min(name),
+            column,
+            *(func.sum(getattr(t.Project, s)) for s in _COUNTED),
+        ).group_by(column)
+    query = caller.scope(query)
+    for field in REPORT_FILTERS:
+        if filters.get(field) is not None:
+            query = query.where(getattr(t.Project, field) == filters[field])
+    prefectures = _prefecture_names() if group_by == "prefecture" else {}
+    rows = []
+    for group, name, order, *sums in session.exec(query).all():
+        counts = [int(c or 0) for c in sums]
+        p = progress_from_counts(*counts)
+        rows.append(
+            {
+                "group": group,
+                "name": prefectures.get(group, name),
+                "order": order,
+                "steps": sum(counts),
+                **{k: getattr(p, k) for k in REPORT_COLUMNS[3:]},
+            }
+        )
+    rows.sort(key=lambda r: (r.pop("order"), r["group"]))
+    return rows
+
+
+_OPEN = (TaskStatus.NOT_STARTED, TaskStatus.IN_PROGRESS)
+
+
+def next_due(session: Session, project_ids: list[str]) -> dict[str, t.Task]:
+    """Each project's open task with the nearest due date."""
+    if not project_ids:
+        return {}
+    rows = session.exec(
+        select(t.Task)
+        .where(
+            col(t.Task.project_id).in_(project_ids),
+            col(t.Task.status).in_(_OPEN),
+            col(t.Task.due_date).is_not(None),
+        )
+        .order_by(col(t.Task.due_date), col(t.Task.position))
+    ).all()
+    first: dict[str, t.Task] = {}
+    for row in rows:
+        first.setdefault(row.project_id, row)
+    return first
+
+
+def due_for(
+    session: Session, caller: Caller, until: date, limit: int = 100
+) -> tuple[list[tuple[t.Task, t.Project]], int]:
+    """Open tasks the caller itself works on (a pm its body's, an approver the gates, a
+    vendor its own) due on or before ``until``, overdue first; and how many there are."""
+    owners = [o for o in Owner if caller.acts_for(o)]
+    if not owners:
+        return [], 0
+    joined: Any = select(t.Task, t.Project).join(
+        t.Project,
+        t.Project.id == t.Task.project_id,  # type: ignore[arg-type]
+    )
+    query = caller.scope(
+        joined.where(
+            col(t.Task.owner).in_(owners),
+            col(t.Task.status).in_(_OPEN),
+            col(t.Task.due_date).is_not(None),
+            col(t.Task.due_date) <= until,
+        )
+    )
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(t.Task.due_date), col(t.Task.project_id)).limit(limit)
+    ).all()
+    return [(task, project) for task, project in rows], total

@@ -56,6 +56,10 @@ class Registry:
     def get(self, lg_code: str) -> LocalBody | None:
         return self._by_code.get(lg_code)
 
+    @property
+    def bodies(self) -> list[LocalBody]:
+        return list(self._by_code.values())
+
     def __len__(self) -> int:
         return len(self._by_code)
 

@@ -229,21 +229,31 @@ def stage_of(state: MigrationState) -> str:
 
 
 def progress_of(statuses: list[str]) -> Progress:
-    """MIC's formulas: completion = (done + n/a) / steps; the others over the same steps."""
-    total = len(statuses)
+    """MIC's formulas over one status per step."""
     counts = {s: statuses.count(s) for s in STATUSES}
+    return progress_from_counts(
+        counts[DONE], counts[IN_PROGRESS], counts[NOT_STARTED], counts[NOT_APPLICABLE]
+    )
+
+
+def progress_from_counts(
+    done: int, in_progress: int, not_started: int, not_applicable: int
+) -> Progress:
+    """MIC's formulas: completion = (done + n/a) / steps; the others over the same steps.
+    Reports add the counts up in the database and come here for the rates."""
+    total = done + in_progress + not_started + not_applicable
 
     def rate(n: int) -> float:
         return round(n / total, 4) if total else 0.0
 
     return Progress(
-        done=counts[DONE],
-        in_progress=counts[IN_PROGRESS],
-        not_started=counts[NOT_STARTED],
-        not_applicable=counts[NOT_APPLICABLE],
-        completion_rate=rate(counts[DONE] + counts[NOT_APPLICABLE]),
-        in_progress_rate=rate(counts[IN_PROGRESS]),
-        not_started_rate=rate(counts[NOT_STARTED]),
+        done=done,
+        in_progress=in_progress,
+        not_started=not_started,
+        not_applicable=not_applicable,
+        completion_rate=rate(done + not_applicable),
+        in_progress_rate=rate(in_progress),
+        not_started_rate=rate(not_started),
     )
 
 
