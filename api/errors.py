@@ -117,22 +117,36 @@ def from_rpc_error(err: RPCError, retry_after: int = 2) -> HTTPProblem:
     )
 
 
+def _for_person(request: Request) -> bool:
+    """A page, not the API: whoever asked reads Japanese in a browser."""
+    path = request.url.path
+    return not (path.startswith("/api/") or path in ("/metrics", "/healthz", "/readyz"))
+
+
+def _page(request: Request, status: int, headers: dict[str, str] | None = None) -> Response:
+    from api.pages import error_page  # pages import this module: only when needed
+
+    return error_page(request, status, headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPProblem)
-    async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
+    async def _problem(request: Request, exc: HTTPProblem) -> Response:
+        if _for_person(request):
+            return _page(request, exc.status, exc.headers)
         return problem_response(exc.status, exc.detail, exc.errors, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404 and not request.url.path.startswith("/api/"):
-            from api.pages import not_found  # pages import this module: only when needed
-
-            return not_found(request)  # a person in a browser: a Japanese page
+        if _for_person(request):
+            return _page(request, exc.status_code, getattr(exc, "headers", None))
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
         return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if _for_person(request):
+            return _page(request, 422)
         errs = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errs):
             return problem_response(400, "the request body is not valid JSON")
@@ -158,16 +172,20 @@ def install(app: FastAPI) -> None:
         return problem_response(p.status, p.detail, headers=p.headers)
 
     @app.exception_handler(SQLAlchemyTimeoutError)
-    async def _pool(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+    async def _pool(request: Request, exc: SQLAlchemyTimeoutError) -> Response:
         # Every connection is busy: say so at once rather than queue without end.
         log.warning("read model pool exhausted")
+        if _for_person(request):
+            return _page(request, 503, {"Retry-After": "1"})
         return problem_response(
             503, "the service is busy; retry shortly", headers={"Retry-After": "1"}
         )
 
     @app.exception_handler(OperationalError)
-    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _database(request: Request, exc: OperationalError) -> Response:
         log.warning("read model unavailable", error=str(exc.orig)[:200])
+        if _for_person(request):
+            return _page(request, 503, {"Retry-After": "2"})
         return problem_response(
             503, "the database is unavailable; retry shortly", headers={"Retry-After": "2"}
         )
@@ -180,6 +198,8 @@ def install(app: FastAPI) -> None:
         return problem_response(409, "it already exists (created at the same moment)")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
+        if _for_person(request):
+            return _page(request, 500)
         return problem_response(500, "an unexpected error occurred; it has been logged")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from asgi_csrf import asgi_csrf
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
@@ -18,7 +20,16 @@ from temporalio.client import Client
 
 from api import errors, metrics, pages
 from api.ratelimit import RateLimit
-from api.routers import admin, health, imports, notifications, oversight, projects, reports
+from api.routers import (
+    admin,
+    calendar,
+    health,
+    imports,
+    notifications,
+    oversight,
+    projects,
+    reports,
+)
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
 from runtime.temporal import connect_lazily
@@ -169,6 +180,19 @@ def create_app(
         per_address=settings.rate_limit_per_address,
         storage=settings.rate_limit_storage,
     )
+    # Every form of the pages carries the session's CSRF token (a signed double-submit
+    # cookie); a POST from another site is refused. The API is exempt: it takes bearer
+    # tokens only, never a cookie, for anything that writes.
+    app.add_middleware(
+        asgi_csrf,
+        signing_secret=settings.secret_key or secrets.token_urlsafe(32),
+        cookie_name=pages.CSRF_COOKIE,
+        cookie_samesite="Strict",
+        cookie_secure=settings.public_url.startswith("https"),
+        always_protect={"/login", "/logout"},
+        skip_if_scope=lambda scope: scope["path"].startswith("/api/"),
+        send_csrf_failed=pages.csrf_failed,
+    )
     app.add_middleware(RequestLog, max_body=settings.max_body_bytes)
 
     app.include_router(health.router)
@@ -183,6 +207,7 @@ def create_app(
     app.include_router(imports.router)
     app.include_router(oversight.router)
     app.include_router(reports.router)
+    app.include_router(calendar.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(pages.router)

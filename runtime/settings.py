@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     rate_limit_per_token: str = "50/second;1500/minute"
     rate_limit_per_address: str = "20/second;600/minute"
     rate_limit_storage: str = "async+memory://"
+    # Signs the pages' CSRF cookie. Required in production (shared by every API process);
+    # in development each process makes its own when it is left empty.
+    secret_key: str = ""
     # How long a browser stays signed in (hours); signing out ends it sooner.
     page_session_hours: float = 8.0
     # Deployment-wide notification channels: a JSON list of {"id", "kind", "url"}.
@@ -88,6 +91,14 @@ class Settings(BaseSettings):
         if value not in ("development", "production"):
             raise ValueError("environment must be development or production")
         return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret_key(self) -> Settings:
+        if self.environment == "production" and len(self.secret_key) < 32:
+            raise ValueError(
+                "HYOJUNKA_SECRET_KEY (32 characters or more) is required in production"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_explicit_database(self) -> Settings:

@@ -125,6 +125,13 @@ def scope_of(role: str) -> Scope:
     return ROLE_TABLE[role].scope
 
 
+def oversees(role: str) -> bool:
+    """Whether ``role`` reads across many bodies without working on their projects (MIC's
+    observers, a prefecture): it starts from the roll-up, not from a list of projects."""
+    rule = ROLE_TABLE[role]
+    return rule.scope in (Scope.ALL, Scope.PREFECTURE) and Action.CREATE_PROJECT not in rule.writes
+
+
 def acknowledges(role: str, audience: list[str]) -> bool:
     """Whether ``role`` may acknowledge an escalation told to ``audience``: its audience, and
     admin; whoever it is about cannot silence the rung above them."""

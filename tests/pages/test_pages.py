@@ -2,105 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import httpx
-import pytest
-import uvicorn
-from playwright.async_api import Browser, Page, async_playwright, expect
-from sqlmodel import Session
-from temporalio.testing import WorkflowEnvironment
+from playwright.async_api import Browser, Page, expect
 
-from api.auth import create_token
-from api.main import create_app
-from readmodel import tables as t
-from readmodel.db import make_engine
-from runtime.settings import Settings
-from tests.api.conftest import fresh_project
+from tests.pages.conftest import Site, csrf_token, login
 from tests.workflows.helpers import judged_by
-from worker.runner import build_worker
 from workflows.calendar import JST, add_months
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+
+async def complete(page: Page, key: str) -> None:
+    """完了 asks once more before it is final."""
+    row = page.locator(f"#task-{key}")
+    await row.locator("summary", has_text="完了").click()
+    await row.get_by_role("button", name="完了にする（確定）").click()
 
 
-@dataclass
-class Site:
-    base: str
-    tokens: dict[str, str]
-    lg_code: str
-    business: str
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def site(dev_env: WorkflowEnvironment, sqlite_url: str) -> AsyncIterator[Site]:
-    settings = Settings(
-        task_queue=f"pages-{uuid.uuid4().hex}", database_url=sqlite_url, api_port=_port()
-    )
-    engine = make_engine(sqlite_url)
-    lg_code, business = fresh_project()
-    tokens = {}
-    with Session(engine) as session:
-        session.add(t.Vendor(id="acme", name="アクメ情報システム"))
-        session.commit()
-        for role, scope in (
-            ("pm", {"lg_code": lg_code}),
-            ("approver", {"lg_code": lg_code}),
-            ("observer", {}),
-            ("admin", {}),
-            ("vendor", {"vendor_id": "acme"}),
-        ):
-            _, tokens[role] = create_token(session, role=role, name=f"{role}-1", **scope)
-    app = create_app(settings, client=dev_env.client, engine=engine)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")
-    )
-    async with build_worker(dev_env.client, engine, settings) as worker, worker:
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        yield Site(f"http://127.0.0.1:{settings.api_port}", tokens, lg_code, business)
-        server.should_exit = True
-        await serving
-    engine.dispose()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield b
-        await b.close()
-
-
-async def login(browser: Browser, site: Site, role: str) -> Page:
-    page = await browser.new_page(locale="ja-JP")
-    await page.goto(f"{site.base}/login")
-    await page.fill("#token", site.tokens[role])
-    await page.click("button[type=submit]")
-    await expect(page.locator("h1")).to_contain_text("プロジェクト一覧")
-    return page
+async def decide(page: Page, outcome: str, comment: str | None = None) -> None:
+    """A gate decision from the approvals inbox: open it, perhaps comment, decide."""
+    row = page.locator("tbody tr").first
+    await row.locator("summary", has_text="判断する").click()
+    if comment is not None:
+        await row.get_by_label("コメント").fill(comment)
+    await row.get_by_role("button", name=f"を{outcome}する").click()
 
 
 async def test_an_unknown_address_is_a_japanese_page(browser: Browser, site: Site) -> None:
@@ -144,7 +69,7 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     # A form sent anyway (from a tab left open) is refused and nothing moves ...
     sent = await pm.request.post(
         f"{site.base}/projects/{site.lg_code}-{site.business}/tasks/fit_gap_analysis",
-        form={"status": "done"},
+        form={"status": "done", "csrftoken": await csrf_token(pm)},
         max_redirects=0,
     )
     await pm.goto(site.base + sent.headers["location"])
@@ -156,8 +81,9 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     await expect(row).to_contain_text("未着手")
 
     for key in judged_by("gate_migration_plan"):
-        await pm.locator(f"#task-{key}").get_by_role("button", name="完了").click()
+        await complete(pm, key)
         await expect(pm.locator(f"#task-{key}")).to_contain_text("完了済み")
+        assert pm.url.endswith(f"#task-{key}")  # back at the task acted on
     await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("判断待ち")
     # The pm sees no decision buttons on a gate: four eyes.
     assert await pm.locator("#task-gate_migration_plan button").count() == 0
@@ -165,19 +91,21 @@ async def test_pm_and_approver_work_a_project_through_the_pages(
     approver = await login(browser, site, "approver")
     await approver.click("text=承認待ち")
     await expect(approver.locator("tbody tr")).to_have_count(1)
-    await approver.get_by_role("button", name="差戻し").click()  # no comment: refused
+    # The inbox says which body and system, and what the gate waits on.
+    await expect(approver.locator("tbody")).not_to_contain_text(site.lg_code + "-")
+    await expect(approver.locator("tbody")).to_contain_text("移行計画")
+    await decide(approver, "差戻し")  # no comment: refused
     await expect(approver.get_by_role("alert")).to_contain_text("入力内容を確認してください")
-    await approver.get_by_label("コメント").fill("連携一覧の記載が不足")
-    await approver.get_by_role("button", name="差戻し").click()
+    await decide(approver, "差戻し", "連携一覧の記載が不足")
     await expect(approver.get_by_role("status")).to_have_text("差し戻しました")
     await expect(approver.locator("tbody")).to_contain_text("承認待ちの判断事項はありません")
 
     await pm.reload()
     await expect(pm.locator("#task-migration_plan")).to_contain_text("作業中")
     await expect(pm.locator("#task-migration_plan")).to_contain_text("連携一覧の記載が不足")
-    await pm.locator("#task-migration_plan").get_by_role("button", name="完了").click()
+    await complete(pm, "migration_plan")
     await approver.reload()
-    await approver.get_by_role("button", name="承認").click()
+    await decide(approver, "承認")
     await expect(approver.get_by_role("status")).to_have_text("承認しました")
     await pm.reload()
     await expect(pm.locator("#task-gate_migration_plan")).to_contain_text("完了済み")
@@ -291,6 +219,7 @@ async def test_a_vendor_reports_progress_from_the_page_once_per_form(
     again = await vendor.request.post(
         f"{site.base}/projects/{site.lg_code}-{site.business}/milestones",
         form={
+            "csrftoken": await csrf_token(vendor),
             "idempotency_key": key or "",
             "task_key": "system_setup",
             "status": "in_progress",
