@@ -23,12 +23,14 @@ import re
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlmodel import Session
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
@@ -46,6 +48,8 @@ from workflows.calendar import jst_today
 RAW_QUEUE = "raw-national"
 GROUPINGS = ("prefecture", "lg_code", "business", "task")
 MIB = 1024 * 1024
+# The events of an imported project's history by type, per project (filled by temporal_work).
+EVENT_KINDS: dict[str, float] = {}
 
 
 def log(text: str) -> None:
@@ -110,7 +114,30 @@ async def seed(up: Up, projects: list[SeedProject]) -> tuple[Timed, Timed, dict[
     engine.dispose()
     counts = {"created": result.created, "existing": result.existing}
     counts["refused"] = len(result.refused)
+    counts.update(await temporal_work(client, [p.project_id for p in projects]))
     return imported, extended, counts
+
+
+async def temporal_work(client: Client, ids: list[str]) -> dict[str, int]:
+    """What the import asked of Temporal: workflows by type, and the history length of a
+    sample of the projects (each event is a write the dev server makes)."""
+    out = {}
+    for kind in ("MigrationWorkflow", "NotificationWorkflow"):
+        counted = await client.count_workflows(f"WorkflowType = '{kind}'")
+        out[kind] = counted.count
+    sample = random.Random(2).sample(ids, min(20, len(ids)))
+    lengths = []
+    kinds: Counter[str] = Counter()
+    for pid in sample:
+        history = await client.get_workflow_handle(f"migration-{pid}").fetch_history()
+        lengths.append(len(history.events))
+        kinds.update(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+        )
+    out["history_events_mean"] = round(sum(lengths) / len(lengths)) if lengths else 0
+    out["history_events_max"] = max(lengths, default=0)
+    EVENT_KINDS.update({k: round(v / max(1, len(sample)), 1) for k, v in kinds.most_common()})
+    return out
 
 
 async def raw_starts(up: Up, n: int, concurrency: int) -> Timed:
@@ -244,6 +271,14 @@ async def run(args: argparse.Namespace) -> None:
     ratio = imported.rate / raw.rate if raw.rate else float("nan")
     whole = 34_914 / imported.rate / 60 if imported.rate else float("nan")
     print(f"  import / raw                  {ratio:5.2f}x")
+    print(
+        f"  Temporal work of the import   {counts['MigrationWorkflow']} migration and "
+        f"{counts['NotificationWorkflow']} notification workflows; history of a project "
+        f"{counts['history_events_mean']} events on average (max {counts['history_events_max']})"
+        " vs 6 for a raw start+update"
+    )
+    for kind, per_project in EVENT_KINDS.items():
+        print(f"    {kind:<44} {per_project:5.1f} per project")
     print(f"  whole country at this rate    {whole:6.1f} min   (target <= 10 min, goal 6)")
     print(
         f"reads (sequential, {args.samples} each)            p50 ms    p95 ms   (target p95 <= 150)"
