@@ -59,6 +59,11 @@ class Caller:
         column = _SCOPE_FIELD[scope]
         return (column, getattr(self, column))
 
+    @property
+    def sees_all(self) -> bool:
+        """Whether this caller's scope is every project (an admin, a national observer)."""
+        return self._limit() is None
+
     def sees(self, row: Any) -> bool:
         """Whether a project (or a row carrying its scope columns) is visible."""
         limit = self._limit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.auth import Caller
@@ -151,25 +151,42 @@ def _prefecture_names() -> dict[str, str]:
     return {b.prefecture_code: b.prefecture_name for b in registry().bodies if b.is_prefecture}
 
 
+def _scoped_projects(caller: Caller, filters: dict[str, str | None]) -> Any:
+    """The projects counted: the caller's scope narrowed by the drill-down filters."""
+    query = caller.scope(select(t.Project))
+    for field in REPORT_FILTERS:
+        if filters.get(field) is not None:
+            query = query.where(getattr(t.Project, field) == filters[field])
+    return query
+
+
+def _by_step(session: Session, caller: Caller, filters: dict[str, str | None]) -> list[Any]:
+    """Counts per task and status. Over everything, from the covering index of
+    (key, status, position, name) alone; narrowed, through each chosen project's own rows."""
+    columns: list[Any] = [t.Task.key, t.Task.status, func.count()]
+    columns += [func.min(t.Task.name), func.min(t.Task.position)]
+    query: Any = select(*columns).group_by(t.Task.key, t.Task.status)
+    if not caller.sees_all or any(filters.values()):
+        ids = _scoped_projects(caller, filters).with_only_columns(t.Project.id)
+        query = query.where(col(t.Task.project_id).in_(ids))
+    steps: dict[str, dict[str, Any]] = {}
+    for key, status, n, name, position in session.execute(query).all():
+        step = steps.setdefault(key, {"name": name, "order": position, "counts": {}})
+        step["counts"][status] = n
+    return [
+        (key, s["name"], s["order"], *(s["counts"].get(c, 0) for c in _COUNTED))
+        for key, s in steps.items()
+    ]
+
+
 def progress(
     session: Session, caller: Caller, group_by: str, **filters: str | None
 ) -> list[dict[str, Any]]:
     """MIC's four counts and three rates per group, over the projects the caller can see,
     added up in the database. Every task of every project is one step, as MIC counts; a
     project row carries its own counts, so only the grouping by step reads task rows."""
-    query: Any
     if group_by == "task":
-        status = col(t.Task.status)
-        query = (
-            select(
-                t.Task.key,
-                func.min(t.Task.name),
-                func.min(t.Task.position),
-                *(func.sum(case((status == s, 1), else_=0)) for s in _COUNTED),
-            )
-            .join(t.Project, t.Project.id == t.Task.project_id)  # type: ignore[arg-type]
-            .group_by(t.Task.key)
-        )
+        found = _by_step(session, caller, filters)
     else:
         column = getattr(t.Project, group_by)
         name = {
@@ -177,19 +194,20 @@ def progress(
             "lg_code": t.Project.body_name,
             "business": t.Project.business_name,
         }[group_by]
-        query = select(
-            column,
-            func.min(name),
-            column,
-            *(func.sum(getattr(t.Project, s)) for s in _COUNTED),
-        ).group_by(column)
-    query = caller.scope(query)
-    for field in REPORT_FILTERS:
-        if filters.get(field) is not None:
-            query = query.where(getattr(t.Project, field) == filters[field])
+        query = (
+            _scoped_projects(caller, filters)
+            .with_only_columns(
+                column,
+                func.min(name),
+                func.min(column),  # the order: the group's own code
+                *(func.sum(getattr(t.Project, s)) for s in _COUNTED),
+            )
+            .group_by(column)
+        )
+        found = list(session.execute(query).all())  # rows, not scalars
     prefectures = _prefecture_names() if group_by == "prefecture" else {}
     rows = []
-    for group, name, order, *sums in session.exec(query).all():
+    for group, name, order, *sums in found:
         counts = [int(c or 0) for c in sums]
         p = progress_from_counts(*counts)
         rows.append(
