@@ -11,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from readmodel.outbound import OutboundPolicy, parse_allow
 from workflows.ladder import EscalationLadder
 
+# Passwords of examples and images' defaults: refused outside development.
+DEFAULT_PASSWORDS = frozenset(
+    {"", "hyojunka", "postgres", "temporal", "password", "changethis", "change_me", "secret"}
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HYOJUNKA_", extra="ignore")
@@ -84,6 +89,8 @@ class Settings(BaseSettings):
     worker_sticky_timeout: float = 2.0
     # Where the worker serves Prometheus metrics ("127.0.0.1:9464"); empty: not served.
     worker_metrics_address: str = ""
+    # Where the worker answers its probes, /healthz and /readyz ("0.0.0.0:8081"); empty: not.
+    worker_health_address: str = ""
 
     @field_validator("environment")
     @classmethod
@@ -104,6 +111,18 @@ class Settings(BaseSettings):
     def _production_needs_explicit_database(self) -> Settings:
         if self.environment == "production" and not self.database_url:
             raise ValueError("HYOJUNKA_DATABASE_URL is required in production")
+        return self
+
+    @model_validator(mode="after")
+    def _production_refuses_default_passwords(self) -> Settings:
+        if self.environment == "production" and self.database_url:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(self.database_url).password
+            if password is not None and str(password).lower() in DEFAULT_PASSWORDS:
+                raise ValueError(
+                    "HYOJUNKA_DATABASE_URL has a default password; set a real one in production"
+                )
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
 from readmodel.channels import parse_channels
 from runtime.settings import Settings
+from worker.health import serving_health
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
@@ -52,7 +53,7 @@ async def build_worker(
         reconcile = ReconcileActivities(client, engine, queue)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
-            yield Worker(
+            worker = Worker(
                 client,
                 task_queue=queue,
                 workflows=WORKFLOWS,
@@ -77,6 +78,8 @@ async def build_worker(
                 # I/O (tests/test_workflow_purity.py) and recorded histories replay in CI.
                 workflow_runner=UnsandboxedWorkflowRunner(),
             )
+            async with serving_health(settings.worker_health_address, worker, client):
+                yield worker
         finally:
             readmodel.close()
 
