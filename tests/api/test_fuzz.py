@@ -1,6 +1,6 @@
 """Schemathesis against the running service's /openapi.json with a token of every role: valid
-and invalid input on every operation, and never a server error; every refusal is
-problem+json; every answer the schema describes matches it.
+and invalid input on every operation, and sequences that follow the links it infers; never a
+server error; every refusal is problem+json; every valid input's answer matches the schema.
 
 The API and the worker run as the ``hyojunka api`` and ``hyojunka worker`` commands (real
 processes, uvicorn, the dev server, SQLite), as a vendor's tool would meet them.
@@ -50,6 +50,8 @@ ROLES = {
 # fewer distinct inputs than that, hence the smaller floor: six roles, over 1,000 in all.
 CASES_PER_MODE = 120
 AT_LEAST_PER_ROLE = 170
+# Sequences of linked calls per role.
+STATEFUL_SCENARIOS = 10
 
 
 @dataclass
@@ -190,3 +192,40 @@ def test_fuzz_every_operation_with_each_role(service: Service, role: str) -> Non
             _fuzz(service, operation, mode, auth, per_operation, cases, statuses)
     print(f"{role}: {dict(cases)} over {len(operations)} operations; statuses {dict(statuses)}")
     assert sum(cases.values()) >= AT_LEAST_PER_ROLE
+
+
+@pytest.mark.heavy  # about 40 s more, on top of the 50 s of the cases above
+@pytest.mark.parametrize("role", list(ROLES))
+def test_fuzz_stateful_links_with_each_role(service: Service, role: str) -> None:
+    """Sequences that follow the links schemathesis infers from the answers (a project's id
+    from its creation into its tasks, gates, milestones; a procurement's into its members),
+    so the later calls reach live workflows rather than unknown ids."""
+    schema = schemathesis.openapi.from_url(f"{service.base}/openapi.json")
+    inferred = schema.apply_stateful_inference(None)
+    assert inferred.selected > 0
+    auth = {"Authorization": f"Bearer {service.tokens[role]}"}
+    steps: Counter[int] = Counter()
+
+    class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            case.headers = {**(case.headers or {}), **auth}
+            return {"timeout": 30}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, *_: object, **__: object
+        ) -> None:
+            steps[response.status_code] += 1
+            _problem(response, case)
+
+    Scenario.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    print(f"{role} stateful: {sum(steps.values())} calls; statuses {dict(steps)}")
+    assert sum(steps.values()) >= STATEFUL_SCENARIOS
