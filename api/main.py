@@ -27,6 +27,7 @@ from api.routers import (
     imports,
     notifications,
     oversight,
+    procurements,
     projects,
     reports,
 )
@@ -208,6 +209,7 @@ def create_app(
     app.include_router(oversight.router)
     app.include_router(reports.router)
     app.include_router(calendar.router)
+    app.include_router(procurements.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(pages.router)

@@ -48,6 +48,7 @@ from runtime.settings import Settings
 from workflows.businesses import BUSINESSES, BY_SLUG
 from workflows.calendar import JST, jst_today
 from workflows.model import progress_from_counts
+from workflows.procurement import JOINT_STEPS
 from workflows.roles import Action, acknowledges, oversees
 from workflows.vocabulary import (
     VOCABULARIES,
@@ -126,6 +127,14 @@ def describe(event: Any, task_names: dict[str, str]) -> str:
             return f"{d.get('from') or 'なし'} → {d.get('to')}（{d.get('reason', '')}）"
         case EventKind.DEADLINE_EXCEEDED:
             return f"本番移行予定日 {d.get('target_go_live')} が移行期限 {d.get('deadline')} を超過"
+        case (
+            EventKind.PROCUREMENT_JOINED
+            | EventKind.PROCUREMENT_LEFT
+            | EventKind.PROCUREMENT_COMPLETED
+        ):
+            steps = "、".join(f"「{task_names.get(k, k)}」" for k in d.get("keys", []))
+            vendor = f"（ベンダ {d['vendor_id']}）" if d.get("vendor_id") else ""
+            return f"共同調達 {d.get('procurement_id')}：{steps}{vendor}"
     return ""
 
 
@@ -510,6 +519,7 @@ def project_detail(
     except HTTPProblem:
         return error_page(request, 404, caller=caller)
     today = jst_today(datetime.now(UTC))
+    joint = queries.procurement_of(session, project_id) if project.procurement_id else None
     events = queries.events(session, caller, project_id, 500, 0).items
     escalations = queries.escalations(session, caller, 500, 0, project_id=project_id).items
     return _render(
@@ -524,6 +534,14 @@ def project_detail(
         escalations=[e for e in escalations if e.status != EscalationStatus.RESOLVED],
         today=today,
         timeline=gantt(project, today),
+        joint=joint,
+        held={
+            x.key
+            for x in project.tasks
+            if joint is not None
+            and x.key in JOINT_STEPS
+            and x.status not in (TaskStatus.DONE, TaskStatus.NOT_APPLICABLE)
+        },
         vendor_name=_vendor_name(session, project.vendor_id),
     )
 

@@ -25,7 +25,7 @@ from readmodel import tables as t
 from readmodel.registry import registry
 from workflows.model import progress_from_counts
 from workflows.roles import Action
-from workflows.vocabulary import EscalationStatus, Owner, TaskStatus
+from workflows.vocabulary import EscalationStatus, Owner, ProcurementStatus, TaskStatus
 
 # The filters of the project list, each an indexed column of the read model.
 PROJECT_FILTERS = ("prefecture", "lg_code", "business", "stage", "health", "vendor_id")
@@ -66,7 +66,24 @@ def projects(
 
 def project(session: Session, caller: Caller, project_id: str) -> ProjectPublic:
     row = visible_project(session, caller, project_id)
-    return ProjectPublic.with_tasks(row, tasks_of(session, project_id))
+    answer = ProjectPublic.with_tasks(row, tasks_of(session, project_id))
+    joint = procurement_of(session, project_id)
+    if joint is not None and joint.status == ProcurementStatus.OPEN:
+        answer.procurement_id = joint.id
+    return answer
+
+
+def procurement_of(session: Session, project_id: str) -> t.Procurement | None:
+    """The joint procurement a project is a member of (the newest), if any."""
+    return session.exec(
+        select(t.Procurement)
+        .join(t.ProcurementMember, t.ProcurementMember.procurement_id == t.Procurement.id)  # type: ignore[arg-type]
+        .where(
+            t.ProcurementMember.project_id == project_id,
+            t.ProcurementMember.status == "member",
+        )
+        .order_by(col(t.Procurement.created_at).desc())
+    ).first()
 
 
 def events(

@@ -251,6 +251,8 @@ class ProjectPublic(ProjectSummary):
     """One project with its tasks, in template order."""
 
     tasks: list[TaskPublic]
+    # The open joint procurement (共同調達) carrying some of its steps, if any.
+    procurement_id: str | None = None
 
     @classmethod
     def with_tasks(cls, row: t.Project, tasks: list[t.Task]) -> ProjectPublic:
@@ -336,3 +338,49 @@ class CalendarFeedPublic(Public):
 
 class CalendarFeedCreated(CalendarFeedPublic):
     url: str = Field(description="the secret address to subscribe to (shown once)")
+
+
+class ProcurementCreate(_Strict):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(min_length=1, max_length=200)
+    lead_lg_code: str = Field(min_length=6, max_length=6)
+    business: str = Field(min_length=1, max_length=64)
+    members: list[str] = Field(min_length=1, max_length=200, description="member project ids")
+
+
+class MemberIn(_Strict):
+    project_id: str = Field(min_length=1, max_length=100)
+
+
+class ProcurementTaskPublic(BaseModel):
+    key: str
+    name: str
+    owner: str
+    gate: bool
+    status: str
+    due_date: date | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    decision: dict[str, Any] | None = None
+    note: str | None = None
+
+
+class ProcurementMemberPublic(BaseModel):
+    project_id: str
+    status: str  # member | left
+
+
+class ProcurementPublic(Public):
+    id: str
+    name: str
+    lead_lg_code: str
+    lead_name: str
+    prefecture: str
+    business: str
+    business_name: str
+    status: str
+    vendor_id: str | None
+    tasks: list[ProcurementTaskPublic]
+    members: list[ProcurementMemberPublic]
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

@@ -89,6 +89,35 @@ class CalendarFeed(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
 
 
+class Procurement(SQLModel, table=True):
+    """A joint procurement (共同調達) as its workflow last wrote it."""
+
+    id: str = Field(primary_key=True)
+    workflow_id: str
+    name: str
+    lead_lg_code: str = Field(index=True)
+    lead_name: str
+    prefecture: str = Field(index=True)
+    business: str = Field(index=True)
+    business_name: str
+    status: str
+    vendor_id: str | None = None
+    tasks: list[dict[str, Any]] | None = _json()
+    events: list[dict[str, Any]] | None = _json()
+    seq: int = 0
+    created_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+
+
+class ProcurementMember(SQLModel, table=True):
+    """A project's place in a joint procurement: a member, or one that left."""
+
+    __tablename__ = "procurement_member"
+    procurement_id: str = Field(primary_key=True)
+    project_id: str = Field(primary_key=True, index=True)
+    status: str  # member | left
+
+
 class Project(SQLModel, table=True):
     id: str = Field(primary_key=True)
     workflow_id: str

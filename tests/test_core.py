@@ -23,6 +23,8 @@ from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
+    Holding,
+    JointCompletion,
     Migration,
     MilestoneReport,
     Refusal,
@@ -44,6 +46,14 @@ from workflows.model import (
     stage_of,
 )
 from workflows.procedure import DEFAULT_TEMPLATE
+from workflows.procurement import (
+    Membership,
+    Procurement,
+    ProcurementDecision,
+    ProcurementOpening,
+    ProcurementRefusal,
+    ProcurementTaskChange,
+)
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=JST)
 FAR = date(2029, 12, 3)  # every due date years ahead: no rung is due at the start
@@ -575,3 +585,97 @@ def test_the_forecast_slips_by_as_much_as_the_late_work() -> None:
     # year-end closure to 28 December).
     assert FAR + timedelta(days=20) <= slipped <= FAR + timedelta(days=30)
     assert is_working_day(slipped)
+
+
+# ---- joint procurement (共同調達) ----------------------------------------------------------
+
+JOINT = ["rfi_preparation", "rfi", "rfi_analysis", "rfp", "vendor_selection"]
+
+
+def held_project() -> Migration:
+    m = project(target=date(2027, 6, 1))  # the procurement steps are due soon
+    complete_before(m, "rfi_preparation")
+    m.hold(Holding("kyodo", "pm:lead", JOINT), NOW)
+    return m
+
+
+def test_a_member_hands_its_joint_steps_over_and_nobody_moves_them_here() -> None:
+    m = held_project()
+    assert set(m.s.held) == {k for k in JOINT if m.s.tasks[k].status != NOT_APPLICABLE}
+    with refused("held", CONFLICT):
+        m.change_task(pm("rfi_preparation", IN_PROGRESS), NOW)
+    with refused("vendor_by_procurement", CONFLICT):
+        m.assign_vendor(VendorAssignment("acme", "自前で", "pm:x"), NOW)
+    with refused("in_procurement", CONFLICT):
+        m.check_hold(Holding("another", "pm:x", JOINT))
+    m.hold(Holding("kyodo", "pm:lead", JOINT), NOW)  # joining twice is one join
+    assert kinds(m).count("procurement_joined") == 1
+
+
+def test_a_member_s_ladder_does_not_chase_what_the_procurement_holds() -> None:
+    m = held_project()
+    late = NOW + timedelta(days=400)
+    m.advance_ladder(late)
+    chased = {e.task_key for e in m.s.escalations}
+    assert chased and not chased & set(m.s.held)  # budget_request and later are chased
+    m.release(Holding("kyodo", "pm:lead"), late)  # given back: chased from there on
+    m.advance_ladder(late + timedelta(days=30))
+    assert {e.task_key for e in m.s.escalations} & set(JOINT)
+
+
+def test_leaving_gives_the_steps_back_with_a_fresh_ladder() -> None:
+    m = held_project()
+    m.release(Holding("kyodo", "pm:lead"), NOW)
+    assert not m.s.held
+    m.change_task(pm("rfi_preparation", IN_PROGRESS), NOW)
+    assert kinds(m)[-2:] == ["procurement_left", "task_updated"]
+    with refused("not_in_procurement", CONFLICT):
+        m.check_release(Holding("kyodo", "pm:lead"))
+
+
+def test_the_procurement_s_selection_completes_the_steps_and_assigns_its_vendor() -> None:
+    m = held_project()
+    m.complete_jointly(JointCompletion("kyodo", "beta", "approver:lead", "proc"), NOW)
+    assert not m.s.held and m.s.vendor_id == "beta"
+    for key in JOINT:
+        assert m.s.tasks[key].status in (DONE, NOT_APPLICABLE)
+    gate = m.s.tasks["vendor_selection"]
+    assert gate.decision is not None and gate.decision.by == "approver:lead"
+    assert m.s.tasks["budget_request"].status == NOT_STARTED  # each member's own
+    assert "vendor_assigned" in kinds(m)
+    with refused("vendor_selected", CONFLICT):
+        m.check_hold(Holding("later", "pm:x", JOINT))
+
+
+def test_the_procurement_runs_its_steps_in_order_and_the_approver_names_the_vendor() -> None:
+    opening = ProcurementOpening(
+        "kyodo",
+        "共同",
+        "131016",
+        "千代田区",
+        "13",
+        "resident_registry",
+        "住民基本台帳",
+        "pm:x",
+        {"rfi_preparation": date(2026, 12, 10)},
+    )
+    p = Procurement.start(opening, NOW)
+    with pytest.raises(ProcurementRefusal):
+        p.change_task(ProcurementTaskChange("rfi", DONE, "pm:x"), NOW)  # before its RFI
+    p.join(Membership("migration-a", "pm:x"), NOW)
+    for key in JOINT[:-1]:
+        p.change_task(ProcurementTaskChange(key, DONE, "pm:x"), NOW)
+    assert p.s.tasks["vendor_selection"].status == IN_PROGRESS
+    with pytest.raises(ProcurementRefusal):
+        p.check_decision(ProcurementDecision("approve", "approver:y"))  # which vendor?
+    assert p.decide(ProcurementDecision("reject", "approver:y", "仕様不足"), NOW) is None
+    assert p.s.tasks["rfp"].status == IN_PROGRESS
+    p.change_task(ProcurementTaskChange("rfp", DONE, "pm:x"), NOW)
+    told = p.decide(ProcurementDecision("approve", "approver:y", "決定", "acme"), NOW)
+    assert told is not None and told.vendor_id == "acme" and p.s.status == "selected"
+    with pytest.raises(ProcurementRefusal):
+        p.check_leave(Membership("migration-a", "pm:x"))
+    # Its lead heard that the RFI material ran late (before it was done).
+    late = Procurement.start(opening, NOW)
+    assert late.advance_ladder(datetime(2026, 12, 20, 9, 0, tzinfo=JST))
+    assert [n.audience for n in late.outbox] == [["pm"]]

@@ -167,9 +167,11 @@ MAY: dict[str, set[Action]] = {
         A.TOKENS,
         A.CHANNELS,
         A.ASSIGN_VENDOR,
+        A.PROCURE,
     },
     "observer": set(),
-    "prefecture": {A.ACK},
+    # Additions: POST /procurements (prefecture, admin, pm of the lead body)
+    "prefecture": {A.ACK, A.PROCURE},
     "pm": {
         A.CREATE_PROJECT,
         A.CHANGE_TASK,
@@ -178,6 +180,7 @@ MAY: dict[str, set[Action]] = {
         A.ACK,
         A.CHANNELS,
         A.ASSIGN_VENDOR,  # Additions: POST /projects/{id}/vendor (pm, admin)
+        A.PROCURE,
     },
     "approver": {A.DECIDE_GATE, A.ACK},
     "vendor": {A.CHANGE_TASK, A.MILESTONE},

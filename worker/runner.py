@@ -24,6 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.notifications import NotificationActivities
 from activities.outbound import guarded_client
+from activities.procurement import ProcurementActivities
 from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
 from readmodel.channels import parse_channels
@@ -31,11 +32,18 @@ from runtime.settings import Settings
 from worker.health import serving_health
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
+from workflows.procurement import JointProcurementWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
 from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow
 
-WORKFLOWS = [MigrationWorkflow, NotificationWorkflow, SurveyReminderWorkflow, ReconcileWorkflow]
+WORKFLOWS = [
+    MigrationWorkflow,
+    NotificationWorkflow,
+    SurveyReminderWorkflow,
+    ReconcileWorkflow,
+    JointProcurementWorkflow,
+]
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +59,7 @@ async def build_worker(
         readmodel = ReadModelActivities(engine)
         notifications = NotificationActivities(engine, http, channels, settings.public_url)
         reconcile = ReconcileActivities(client, engine, queue)
+        procurements = ProcurementActivities(client, engine)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(
@@ -63,6 +72,8 @@ async def build_worker(
                     notifications.resolve_channels,
                     notifications.deliver_notification,
                     reconcile.reconcile_read_model,
+                    procurements.project_procurement,
+                    procurements.procurement_member_update,
                 ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,

@@ -196,6 +196,31 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "progress.{task}: a gate is either done (approved) or not given",
         "ゲート「{name}」は完了（承認済み）のときだけ指定できます",
     ),
+    "held": (
+        CONFLICT,
+        "{task} is carried out by joint procurement {procurement}",
+        "「{name}」は共同調達（{procurement}）で実施しています",
+    ),
+    "in_procurement": (
+        CONFLICT,
+        "the project is already a member of joint procurement {procurement}",
+        "このプロジェクトはすでに共同調達（{procurement}）に参加しています",
+    ),
+    "not_in_procurement": (
+        CONFLICT,
+        "the project is not a member of joint procurement {procurement}",
+        "このプロジェクトは共同調達（{procurement}）に参加していません",
+    ),
+    "vendor_selected": (
+        CONFLICT,
+        "the project's vendor selection is already decided",
+        "このプロジェクトのベンダ選定はすでに決定しています",
+    ),
+    "vendor_by_procurement": (
+        CONFLICT,
+        "joint procurement {procurement} selects this project's vendor",
+        "このプロジェクトのベンダは共同調達（{procurement}）で選定します",
+    ),
     "ack_closed": (
         CONFLICT,
         "escalation {id} is already {status}",
@@ -266,6 +291,29 @@ class VendorAssignment:
     vendor_id: str
     reason: str
     actor: str
+    request_id: str = ""
+
+
+@dataclass
+class Holding:
+    """A joint procurement takes over some of a member's steps (joining), or gives them back
+    (leaving: the member procures alone from where it stands)."""
+
+    procurement_id: str
+    actor: str
+    keys: list[str] = field(default_factory=list)
+    request_id: str = ""
+
+
+@dataclass
+class JointCompletion:
+    """The joint procurement selected the vendor: its steps are done in every member."""
+
+    procurement_id: str
+    vendor_id: str
+    decided_by: str
+    actor: str
+    comment: str | None = None
     request_id: str = ""
 
 
@@ -424,6 +472,7 @@ class Migration:
             raise self._no("no_task", task=change.task_key)
         spec = s.template.task(change.task_key)
         task = s.tasks[change.task_key]
+        self._check_not_held(spec.key)
         if spec.gate:
             raise self._no("gate_is_decided", task=spec.key)
         if spec.owner not in acts_for(change.actor_role):
@@ -469,6 +518,10 @@ class Migration:
         if report.status == DONE:
             self._check_prerequisites(spec.key)
 
+    def _check_not_held(self, key: str) -> None:
+        if key in self.s.held:
+            raise self._no("held", task=key, procurement=self.s.held[key])
+
     def _check_prerequisites(self, key: str) -> None:
         spec = self.s.template.task(key)
         if not dependencies_complete(self.s, spec):
@@ -481,6 +534,7 @@ class Migration:
         key = decision.gate_key
         if key not in self.s.tasks or not self.s.template.task(key).gate:
             raise self._no("no_gate", task=key)
+        self._check_not_held(key)
         if decision.outcome not in (APPROVE, REJECT):
             raise self._no("bad_outcome")
         if decision.outcome == REJECT and not (decision.comment or "").strip():
@@ -670,6 +724,8 @@ class Migration:
         self._after_change(now)
 
     def check_assignment(self, a: VendorAssignment) -> None:
+        if VENDOR_GATE in self.s.held:
+            raise self._no("vendor_by_procurement", procurement=self.s.held[VENDOR_GATE])
         if a.vendor_id == self.s.vendor_id:
             raise self._no("same_vendor", vendor=a.vendor_id)
         if not a.reason.strip():
@@ -685,6 +741,80 @@ class Migration:
         before, self.s.vendor_id = self.s.vendor_id, a.vendor_id
         data = {"from": before, "to": a.vendor_id, "reason": a.reason}
         self.record("vendor_assigned", a.actor, data, now)
+
+    # ---- joint procurement (共同調達) -------------------------------------------------------
+
+    def check_hold(self, h: Holding) -> None:
+        s = self.s
+        other = next((p for p in s.held.values() if p != h.procurement_id), None)
+        if other is not None:
+            raise self._no("in_procurement", procurement=other)
+        if is_complete(s.tasks[VENDOR_GATE]):
+            raise self._no("vendor_selected")
+        for key in h.keys:
+            if key not in s.tasks:
+                raise self._no("no_task", task=key)
+
+    def hold(self, h: Holding, now: datetime) -> None:
+        """The procurement carries these steps for this member from now on: the member's
+        ladder stops chasing them and nobody moves them here. Joining twice is one join."""
+        self.check_hold(h)
+        s = self.s
+        keys = [k for k in h.keys if not is_complete(s.tasks[k]) and k not in s.held]
+        if not keys:
+            return
+        for key in keys:
+            s.held[key] = h.procurement_id
+            s.waiting.pop(key, None)
+            self._resolve_escalations(key, now)
+        self.record(
+            "procurement_joined", h.actor, {"procurement_id": h.procurement_id, "keys": keys}, now
+        )
+        s.updated_at = now
+
+    def check_release(self, h: Holding) -> None:
+        if h.procurement_id not in self.s.held.values():
+            raise self._no("not_in_procurement", procurement=h.procurement_id)
+
+    def release(self, h: Holding, now: datetime) -> None:
+        """The member left: it procures alone from where it stands, its ladder starting over
+        for the steps it takes back. Leaving twice is one leave."""
+        s = self.s
+        keys = [k for k, p in s.held.items() if p == h.procurement_id]
+        if not keys:
+            return
+        for key in keys:
+            del s.held[key]
+            self._restart_ladder(s.tasks[key], now)
+        self.record(
+            "procurement_left", h.actor, {"procurement_id": h.procurement_id, "keys": keys}, now
+        )
+        self._after_change(now)
+
+    def complete_jointly(self, c: JointCompletion, now: datetime) -> None:
+        """The procurement's vendor selection was approved: the steps it held are done here,
+        recorded as done by the procurement, and its vendor is this project's."""
+        s = self.s
+        keys = [k for k, p in s.held.items() if p == c.procurement_id]
+        if not keys:
+            return  # done already (a repeated call)
+        for key in keys:
+            del s.held[key]
+            task = s.tasks[key]
+            self._set_status(task, DONE, now)
+            task.note = f"共同調達（{c.procurement_id}）で実施"
+            if s.template.task(key).gate:
+                task.decision = Decision(APPROVE, c.decided_by, now, c.comment)
+        self.record(
+            "procurement_completed",
+            c.actor,
+            {"procurement_id": c.procurement_id, "keys": keys, "vendor_id": c.vendor_id},
+            now,
+        )
+        if c.vendor_id != s.vendor_id:
+            reason = f"joint procurement {c.procurement_id}"
+            self._assign(VendorAssignment(c.vendor_id, reason, c.actor), now)
+        self._after_change(now)
 
     def acknowledge(self, ack: AcknowledgeInput, now: datetime) -> None:
         esc = self.check_ack(ack)
@@ -731,7 +861,7 @@ class Migration:
         raised = False
         for spec in s.template.tasks:
             task = s.tasks[spec.key]
-            if is_complete(task) or task.due_date is None:
+            if is_complete(task) or task.due_date is None or spec.key in s.held:
                 s.waiting.pop(spec.key, None)
                 continue
             due = task.due_date

@@ -384,6 +384,26 @@ class MigrationWorkflow:
     def _validate_ack(self, ack: core.AcknowledgeInput) -> None:
         _validate(lambda: self._m.check_ack(ack))
 
+    # A joint procurement (JointProcurementWorkflow) takes over some steps and gives them
+    # back, or completes them and assigns its vendor. Only these updates change ``held``,
+    # so projects that never join one run exactly as before.
+
+    @workflow.update
+    async def hold_for_procurement(self, h: core.Holding) -> None:
+        await self._commit(lambda: self._m.hold(h, workflow.now()), h.request_id)
+
+    @hold_for_procurement.validator
+    def _validate_hold(self, h: core.Holding) -> None:
+        _validate(lambda: self._m.check_hold(h))
+
+    @workflow.update
+    async def release_from_procurement(self, h: core.Holding) -> None:
+        await self._commit(lambda: self._m.release(h, workflow.now()), h.request_id)
+
+    @workflow.update
+    async def complete_joint_procurement(self, c: core.JointCompletion) -> None:
+        await self._commit(lambda: self._m.complete_jointly(c, workflow.now()), c.request_id)
+
     # ---- side effects --------------------------------------------------------------------
 
     async def _project(self, request_id: str = "") -> None:

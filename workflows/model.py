@@ -168,6 +168,8 @@ class MigrationState(ProjectFacts):
     deadline_notice_for: date | None = None
     # The key of the request that created the project: a repeat of it is not a conflict.
     creation_key: str = ""
+    # Steps a joint procurement carries for this project: task key -> procurement id.
+    held: dict[str, str] = field(default_factory=dict)
 
 
 def pick(cls: type[D], *sources: object, **given: Any) -> D:
@@ -316,7 +318,7 @@ def next_rung(state: MigrationState) -> datetime | None:
     """The earliest rung not yet handled of any open task: the one timer a project needs."""
     earliest: datetime | None = None
     for task in state.tasks.values():
-        if is_complete(task) or task.due_date is None:
+        if is_complete(task) or task.due_date is None or task.key in state.held:
             continue
         for level in LEVELS:
             if rung_key(task, level) in state.rungs_done:

@@ -27,6 +27,7 @@ class Action(enum.StrEnum):
     VENDORS = "vendors"
     TOKENS = "tokens"
     CHANNELS = "channels"
+    PROCURE = "procure"  # set up a joint procurement, or manage its members
 
 
 class Scope(enum.StrEnum):
@@ -60,7 +61,7 @@ ROLE_TABLE: dict[str, RoleRule] = {
         frozenset({Owner.MUNICIPALITY, Owner.VENDOR}),
     ),
     Role.OBSERVER: RoleRule(Scope.ALL, _NONE, frozenset()),
-    Role.PREFECTURE: RoleRule(Scope.PREFECTURE, frozenset({_A.ACK}), frozenset()),
+    Role.PREFECTURE: RoleRule(Scope.PREFECTURE, frozenset({_A.ACK, _A.PROCURE}), frozenset()),
     Role.PM: RoleRule(
         Scope.LG_CODE,
         frozenset(
@@ -72,6 +73,7 @@ ROLE_TABLE: dict[str, RoleRule] = {
                 _A.ACK,
                 _A.CHANNELS,
                 _A.ASSIGN_VENDOR,
+                _A.PROCURE,
             }
         ),
         frozenset({Owner.MUNICIPALITY}),

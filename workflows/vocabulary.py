@@ -126,6 +126,20 @@ class EventKind(Vocabulary):
     ESCALATION_RESOLVED = "escalation_resolved", "エスカレーション解消"
     PROJECT_COMPLETED = "project_completed", "プロジェクト完了"
     VENDOR_ASSIGNED = "vendor_assigned", "ベンダー割当"
+    PROCUREMENT_JOINED = "procurement_joined", "共同調達に参加"
+    PROCUREMENT_LEFT = "procurement_left", "共同調達から離脱"
+    PROCUREMENT_COMPLETED = "procurement_completed", "共同調達でベンダ決定"
+    # A joint procurement's own trail.
+    PROCUREMENT_CREATED = "procurement_created", "共同調達の開始"
+    MEMBER_JOINED = "member_joined", "参加団体の追加"
+    MEMBER_LEFT = "member_left", "参加団体の離脱"
+
+
+class ProcurementStatus(Vocabulary):
+    """Where a joint procurement stands."""
+
+    OPEN = "open", "調達中"
+    SELECTED = "selected", "ベンダ決定"
 
 
 VOCABULARIES: tuple[type[Vocabulary], ...] = (
@@ -137,6 +151,7 @@ VOCABULARIES: tuple[type[Vocabulary], ...] = (
     Ground,
     EscalationLevel,
     EscalationStatus,
+    ProcurementStatus,
     GateOutcome,
     EventKind,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,8 @@ from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
+    Holding,
+    JointCompletion,
     MilestoneReport,
     ReplanInput,
     TaskProgress,
@@ -38,6 +41,14 @@ from workflows.core import (
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow
+from workflows.procurement import (
+    JOINT_STEPS,
+    JointProcurementWorkflow,
+    Membership,
+    ProcurementDecision,
+    ProcurementInput,
+    ProcurementTaskChange,
+)
 
 HERE = Path(__file__).parent
 
@@ -110,16 +121,88 @@ async def scenario_procurement(env: WorkflowEnvironment, queue: str) -> Workflow
     return h
 
 
+async def _plan_approved(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    today = (await env.get_current_time()).astimezone(JST).date()
+    on = today - timedelta(days=30)
+    progress = {k: TaskProgress("done", on) for k in judged_by("gate_migration_plan")}
+    progress["gate_migration_plan"] = TaskProgress("done", on)
+    inp = replace(new_input(await future_target(env, months=30)), vendor_id=None)
+    return await start(env.client, queue, replace(inp, progress=progress))
+
+
+async def scenario_member(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A member's side of a joint procurement: held, given back, held again, completed."""
+    h = await _plan_approved(env, queue)
+    held = Holding("kyodo-r", "pm:lead", list(JOINT_STEPS))
+    await h.execute_update(MigrationWorkflow.hold_for_procurement, held)
+    await h.execute_update(MigrationWorkflow.release_from_procurement, held)
+    await h.execute_update(MigrationWorkflow.hold_for_procurement, held)
+    await env.sleep(timedelta(days=20))
+    done = JointCompletion("kyodo-r", "acme", "approver:lead", "procurement:kyodo-r", "選定")
+    await h.execute_update(MigrationWorkflow.complete_joint_procurement, done)
+    await finish_until(h, stop_before="system_setup")
+    return h
+
+
+async def scenario_joint(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A joint procurement of two members, one of which leaves; a step runs late (its
+    lead hears of it); the RFP is sent back once, then the vendor is selected."""
+    members = [await _plan_approved(env, queue) for _ in range(2)]
+    today = (await env.get_current_time()).astimezone(JST).date()
+    due = {k: today + timedelta(days=10 + 30 * i) for i, k in enumerate(JOINT_STEPS)}
+    opening = ProcurementInput(
+        "kyodo-r",
+        "記録用",
+        "131016",
+        "東京都千代田区",
+        "13",
+        "resident_registry",
+        "住民基本台帳",
+        "prefecture:tokyo",
+        due,
+    )
+    p = await env.client.start_workflow(
+        JointProcurementWorkflow.run,
+        opening,
+        id=f"procurement-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+    )
+    for m in members:
+        await p.execute_update(JointProcurementWorkflow.join, Membership(m.id, "pm:lead"))
+    await p.execute_update(JointProcurementWorkflow.leave, Membership(members[1].id, "pm:lead"))
+    await env.sleep(timedelta(days=15))
+    for key in JOINT_STEPS[:-1]:
+        await p.execute_update(
+            JointProcurementWorkflow.change_task, ProcurementTaskChange(key, "done", "pm:lead")
+        )
+    await p.execute_update(
+        JointProcurementWorkflow.decide, ProcurementDecision("reject", "approver:lead", "再検討")
+    )
+    await p.execute_update(
+        JointProcurementWorkflow.change_task, ProcurementTaskChange("rfp", "done", "pm:lead")
+    )
+    await p.execute_update(
+        JointProcurementWorkflow.decide,
+        ProcurementDecision("approve", "approver:lead", "決定", vendor_id="acme"),
+    )
+    await p.result()
+    return p
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
     "procurement": scenario_procurement,
+    "member": scenario_member,
+    "joint": scenario_joint,
 }
 
 
-async def main(tag: str) -> None:
+async def main(tag: str, names: list[str]) -> None:
     async with own_worker("record") as (env, queue):
         for name, scenario in SCENARIOS.items():
+            if names and name not in names:
+                continue
             handle = await scenario(env, queue)
             history = await handle.fetch_history()
             path = HERE / f"{tag}-{name}.json"
@@ -128,4 +211,5 @@ async def main(tag: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1"))
+    # python -m tests.histories.record TAG [SCENARIO ...]: all scenarios unless named.
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1", sys.argv[2:]))

@@ -1,0 +1,211 @@
+"""Joint procurement (共同調達) over the API, on the dev server with the real worker: three
+bodies of one prefecture procure one system; one leaves before selection; the selection
+completes the joint steps in the other two and gives them the vendor."""
+
+from __future__ import annotations
+
+import random
+
+from readmodel.registry import registry
+from tests.api.conftest import _USED, Api, fresh_project
+from tests.api.test_projects import assert_problem
+from tests.workflows.helpers import judged_by
+
+JOINT = ["rfi_preparation", "rfi", "rfi_analysis", "rfp", "vendor_selection"]
+
+
+def _three_bodies() -> tuple[list[str], str]:
+    """Three municipalities of one prefecture, and a business none of them has used."""
+    lead, business = fresh_project()
+    same = [
+        b.lg_code
+        for b in registry().bodies
+        if b.prefecture_code == lead[:2]
+        and not b.is_prefecture
+        and b.lg_code != lead
+        and (b.lg_code, business) not in _USED
+    ]
+    others = random.sample(same, 2)
+    _USED.update((c, business) for c in others)
+    return [lead, *others], business
+
+
+async def _task(api: Api, project_id: str, key: str, who: str = "observer") -> dict[str, object]:
+    body = (await api.http.get(f"/api/v1/projects/{project_id}", headers=api.auth(who))).json()
+    return next(x for x in body["tasks"] if x["key"] == key)
+
+
+async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
+    bodies, business = _three_bodies()
+    # Each has its migration plan approved, no vendor yet.
+    plan = {
+        k: {"status": "done"} for k in [*judged_by("gate_migration_plan"), "gate_migration_plan"]
+    }
+    ids = []
+    for code in bodies:
+        made = await api.create(code, business, vendor_id=None, progress=plan)
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    lead, second, third = ids
+    api.token("pm", "pm", lg_code=bodies[0])
+    api.token("approver", "approver", lg_code=bodies[0])
+    api.token("pm3", "pm", lg_code=bodies[2])
+    api.token("pref", "prefecture", prefecture=bodies[0][:2])
+
+    # Bad input changes nothing: a member of another business, a project listed twice.
+    wrong, wrong_business = fresh_project()
+    assert (await api.create(wrong, wrong_business)).status_code == 201
+    bad = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": "bad-1",
+            "name": "誤り",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": [lead, f"{wrong}-{wrong_business}"],
+        },
+        headers=api.auth("admin"),
+    )
+    assert_problem(bad, 422)
+    assert bad.json()["errors"][0]["loc"] == ["body", "members", 1]
+    assert (
+        await api.http.get("/api/v1/procurements/bad-1", headers=api.auth("admin"))
+    ).status_code == 404
+
+    made = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": "kyodo-1",
+            "name": "共同調達 第1グループ",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": ids,
+        },
+        headers=api.auth("pref"),
+    )
+    assert made.status_code == 201, made.text
+    proc = made.json()
+    assert proc["status"] == "open" and [t["key"] for t in proc["tasks"]] == JOINT
+    assert sorted(m["project_id"] for m in proc["members"]) == sorted(ids)
+
+    # While the procurement holds them, a member cannot move its joint steps or pick a
+    # vendor on its own, and a project in one open procurement cannot join another.
+    moved = await api.http.post(
+        f"/api/v1/projects/{third}/tasks/rfi_preparation",
+        json={"status": "in_progress"},
+        headers=api.auth("pm3"),
+    )
+    assert_problem(moved, 409)
+    assigned = await api.http.post(
+        f"/api/v1/projects/{lead}/vendor",
+        json={"vendor_id": "acme", "reason": "独自に決めたい"},
+        headers=api.auth("pm"),
+    )
+    assert_problem(assigned, 409)
+    again = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": "kyodo-2",
+            "name": "重複",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": [lead],
+        },
+        headers=api.auth("pm"),
+    )
+    assert_problem(again, 422)
+
+    # The third body leaves and goes on alone from where it stands.
+    left = await api.http.delete(
+        f"/api/v1/procurements/kyodo-1/members/{third}", headers=api.auth("pm")
+    )
+    assert left.status_code == 200, left.text
+    assert {m["project_id"]: m["status"] for m in left.json()["members"]}[third] == "left"
+    moved = await api.http.post(
+        f"/api/v1/projects/{third}/tasks/rfi_preparation",
+        json={"status": "in_progress"},
+        headers=api.auth("pm3"),
+    )
+    assert moved.status_code == 200, moved.text
+
+    # The lead body works the joint steps; only the lead's approver decides the gate.
+    for key in JOINT[:-1]:
+        step = await api.http.post(
+            f"/api/v1/procurements/kyodo-1/tasks/{key}",
+            json={"status": "done"},
+            headers=api.auth("pm"),
+        )
+        assert step.status_code == 200, step.text
+    not_lead = await api.http.post(
+        f"/api/v1/procurements/kyodo-1/tasks/{JOINT[0]}",
+        json={"status": "done"},
+        headers=api.auth("pm3"),
+    )
+    assert not_lead.status_code in (403, 404)
+    approved = await api.http.post(
+        "/api/v1/procurements/kyodo-1/gates/vendor_selection/decision",
+        json={"outcome": "approve", "comment": "総合評価で決定", "vendor_id": "acme"},
+        headers=api.auth("approver"),
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "selected" and approved.json()["vendor_id"] == "acme"
+
+    # In each remaining member the joint steps are done by the procurement, with its vendor.
+    for pid in (lead, second):
+        project = (
+            await api.http.get(f"/api/v1/projects/{pid}", headers=api.auth("observer"))
+        ).json()
+        assert project["vendor_id"] == "acme"
+        tasks = {x["key"]: x for x in project["tasks"]}
+        for key in JOINT:
+            assert tasks[key]["status"] in ("done", "not_applicable"), (pid, key)
+        assert "共同調達" in (tasks["rfi"]["note"] or "")
+        assert tasks["budget_request"]["status"] != "done"  # stays with the member
+        events = (
+            await api.http.get(f"/api/v1/projects/{pid}/events", headers=api.auth("observer"))
+        ).json()["items"]
+        kinds = [e["kind"] for e in events]
+        assert "procurement_joined" in kinds and "procurement_completed" in kinds
+    # The one that left kept its own way: no vendor, its own step in progress.
+    alone = (await api.http.get(f"/api/v1/projects/{third}", headers=api.auth("observer"))).json()
+    assert alone["vendor_id"] is None
+    assert (await _task(api, third, "rfi_preparation"))["status"] == "in_progress"
+
+    # Once the vendor is selected, nobody leaves.
+    late = await api.http.delete(
+        f"/api/v1/procurements/kyodo-1/members/{second}", headers=api.auth("pm")
+    )
+    assert_problem(late, 409)
+
+
+async def test_a_member_page_shows_the_procurement_and_offers_no_joint_step(api: Api) -> None:
+    bodies, business = _three_bodies()
+    plan = {
+        k: {"status": "done"} for k in [*judged_by("gate_migration_plan"), "gate_migration_plan"]
+    }
+    ids = []
+    for code in bodies[:2]:
+        made = await api.create(code, business, vendor_id=None, progress=plan)
+        ids.append(made.json()["id"])
+    made = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": f"kyodo-{bodies[0]}",
+            "name": "共同調達 表示確認",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": ids,
+        },
+        headers=api.auth("admin"),
+    )
+    assert made.status_code == 201, made.text
+    project = (await api.http.get(f"/api/v1/projects/{ids[1]}", headers=api.auth("admin"))).json()
+    assert project["procurement_id"] == f"kyodo-{bodies[0]}"
+    listed = (await api.http.get("/api/v1/procurements", headers=api.auth("observer"))).json()
+    assert f"kyodo-{bodies[0]}" in [p["id"] for p in listed]
+    # Another body's pm does not see it.
+    api.token("stranger", "pm", lg_code="011002" if bodies[0][:2] != "01" else "131016")
+    hidden = await api.http.get(
+        f"/api/v1/procurements/kyodo-{bodies[0]}", headers=api.auth("stranger")
+    )
+    assert hidden.status_code == 404
