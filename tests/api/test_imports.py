@@ -9,6 +9,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlmodel import Session, func, select
 from temporalio.client import WorkflowExecutionStatus
 
@@ -228,3 +229,23 @@ async def test_tens_of_rows_start_concurrently_and_their_workflows_run(api: Api)
     for c, b in pairs[:: len(pairs) // 5]:
         handle = api.env.client.get_workflow_handle(f"migration-{c}-{b}")
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_the_command_line_imports_through_the_same_path(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import _import_report, import_file
+
+    good = fresh_project()
+    data = csv_file([row(*good, "done"), row("131017", good[1])])
+    settings = api.settings.model_copy(
+        update={"temporal_address": api.env.client.service_client.config.target_host}
+    )
+    result, seconds = await import_file(settings, data)
+    assert (result.created, result.existing, [r.line for r in result.refused]) == (1, 0, [3])
+    assert _import_report(result, seconds) == 1
+    out = capsys.readouterr().out
+    assert "created 1, existing 0, refused 1 (of 2 rows)" in out
+    assert "line 3: lg_code check digit does not match" in out
+    again, _ = await import_file(settings, data)
+    assert (again.created, again.existing) == (0, 1)
