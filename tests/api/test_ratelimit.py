@@ -90,3 +90,22 @@ async def test_rate_limit_requests_without_a_token_count_per_address(
     # A token of its own is counted apart from the address it comes from.
     answer = await http.get("/api/v1/projects", headers=_bearer(tokens["quiet"]))
     assert answer.status_code == 200
+
+
+async def test_rate_limit_refused_tokens_spend_their_address_budget(
+    limited: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = limited
+    quiet = _bearer(tokens["quiet"])
+    assert (await http.get("/api/v1/projects", headers=quiet)).status_code == 200
+    # Made-up tokens from one address: each a 401 until the address has spent its budget,
+    # then 429 before the token is even looked up.
+    statuses = Counter()
+    for n in range(3 * PER_ADDRESS):
+        made_up = _bearer(f"hyj_made-up-{n}")
+        statuses[(await http.get("/api/v1/projects", headers=made_up)).status_code] += 1
+    assert statuses == {401: PER_ADDRESS, 429: 2 * PER_ADDRESS}, statuses
+    refused = await http.get("/api/v1/projects", headers=_bearer("hyj_one-more"))
+    assert "refused tokens from this address" in refused.json()["detail"]
+    # A token already accepted from the same address is still served.
+    assert (await http.get("/api/v1/projects", headers=quiet)).status_code == 200
