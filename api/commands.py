@@ -15,7 +15,7 @@ import inspect
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -54,6 +54,9 @@ from api.schemas import (
     ReplanIn,
     TaskChangeIn,
     TaskPublic,
+    TemplateIn,
+    TemplateMoveIn,
+    TemplatePublic,
     TokenCreate,
     TokenCreated,
     TokenPublic,
@@ -72,7 +75,13 @@ from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
 from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workflow_id_for
-from workflows.procedure import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE
+from workflows.procedure import (
+    BUILTIN_TEMPLATES,
+    DEFAULT_TEMPLATE,
+    ProcedureTemplate,
+    TemplateError,
+    template_from_dict,
+)
 from workflows.roles import Action, acknowledges
 from workflows.vocabulary import GateOutcome, Owner
 
@@ -237,7 +246,7 @@ def creation_input(
         raise field_error(["body", "business"], f"a prefecture does not run {business.slug} itself")
     if body.vendor_id is not None:
         known_vendor(session, body.vendor_id)
-    template = BUILTIN_TEMPLATES.get(body.template or DEFAULT_TEMPLATE.id)
+    template = load_template(session, body.template or DEFAULT_TEMPLATE.id)
     if template is None:
         raise field_error(["body", "template"], f"unknown template {body.template!r}")
     check_go_live(body.target_go_live, "target_go_live")
@@ -465,6 +474,8 @@ async def _change_project(
         return wid
 
     wid = await ctx.db.run(target)
+    if callable(arg):  # made from what ``check`` found
+        arg = arg()
     call = ctx.client.get_workflow_handle(wid).execute_update(
         update, arg, id=ctx.update_id(str(action))
     )
@@ -554,6 +565,90 @@ async def acknowledge_escalation(
         wid,
     )
     return await ctx.db.run(_escalation_answer, escalation_id)
+
+
+# ---- procedure templates ------------------------------------------------------------------
+
+
+def load_template(session: Session, ref: str) -> ProcedureTemplate | None:
+    """The built-in or stored template ``ID@VERSION``, validated; None if there is none."""
+    if ref in BUILTIN_TEMPLATES:
+        return BUILTIN_TEMPLATES[ref]
+    name, _, version = ref.partition("@")
+    row = session.get(t.StoredTemplate, (name, version)) if version else None
+    if row is None:
+        return None
+    return template_from_dict({"name": row.id, "version": row.version, "tasks": row.tasks})
+
+
+def templates(session: Session) -> list[TemplatePublic]:
+    """Every template a project may be created on: the built-in ones, then those stored."""
+    answer = [
+        TemplatePublic(
+            id=x.name,
+            version=x.version,
+            name=x.name,
+            tasks=[asdict(spec) for spec in x.tasks],
+            builtin=True,
+        )
+        for x in BUILTIN_TEMPLATES.values()
+    ]
+    rows = session.exec(select(t.StoredTemplate).order_by(col(t.StoredTemplate.id))).all()
+    answer += [TemplatePublic.model_validate(r, from_attributes=True) for r in rows]
+    return answer
+
+
+def store_template(session: Session, caller: Caller, body: TemplateIn) -> TemplatePublic:
+    """A new template version, validated as the built-in one is (known stages and owners,
+    gates only for the approver, no unknown dependency, no cycle)."""
+    require(caller, Action.TEMPLATES)
+    try:
+        template_from_dict({"name": body.id, "version": body.version, "tasks": body.tasks})
+    except TemplateError as exc:
+        raise field_error(["body", "tasks"], str(exc)) from exc
+    ref = f"{body.id}@{body.version}"
+    stored = session.get(t.StoredTemplate, (body.id, body.version))
+    if ref in BUILTIN_TEMPLATES or stored is not None:
+        raise HTTPProblem(409, f"template {ref} already exists")
+    row = t.StoredTemplate(
+        id=body.id,
+        version=body.version,
+        name=body.name,
+        tasks=body.tasks,
+        created_by=caller.actor,
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return TemplatePublic.model_validate(row, from_attributes=True)
+
+
+async def upgrade_template(
+    ctx: Context, caller: Caller, project_id: str, body: TemplateMoveIn
+) -> ProjectPublic:
+    """Move a running project to another version of its template; tasks kept by key keep
+    their state, new ones start, and one that drops a task done or under way is 409."""
+    found: list[ProcedureTemplate] = []
+
+    def check(session: Session) -> None:
+        template = load_template(session, body.template)
+        if template is None:
+            raise field_error(["body", "template"], f"unknown template {body.template!r}")
+        found.append(template)
+
+    def arg() -> core.TemplateUpgrade:
+        return core.TemplateUpgrade(found[0], body.reason, caller.actor, ctx.request_id)
+
+    return await _change_project(
+        ctx,
+        caller,
+        project_id,
+        Action.UPGRADE_TEMPLATE,
+        MigrationWorkflow.upgrade_template,
+        arg,
+        check,
+    )
 
 
 # ---- administration (the API and the command line) ------------------------------------

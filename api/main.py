@@ -30,6 +30,7 @@ from api.routers import (
     procurements,
     projects,
     reports,
+    templates,
 )
 from readmodel.db import ReadModel, engine_for
 from runtime.settings import Settings, get_settings
@@ -210,6 +211,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(calendar.router)
     app.include_router(procurements.router)
+    app.include_router(templates.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(pages.router)

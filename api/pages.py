@@ -127,6 +127,8 @@ def describe(event: Any, task_names: dict[str, str]) -> str:
             return f"{d.get('from') or 'なし'} → {d.get('to')}（{d.get('reason', '')}）"
         case EventKind.DEADLINE_EXCEEDED:
             return f"本番移行予定日 {d.get('target_go_live')} が移行期限 {d.get('deadline')} を超過"
+        case EventKind.TEMPLATE_UPGRADED:
+            return f"手順書 {d.get('from')} → {d.get('to')}（{d.get('reason', '')}）"
         case (
             EventKind.PROCUREMENT_JOINED
             | EventKind.PROCUREMENT_LEFT

@@ -384,3 +384,24 @@ class ProcurementPublic(Public):
     members: list[ProcurementMemberPublic]
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+class TemplateIn(_Strict):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(min_length=1, max_length=200)
+    tasks: list[dict[str, Any]] = Field(min_length=1, max_length=200)
+
+
+class TemplatePublic(BaseModel):
+    id: str
+    version: str
+    name: str
+    tasks: list[dict[str, Any]]
+    builtin: bool = False
+    created_at: datetime | None = None
+
+
+class TemplateMoveIn(_Strict):
+    template: str = Field(min_length=3, max_length=100, description="ID@VERSION")
+    reason: str = Field(min_length=1, max_length=2000)

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -325,6 +326,26 @@ def cmd_vendor_create(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_template_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Store a procedure template from its JSON file: {"id", "version", "name", "tasks"}."""
+    import json
+
+    from api import commands
+    from api.schemas import TemplateIn
+
+    try:
+        data = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"hyojunka: {args.file}: {exc}\n")
+        return 2
+
+    def store(session: Session) -> str:
+        stored = commands.store_template(session, commands.OPERATOR, TemplateIn(**data))
+        return f"{stored.id}@{stored.version}"
+
+    return _as_operator(settings, store)
+
+
 class _ImportBar:
     """A progress bar on stderr for an import: rows with an outcome, of all rows."""
 
@@ -519,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--limit", type=int, help="at most this many projects")
     sd.add_argument("--random-seed", type=int, default=2026, help="the same seed, the same data")
     sd.add_argument("--csv", help="also write the generated file here")
+    tpl = group("template", "procedure templates")
+    ta = tpl.add_parser("add", help="store a template version from a JSON file")
+    ta.add_argument("file", help='{"id", "version", "name", "tasks": [...]}')
     ven = group("vendor", "vendors")
     vc = ven.add_parser("create", help="register a vendor")
     vc.add_argument("--id", required=True)
@@ -554,6 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token_commands[args.token_command](settings, args)
         elif cmd == "vendor":
             return cmd_vendor_create(settings, args)
+        elif cmd == "template":
+            return cmd_template_add(settings, args)
         elif cmd == "import":
             return cmd_import(settings, args)
         elif cmd == "seed":

@@ -89,6 +89,19 @@ class CalendarFeed(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
 
 
+class StoredTemplate(SQLModel, table=True):
+    """A procedure template an operator stored, validated as the built-in one is; a project
+    created on ``id@version`` copies it into its workflow and keeps that version."""
+
+    __tablename__ = "procedure_template"
+    id: str = Field(primary_key=True)
+    version: str = Field(primary_key=True)
+    name: str
+    tasks: list[dict[str, Any]] | None = _json()
+    created_by: str
+    created_at: datetime | None = _ts()
+
+
 class Procurement(SQLModel, table=True):
     """A joint procurement (共同調達) as its workflow last wrote it."""
 

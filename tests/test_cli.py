@@ -48,3 +48,23 @@ def test_vendors_and_tokens_from_the_command_line_follow_the_apis_rules(tmp_path
     assert "suzuki" in after.stdout and "revoked" in after.stdout
     unknown = _hyojunka(tmp_path, "token", "revoke", "424242")
     assert unknown.returncode == 2 and "no token" in unknown.stderr
+
+
+def test_a_template_is_stored_from_a_json_file_and_a_bad_one_refused(tmp_path: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from workflows.procedure import DEFAULT_TEMPLATE
+
+    good = tmp_path / "city.json"
+    tasks = [asdict(spec) for spec in DEFAULT_TEMPLATE.tasks]
+    good.write_text(json.dumps({"id": "city", "version": "2", "name": "市", "tasks": tasks}))
+    stored = _hyojunka(tmp_path, "template", "add", str(good))
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.strip() == "city@2"
+    assert _hyojunka(tmp_path, "template", "add", str(good)).returncode == 2  # exists
+    cyclic = [{**tasks[0], "depends_on": [tasks[-1]["key"]]}, *tasks[1:]]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "city", "version": "3", "name": "市", "tasks": cyclic}))
+    refused = _hyojunka(tmp_path, "template", "add", str(bad))
+    assert refused.returncode == 2 and "cycle" in refused.stderr

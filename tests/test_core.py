@@ -31,6 +31,7 @@ from workflows.core import (
     ReplanInput,
     TaskChange,
     TaskProgress,
+    TemplateUpgrade,
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
@@ -45,7 +46,7 @@ from workflows.model import (
     progress_of,
     stage_of,
 )
-from workflows.procedure import DEFAULT_TEMPLATE
+from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate, TaskSpec
 from workflows.procurement import (
     Membership,
     Procurement,
@@ -679,3 +680,49 @@ def test_the_procurement_runs_its_steps_in_order_and_the_approver_names_the_vend
     late = Procurement.start(opening, NOW)
     assert late.advance_ladder(datetime(2026, 12, 20, 9, 0, tzinfo=JST))
     assert [n.audience for n in late.outbox] == [["pm"]]
+
+
+# ---- another version of the template -----------------------------------------------------
+
+
+def newer_template(drop: str = "training", version: str = "1.1") -> ProcedureTemplate:
+    extra = TaskSpec(
+        "security_review",
+        "セキュリティ対策の確認",
+        "Security review",
+        "fit_gap",
+        "municipality",
+        ["fit_gap_analysis"],
+        due_offset_months=-20,
+    )
+    kept = [
+        replace(spec, depends_on=[d for d in spec.depends_on if d != drop])
+        for spec in DEFAULT_TEMPLATE.tasks
+        if spec.key != drop
+    ]
+    return ProcedureTemplate(DEFAULT_TEMPLATE.name, version, [*kept[:4], extra, *kept[4:]])
+
+
+def test_a_newer_template_keeps_tasks_by_key_adds_new_ones_and_drops_unstarted_ones() -> None:
+    m = project()
+    finish(m, "setup_governance")
+    m.upgrade_template(TemplateUpgrade(newer_template(), "改訂", "pm:x"), NOW)
+    assert m.s.template.version == "1.1"
+    assert list(m.s.tasks)[4] == "security_review" and "training" not in m.s.tasks
+    assert m.s.tasks["setup_governance"].status == DONE
+    assert m.s.tasks["security_review"].due_date is not None
+    assert kinds(m)[-1] == "template_upgraded"
+    with refused("depends_on", CONFLICT):
+        m.change_task(pm("security_review"), NOW)
+
+
+def test_a_template_that_drops_work_done_or_under_way_is_refused() -> None:
+    m = project()
+    finish(m, "setup_governance")
+    with refused("template_drops", CONFLICT):
+        m.check_upgrade(TemplateUpgrade(newer_template("setup_governance"), "改訂", "pm:x"))
+    with refused("template_same", CONFLICT):
+        m.check_upgrade(TemplateUpgrade(newer_template(version="1.0"), "改訂", "pm:x"))
+    other = replace(newer_template(), name="other")
+    with refused("template_other", INVALID):
+        m.check_upgrade(TemplateUpgrade(other, "改訂", "pm:x"))

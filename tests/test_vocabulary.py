@@ -168,6 +168,8 @@ MAY: dict[str, set[Action]] = {
         A.CHANNELS,
         A.ASSIGN_VENDOR,
         A.PROCURE,
+        A.TEMPLATES,
+        A.UPGRADE_TEMPLATE,
     },
     "observer": set(),
     # Additions: POST /procurements (prefecture, admin, pm of the lead body)
@@ -181,6 +183,7 @@ MAY: dict[str, set[Action]] = {
         A.CHANNELS,
         A.ASSIGN_VENDOR,  # Additions: POST /projects/{id}/vendor (pm, admin)
         A.PROCURE,
+        A.UPGRADE_TEMPLATE,  # Additions: POST /projects/{id}/template (pm, admin)
     },
     "approver": {A.DECIDE_GATE, A.ACK},
     "vendor": {A.CHANGE_TASK, A.MILESTONE},

@@ -221,6 +221,21 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "joint procurement {procurement} selects this project's vendor",
         "このプロジェクトのベンダは共同調達（{procurement}）で選定します",
     ),
+    "template_other": (
+        INVALID,
+        "template: {new} is not a version of {old}",
+        "手順書 {new} は {old} の別の版ではありません",
+    ),
+    "template_same": (
+        CONFLICT,
+        "the project already follows {new}",
+        "このプロジェクトはすでに手順書 {new} に沿っています",
+    ),
+    "template_drops": (
+        CONFLICT,
+        "{new} drops tasks done or under way: {missing}",
+        "手順書 {new} には、完了済みまたは作業中のタスクがありません: {missing}",
+    ),
     "ack_closed": (
         CONFLICT,
         "escalation {id} is already {status}",
@@ -314,6 +329,18 @@ class JointCompletion:
     decided_by: str
     actor: str
     comment: str | None = None
+    request_id: str = ""
+
+
+@dataclass
+class TemplateUpgrade:
+    """A running project moves to another version of its template (process-instance
+    migration): tasks kept by key keep their state; new ones start; none done or under way
+    may be dropped."""
+
+    template: ProcedureTemplate
+    reason: str
+    actor: str
     request_id: str = ""
 
 
@@ -741,6 +768,55 @@ class Migration:
         before, self.s.vendor_id = self.s.vendor_id, a.vendor_id
         data = {"from": before, "to": a.vendor_id, "reason": a.reason}
         self.record("vendor_assigned", a.actor, data, now)
+
+    # ---- another version of the template -----------------------------------------------
+
+    def check_upgrade(self, u: TemplateUpgrade) -> None:
+        s, new = self.s, u.template
+        if new.name != s.template.name:
+            raise self._no("template_other", new=new.id, old=s.template.id)
+        if new.version == s.template.version:
+            raise self._no("template_same", new=new.id)
+        if not u.reason.strip():
+            raise self._no("needs_reason", what="a template upgrade")
+        keys = {spec.key for spec in new.tasks}
+        dropped = [
+            k for k, t in s.tasks.items() if k not in keys and t.status in (DONE, IN_PROGRESS)
+        ]
+        if dropped:
+            raise self._no("template_drops", new=new.id, missing=", ".join(dropped))
+
+    def upgrade_template(self, u: TemplateUpgrade, now: datetime) -> None:
+        self.check_upgrade(u)
+        s, old = self.s, self.s.template
+        keys = {spec.key for spec in u.template.tasks}
+        dropped = [k for k in s.tasks if k not in keys]
+        for key in dropped:
+            self._resolve_escalations(key, now)
+            s.waiting.pop(key, None)
+            s.held.pop(key, None)
+            del s.tasks[key]
+        s.template = u.template
+        added = []
+        for spec in u.template.tasks:
+            task = s.tasks.get(spec.key)
+            if task is None:
+                task = TaskState(key=spec.key, updated_at=now, ladder_since=now)
+                if spec.switching_vendor_only and not s.switching_vendor:
+                    task.status = NOT_APPLICABLE
+                else:
+                    task.due_date = due_date(s.target_go_live, spec.due_offset_months)
+                s.tasks[spec.key] = task
+                added.append(spec.key)
+            elif not is_complete(task):
+                new_due = due_date(s.target_go_live, spec.due_offset_months)
+                if new_due != task.due_date:
+                    task.due_date = new_due
+                    self._restart_ladder(task, now)
+        s.tasks = {spec.key: s.tasks[spec.key] for spec in u.template.tasks}
+        data = {"from": old.id, "to": u.template.id, "added": added, "dropped": dropped}
+        self.record("template_upgraded", u.actor, {**data, "reason": u.reason}, now)
+        self._after_change(now)
 
     # ---- joint procurement (共同調達) -------------------------------------------------------
 

@@ -176,6 +176,7 @@ class MigrationWorkflow:
         self._sent_tasks: dict[str, TaskRow] | None = None
         self._sent_escalations: dict[str, Escalation] | None = None
         self._sent_vendor = self._s.vendor_id
+        self._sent_template = self._s.template.id
 
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationResult:
@@ -384,6 +385,14 @@ class MigrationWorkflow:
     def _validate_ack(self, ack: core.AcknowledgeInput) -> None:
         _validate(lambda: self._m.check_ack(ack))
 
+    @workflow.update
+    async def upgrade_template(self, u: core.TemplateUpgrade) -> None:
+        await self._commit(lambda: self._m.upgrade_template(u, workflow.now()), u.request_id)
+
+    @upgrade_template.validator
+    def _validate_upgrade(self, u: core.TemplateUpgrade) -> None:
+        _validate(lambda: self._m.check_upgrade(u))
+
     # A joint procurement (JointProcurementWorkflow) takes over some steps and gives them
     # back, or completes them and assigns its vendor. Only these updates change ``held``,
     # so projects that never join one run exactly as before.
@@ -423,6 +432,8 @@ class MigrationWorkflow:
             )
         self._publish(snap)
         tasks, escalations = task_rows(s), escalation_rows(s)
+        if self._sent_template != s.template.id:
+            self._sent_tasks = None  # another template: its tasks written whole
         sent = self._sent_escalations
         if sent is not None and self._sent_vendor != s.vendor_id:
             sent = {}  # each escalation row names the vendor who may see it
@@ -433,6 +444,7 @@ class MigrationWorkflow:
             await _write(projection(snap, s.projected_seq, tasks, escalations, None, None))
         self._sent_tasks, self._sent_escalations = tasks, escalations
         self._sent_vendor = s.vendor_id
+        self._sent_template = s.template.id
         # Handlers may have changed more while this was written: only what it held counts.
         s.projected_seq = max(s.projected_seq, seq)
 

@@ -28,6 +28,8 @@ class Action(enum.StrEnum):
     TOKENS = "tokens"
     CHANNELS = "channels"
     PROCURE = "procure"  # set up a joint procurement, or manage its members
+    TEMPLATES = "templates"  # store procedure templates
+    UPGRADE_TEMPLATE = "upgrade_template"  # move a project to a newer version of its template
 
 
 class Scope(enum.StrEnum):
@@ -74,6 +76,7 @@ ROLE_TABLE: dict[str, RoleRule] = {
                 _A.CHANNELS,
                 _A.ASSIGN_VENDOR,
                 _A.PROCURE,
+                _A.UPGRADE_TEMPLATE,
             }
         ),
         frozenset({Owner.MUNICIPALITY}),

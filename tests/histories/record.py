@@ -37,10 +37,12 @@ from workflows.core import (
     MilestoneReport,
     ReplanInput,
     TaskProgress,
+    TemplateUpgrade,
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow
+from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate, TaskSpec
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -189,12 +191,41 @@ async def scenario_joint(env: WorkflowEnvironment, queue: str) -> WorkflowHandle
     return p
 
 
+async def scenario_template(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A running project moves to a newer version of its template: one task added, one
+    not yet started dropped; then it goes on under the new version."""
+    h = await start(env.client, queue, new_input(await future_target(env, months=30)))
+    await finish(h, "setup_governance")
+    extra = TaskSpec(
+        "security_review",
+        "セキュリティ対策の確認",
+        "Security review",
+        "fit_gap",
+        "municipality",
+        ["fit_gap_analysis"],
+        due_offset_months=-20,
+    )
+    kept = [
+        replace(spec, depends_on=[d for d in spec.depends_on if d != "training"])
+        for spec in DEFAULT_TEMPLATE.tasks
+        if spec.key != "training"
+    ]
+    newer = ProcedureTemplate(DEFAULT_TEMPLATE.name, "1.1", [*kept[:4], extra, *kept[4:]])
+    await h.execute_update(
+        MigrationWorkflow.upgrade_template, TemplateUpgrade(newer, "改訂版", "pm:x")
+    )
+    await finish_until(h, stop_before="spec_mapping")
+    await env.sleep(timedelta(days=30))
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
     "procurement": scenario_procurement,
     "member": scenario_member,
     "joint": scenario_joint,
+    "template": scenario_template,
 }
 
 
