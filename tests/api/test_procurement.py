@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import random
 
+from sqlmodel import Session
+
+from api.auth import PAGE_COOKIE, open_page_session
 from readmodel.registry import registry
 from tests.api.conftest import _USED, Api, fresh_project
 from tests.api.test_projects import assert_problem
@@ -209,3 +212,13 @@ async def test_a_member_page_shows_the_procurement_and_offers_no_joint_step(api:
         f"/api/v1/procurements/kyodo-{bodies[0]}", headers=api.auth("stranger")
     )
     assert hidden.status_code == 404
+    # The member's page says so, and offers no button on the steps the procurement carries.
+    api.token("member_pm", "pm", lg_code=bodies[1])
+    with Session(api.engine) as session:
+        cookie = open_page_session(session, api.tokens["member_pm"], 1.0)
+    page = await api.http.get(f"/projects/{ids[1]}", cookies={PAGE_COOKIE: cookie or ""})
+    assert page.status_code == 200
+    html = page.text
+    assert "共同調達「共同調達 表示確認」" in html
+    row = html[html.index('id="task-rfi"') : html.index('id="task-rfi_analysis"')]
+    assert "共同調達で実施" in row and "<button" not in row
