@@ -139,8 +139,29 @@ class RequestLog:
                 ms=round(took * 1000, 1),
             )
             # By route template, never by path: ids must not become label values.
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = scope["state"].get("route") or "unmatched"
             metrics.observe(scope["method"], route, status, took)
+
+
+class RouteOfRequest:
+    """The innermost middleware: hands the matched route's template to RequestLog through
+    the request's shared ``state`` (a middleware between them, asgi-csrf, passes a copy of
+    the scope on, so the router's ``scope["route"]`` never reaches RequestLog's scope)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and "route" in scope:
+                scope.setdefault("state", {})["route"] = getattr(scope["route"], "path", None)
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def create_app(
@@ -175,6 +196,7 @@ def create_app(
     )
     errors.install(app)
 
+    app.add_middleware(RouteOfRequest)  # added first: innermost, next to the router
     # Inside RequestLog (the last added is outermost), so a 429 is logged and counted too.
     app.add_middleware(
         RateLimit,
