@@ -1,6 +1,7 @@
 """The whole country on the embedded default: import, reads and the worker's memory.
 
     .venv/bin/python -m benchmarks.national [--scale 1.0 | --limit N] [--raw N] [--samples 50]
+                                            [--concurrency 16] [--folder PATH]
 
 Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
 in a temporary folder and seeds it as ``hyojunka seed --whole-country`` does: the national
@@ -244,7 +245,8 @@ async def run(args: argparse.Namespace) -> None:
         "HYOJUNKA_LOG_JSON": "true",
     }
     os.environ["HYOJUNKA_IMPORT_CONCURRENCY"] = str(args.concurrency)
-    with running_up(extra_env=env) as up:
+    folder = Path(args.folder) if args.folder else None
+    with running_up(folder, extra_env=env) as up:
         log(f"seeding {len(projects)} projects")
         imported, extended, counts = await seed(up, projects)
         log(f"raw Temporal: {raw_n} starts")
@@ -298,6 +300,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--random-seed", type=int, default=2026)
+    parser.add_argument(
+        "--folder",
+        help="run in this folder and keep it: a second run finds the projects existing (the "
+        "import is then a rerun, changing nothing) and measures the reads again",
+    )
     asyncio.run(run(parser.parse_args()))
 
 
