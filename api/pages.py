@@ -491,6 +491,7 @@ def rollup(
         filters=filters,
         query=urlencode(filters),
         trail=trail,
+        trend=queries.trend(session, caller, None, 12, **filters),
     )
 
 

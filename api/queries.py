@@ -23,6 +23,7 @@ from api.schemas import (
 )
 from readmodel import tables as t
 from readmodel.registry import registry
+from workflows.businesses import BY_SLUG
 from workflows.model import progress_from_counts
 from workflows.roles import Action
 from workflows.vocabulary import EscalationStatus, Owner, ProcurementStatus, TaskStatus
@@ -287,3 +288,39 @@ def due_for(
         query.order_by(col(t.Task.due_date), col(t.Task.project_id)).limit(limit)
     ).all()
     return [(task, project) for task, project in rows], total
+
+
+def trend(
+    session: Session, caller: Caller, group_by: str | None, months: int, **filters: str | None
+) -> list[dict[str, Any]]:
+    """MIC's figures at each stored month's end (newest ``months``), over the projects the
+    caller can see, as a whole or per prefecture or business."""
+    snap = t.ProgressSnapshot
+    group = getattr(snap, group_by) if group_by else None
+    counts = [
+        func.sum(getattr(snap, c)) for c in ("done", "in_progress", "not_started", "not_applicable")
+    ]
+    query: Any = select(snap.month, *([group] if group is not None else []), *counts)
+    query = caller.scope(query, on=snap)
+    for field in REPORT_FILTERS:
+        if filters.get(field) is not None:
+            query = query.where(getattr(snap, field) == filters[field])
+    month_col: Any = col(snap.month)
+    recent = select(month_col).distinct().order_by(month_col.desc()).limit(months).subquery()
+    query = query.where(col(snap.month).in_(select(recent.c.month)))
+    query = query.group_by(snap.month, *([group] if group is not None else []))
+    names = _prefecture_names() if group_by == "prefecture" else {}
+    rows = []
+    for row in session.execute(query).all():
+        month, *rest = row
+        key: str = rest.pop(0) if group is not None else ""
+        numbers = [int(c or 0) for c in rest]
+        p = progress_from_counts(*numbers)
+        item: dict[str, Any] = {"month": month.strftime("%Y-%m")}
+        if group_by:
+            item["group"] = key
+            item["name"] = names.get(key, BY_SLUG[key].name if key in BY_SLUG else key)
+        item |= {"steps": sum(numbers), **{k: getattr(p, k) for k in REPORT_COLUMNS[3:]}}
+        rows.append(item)
+    rows.sort(key=lambda r: (r["month"], r.get("group") or ""))
+    return rows

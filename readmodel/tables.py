@@ -89,6 +89,26 @@ class CalendarFeed(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
 
 
+class ProgressSnapshot(SQLModel, table=True):
+    """A project's counts as they stood at a month's end (the trend of MIC's figures)."""
+
+    __tablename__ = "progress_snapshot"
+    __table_args__ = (
+        Index("ix_progress_snapshot_prefecture", "prefecture", "month"),
+        Index("ix_progress_snapshot_lg_code", "lg_code", "month"),
+    )
+    month: date = Field(primary_key=True)  # the month's first day
+    project_id: str = Field(primary_key=True)
+    lg_code: str
+    prefecture: str
+    business: str
+    vendor_id: str | None = None
+    done: int
+    in_progress: int
+    not_started: int
+    not_applicable: int
+
+
 class StoredTemplate(SQLModel, table=True):
     """A procedure template an operator stored, validated as the built-in one is; a project
     created on ``id@version`` copies it into its workflow and keeps that version."""

@@ -27,6 +27,7 @@ from activities.outbound import guarded_client
 from activities.procurement import ProcurementActivities
 from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
+from activities.snapshot import SnapshotActivities
 from readmodel.channels import parse_channels
 from runtime.settings import Settings
 from worker.health import serving_health
@@ -35,6 +36,8 @@ from workflows.notification import NotificationWorkflow
 from workflows.procurement import JointProcurementWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
+from workflows.snapshot import SCHEDULE_ID as SNAPSHOT_SCHEDULE_ID
+from workflows.snapshot import ProgressSnapshotWorkflow, SnapshotInput
 from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow
 
 WORKFLOWS = [
@@ -43,6 +46,7 @@ WORKFLOWS = [
     SurveyReminderWorkflow,
     ReconcileWorkflow,
     JointProcurementWorkflow,
+    ProgressSnapshotWorkflow,
 ]
 
 
@@ -60,6 +64,7 @@ async def build_worker(
         notifications = NotificationActivities(engine, http, channels, settings.public_url)
         reconcile = ReconcileActivities(client, engine, queue)
         procurements = ProcurementActivities(client, engine)
+        snapshots = SnapshotActivities(engine)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(
@@ -74,6 +79,7 @@ async def build_worker(
                     reconcile.reconcile_read_model,
                     procurements.project_procurement,
                     procurements.procurement_member_update,
+                    snapshots.snapshot_progress,
                 ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -127,6 +133,36 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     """Every Schedule this deployment runs, created once and kept if present."""
     await ensure_survey_schedule(client, task_queue)
     await ensure_reconcile_schedule(client, task_queue)
+    await ensure_snapshot_schedule(client, task_queue)
+
+
+async def ensure_snapshot_schedule(client: Client, task_queue: str) -> None:
+    """The monthly progress snapshot: 23:30 JST on days 28-31 (the run on a month's last
+    day stores it; the others end at once)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ProgressSnapshotWorkflow.run,
+            SnapshotInput(),
+            id="monthly-progress-snapshot-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_month=[ScheduleRange(28, 31)],
+                    hour=[ScheduleRange(23)],
+                    minute=[ScheduleRange(30)],
+                    second=[ScheduleRange(0)],
+                )
+            ],
+            time_zone_name="Asia/Tokyo",
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SNAPSHOT_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:

@@ -68,3 +68,27 @@ def progress_report(
     if format == "json":
         return {"group_by": group_by, "items": rows, "total": len(rows)}
     return download(rows, group_by, format)
+
+
+@router.get("/trend")
+def progress_trend(
+    caller: CallerDep,
+    session: SessionDep,
+    group_by: Annotated[Literal["prefecture", "business"] | None, Query()] = None,
+    months: Annotated[int, Query(ge=1, le=120)] = 12,
+    prefecture: Code = None,
+    lg_code: Code = None,
+    business: Code = None,
+) -> Any:
+    """MIC's figures at each month's end, stored by the monthly snapshot, newest ``months``
+    months, over the projects the caller can see (as a whole, or per ``group_by``)."""
+    rows = queries.trend(
+        session,
+        caller,
+        group_by,
+        months,
+        prefecture=prefecture,
+        lg_code=lg_code,
+        business=business,
+    )
+    return {"group_by": group_by, "items": rows, "total": len(rows)}

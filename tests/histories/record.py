@@ -10,7 +10,7 @@ import asyncio
 import sys
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
@@ -51,6 +51,7 @@ from workflows.procurement import (
     ProcurementInput,
     ProcurementTaskChange,
 )
+from workflows.snapshot import ProgressSnapshotWorkflow, SnapshotInput
 
 HERE = Path(__file__).parent
 
@@ -219,6 +220,19 @@ async def scenario_template(env: WorkflowEnvironment, queue: str) -> WorkflowHan
     return h
 
 
+async def scenario_snapshot(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A month's end: the progress of every project stored for the trend."""
+    await start(env.client, queue, new_input(await future_target(env, months=30)))
+    h = await env.client.start_workflow(
+        ProgressSnapshotWorkflow.run,
+        SnapshotInput(date(2026, 11, 1)),
+        id=f"snapshot-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+    )
+    await h.result()
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -226,6 +240,7 @@ SCENARIOS = {
     "member": scenario_member,
     "joint": scenario_joint,
     "template": scenario_template,
+    "snapshot": scenario_snapshot,
 }
 
 
