@@ -55,7 +55,10 @@ async def workflow_truth(client: Client, workflow_id: str) -> ProjectionInput:
     journal = await handle.query(MigrationWorkflow.journal)
     # Two queries: events recorded between them belong to a later state than this one.
     snap.events = [e for e in journal if e.seq <= snap.state.seq]
-    return projection(snap, 0, task_rows(snap.state), escalation_rows(snap.state), None, None)
+    # A long-lived project's journal starts where its last continue-as-new let older events
+    # go (the read model holds them): those before it are left as they are.
+    since = journal[0].seq - 1 if journal else snap.state.seq
+    return projection(snap, since, task_rows(snap.state), escalation_rows(snap.state), None, None)
 
 
 def _rows(session: Session, project_id: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -378,13 +378,33 @@ def _milestone_target(session: Session, caller: Caller, project_id: str, task_ke
     return str(row.workflow_id)
 
 
+def _milestone_seen(
+    session: Session, caller: Caller, project_id: str, body: MilestoneIn, key: str
+) -> tuple[str, str]:
+    """The project's workflow, and the id of a milestone already recorded under ``key`` (the
+    workflow keeps only its newest answers across the years; the read model keeps all)."""
+    wid = _milestone_target(session, caller, project_id, body.task_key)
+    row = session.get(t.Milestone, (project_id, key))
+    if row is None:
+        return wid, ""
+    same = (row.task_key, row.status, row.percent, row.note) == (
+        body.task_key,
+        body.status,
+        body.percent,
+        body.note,
+    )
+    if not same:
+        raise HTTPProblem(409, "this Idempotency-Key was already used for a different milestone")
+    return wid, row.milestone_id
+
+
 async def report_milestone(
     ctx: Context, caller: Caller, project_id: str, body: MilestoneIn
 ) -> MilestoneAnswer:
     key = ctx.idempotency_key
     if key is None or not key.strip():
         raise HTTPProblem(400, "the Idempotency-Key header is required")
-    wid = await ctx.db.run(_milestone_target, caller, project_id, body.task_key)
+    wid, recorded = await ctx.db.run(_milestone_seen, caller, project_id, body, key)
     fingerprint = _fingerprint(body.model_dump(mode="json"))
     report = pick(
         core.MilestoneReport,
@@ -394,6 +414,7 @@ async def report_milestone(
         request_id=ctx.request_id,
         fingerprint=fingerprint,
         attempt_id=uuid.uuid4().hex,
+        recorded_id=recorded,
     )
     # The key is the update id: Temporal answers a repeat with the first result, and the
     # workflow keeps every key's answer across continue-as-new.

@@ -102,6 +102,11 @@ def up_environment(data: Path) -> dict[str, str]:
         "HYOJUNKA_TEMPORAL_UI_PORT": str(ui_port),
         "HYOJUNKA_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "HYOJUNKA_LOG_JSON": "true",
+        # The benchmarks and fault tests drive hundreds of writes a second through a few
+        # tokens to measure the engine; the per-token limits are tested on their own
+        # (tests/api/test_ratelimit.py) and stay on by default everywhere else.
+        "HYOJUNKA_RATE_LIMIT_PER_TOKEN": "",
+        "HYOJUNKA_RATE_LIMIT_PER_ADDRESS": "",
     }
 
 

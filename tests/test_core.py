@@ -726,3 +726,25 @@ def test_a_template_that_drops_work_done_or_under_way_is_refused() -> None:
     other = replace(newer_template(), name="other")
     with refused("template_other", INVALID):
         m.check_upgrade(TemplateUpgrade(other, "改訂", "pm:x"))
+
+
+# ---- bounded over years ------------------------------------------------------------------
+
+
+def test_a_new_run_carries_only_the_newest_of_what_the_read_model_holds() -> None:
+    m = project()
+    complete_before(m, "system_setup")
+    for n in range(5):
+        m.report_milestone(report(f"k{n}", "system_setup", IN_PROGRESS, 10 * n), NOW)
+    m.s.projected_seq = m.s.seq - 2  # the last two events are not written yet
+    first = m.s.milestones["k0"]
+    m.let_go(journal_kept=3, answers_kept=2)
+    assert [e.seq for e in m.s.journal] == list(range(m.s.seq - 4, m.s.seq + 1))
+    assert list(m.s.milestones) == ["k3", "k4"]
+    # An old key the read model still knows is a repeat, and changes nothing.
+    seq = m.s.seq
+    again = m.report_milestone(
+        replace(report("k0", "system_setup", IN_PROGRESS, 0), recorded_id=first.milestone_id),
+        NOW,
+    )
+    assert again.duplicate and again.milestone_id == first.milestone_id and m.s.seq == seq

@@ -288,6 +288,9 @@ class MilestoneReport:
     fingerprint: str = ""
     # Made by the API for each HTTP request; a replay gets the first attempt's back.
     attempt_id: str = ""
+    # The milestone id the read model holds for this key when the workflow may have let its
+    # answer go at continue-as-new: then it is a repeat, answered from that id.
+    recorded_id: str = ""
 
 
 @dataclass
@@ -639,6 +642,16 @@ class Migration:
         earlier = self.s.milestones.get(report.idempotency_key)
         if earlier is not None:
             return earlier
+        if report.recorded_id:
+            # Recorded long ago (its answer let go at continue-as-new): a repeat all the same,
+            # answered with the task as it stands now; nothing changes.
+            return MilestoneResult(
+                milestone_id=report.recorded_id,
+                duplicate=True,
+                task=task_view(self.s, report.task_key),
+                request_id=report.request_id,
+                fingerprint=report.fingerprint,
+            )
         self.check_milestone(report)
         task = self.s.tasks[report.task_key]
         before = task.status
@@ -1041,6 +1054,19 @@ class Migration:
         self.outbox.append(Notification(id_, *where, kind, to, subject, text, data))
 
     # ---- the record and what is derived from it -----------------------------------------
+
+    def let_go(self, journal_kept: int, answers_kept: int) -> None:
+        """What a new run need not carry, so that a project's state stays bounded over the
+        years: events and milestone answers the read model already holds, beyond the newest
+        ``journal_kept`` and ``answers_kept`` (a repeat of an older key is recognised by
+        the API from the read model and answered by ``report_milestone``)."""
+        s = self.s
+        kept = [e for e in s.journal if e.seq > s.projected_seq]  # not yet written: all stay
+        written = [e for e in s.journal if e.seq <= s.projected_seq]
+        s.journal = written[max(0, len(written) - journal_kept) :] + kept
+        if len(s.milestones) > answers_kept:
+            newest = list(s.milestones.items())[-answers_kept:]
+            s.milestones = dict(newest)
 
     def record(self, kind: str, actor: str, data: dict[str, Any], now: datetime) -> None:
         self.s.seq += 1

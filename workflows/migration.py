@@ -46,6 +46,7 @@ PROJECTION_ACTIVITY = "project_migration"
 PATCH_NOTIFY_AT_ONCE = "notify-without-waiting-for-the-next-wake"
 PATCH_GROUP_COMMIT = "handlers-share-projections"
 PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
+PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -59,6 +60,11 @@ T = TypeVar("T")
 class MigrationInput(Opening):
     # Continue as new past this many history events, even before the server suggests it.
     history_limit: int = 20_000
+    # What a new run carries of what the read model already holds: the newest events of the
+    # audit trail and the newest milestone answers (older ones are answered from the read
+    # model), so that a project's state stays bounded over years.
+    journal_kept: int = 200
+    answers_kept: int = 1000
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
 
@@ -218,6 +224,8 @@ class MigrationWorkflow:
                 async with self._lock:
                     await self._project()
                 await self._send_notifications()
+                if workflow.patched(PATCH_BOUNDED_STATE):
+                    self._m.let_go(inp.journal_kept, inp.answers_kept)
                 workflow.continue_as_new(replace(inp, state=self._s))
         await self._drain_handlers()
         await self._send_notifications()
@@ -295,7 +303,8 @@ class MigrationWorkflow:
 
     @workflow.query
     def journal(self) -> list[Event]:
-        """Every event of this project, oldest first (what ``readmodel rebuild`` replays)."""
+        """The events this run holds, oldest first (what ``readmodel rebuild`` replays): all
+        of them, or since continue-as-new last let written ones go."""
         return list(self._s.journal)
 
     @workflow.update
@@ -336,7 +345,7 @@ class MigrationWorkflow:
 
     @report_milestone.validator
     def _validate_milestone(self, report: core.MilestoneReport) -> None:
-        if report.idempotency_key not in self._s.milestones:
+        if report.idempotency_key not in self._s.milestones and not report.recorded_id:
             _validate(lambda: self._m.check_milestone(report))
 
     @workflow.update

@@ -233,6 +233,29 @@ async def scenario_snapshot(env: WorkflowEnvironment, queue: str) -> WorkflowHan
     return h
 
 
+async def scenario_long(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A long-lived project in miniature: continue-as-new lets written history go; an old
+    milestone key is still answered as a repeat."""
+    inp = new_input(await future_target(env))
+    inp.history_limit, inp.journal_kept, inp.answers_kept = 60, 5, 1
+    h = await start(env.client, queue, inp)
+    first_run = (await h.describe()).run_id
+    await finish_until(h, stop_before="system_setup")
+    old = MilestoneReport("k-old", "system_setup", "in_progress", "vendor:acme", percent=10)
+    first = await h.execute_update(MigrationWorkflow.report_milestone, old)
+    await h.execute_update(
+        MigrationWorkflow.report_milestone,
+        MilestoneReport("k-new", "system_setup", "in_progress", "vendor:acme", percent=20),
+    )
+    await finish_until(h, stop_before="go_no_go")
+    await h.execute_update(
+        MigrationWorkflow.report_milestone, replace(old, recorded_id=first.milestone_id)
+    )
+    await finish_until(h)
+    await h.result()
+    return env.client.get_workflow_handle(h.id, run_id=first_run)  # the run that let go
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -241,6 +264,7 @@ SCENARIOS = {
     "joint": scenario_joint,
     "template": scenario_template,
     "snapshot": scenario_snapshot,
+    "long": scenario_long,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -13,6 +14,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.reconcile import repair, workflow_truth
 from readmodel import tables as t
 from tests.workflows.helpers import (
     describe,
@@ -181,3 +183,42 @@ async def test_continue_as_new_carries_the_whole_project(
     with Session(engine) as session:
         events = session.exec(select(t.Event).order_by(t.Event.seq)).all()
     assert [(e.seq, e.kind) for e in events] == [(e.seq, e.kind) for e in journal]
+
+
+async def test_a_long_lived_project_lets_written_history_go_and_still_knows_old_keys(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, engine: Engine
+) -> None:
+    inp = new_input(await future_target(time_skipping_env))
+    inp.history_limit, inp.journal_kept, inp.answers_kept = 60, 5, 1
+    handle = await start(time_skipping_env.client, task_queue, inp)
+    first_run = (await handle.describe()).run_id
+    await finish_until(handle, stop_before="system_setup")
+    old = MilestoneReport("key-old", "system_setup", "in_progress", "vendor:acme", percent=10)
+    first = await handle.execute_update(MigrationWorkflow.report_milestone, old)
+    newer = MilestoneReport("key-new", "system_setup", "in_progress", "vendor:acme", percent=20)
+    await handle.execute_update(MigrationWorkflow.report_milestone, newer)
+    await finish_until(handle, stop_before="go_no_go")
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.05)
+    assert (await handle.describe()).run_id != first_run
+    snap = await describe(handle)
+    journal = await handle.query(MigrationWorkflow.journal)
+    # The new run carries only the newest of what the read model already holds ...
+    assert len(journal) <= 5 + 2 and journal[-1].seq == snap.state.seq
+    # ... while the read model keeps the whole audit trail.
+    with Session(engine) as session:
+        seqs = [e.seq for e in session.exec(select(t.Event).order_by(t.Event.seq)).all()]
+    assert seqs == list(range(1, snap.state.seq + 1))
+    # An old key (as the API finds it in the read model) is still a repeat: nothing changes.
+    again = await handle.execute_update(
+        MigrationWorkflow.report_milestone, replace(old, recorded_id=first.milestone_id)
+    )
+    assert again.milestone_id == first.milestone_id and again.duplicate
+    assert (await describe(handle)).state.seq == snap.state.seq
+    # The nightly reconciliation leaves the older events be.
+    truth = await workflow_truth(time_skipping_env.client, handle.id)
+    assert await asyncio.to_thread(repair, engine, truth) == []
+    with Session(engine) as session:
+        assert len(session.exec(select(t.Event)).all()) == snap.state.seq
