@@ -47,6 +47,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _problem("not found or not visible to the caller"),
     409: _problem("conflicts with the current state"),
     422: _problem("fails validation; errors name the fields"),
+    429: _problem("too many requests from this token or address; see Retry-After"),
+    503: _problem("Temporal or the database did not answer in time; see Retry-After"),
 }
 
 
