@@ -76,7 +76,13 @@ class NotificationActivities:
     @activity.defn(name=DELIVER_ACTIVITY)
     async def deliver_notification(self, d: Delivery) -> int:
         info = activity.info()
-        link = f"{self._public_url}/projects/{d.notification.project_id}"
+        project = d.notification.project_id
+        # A digest spans projects: it links to the escalations page.
+        link = (
+            f"{self._public_url}/projects/{project}"
+            if project
+            else f"{self._public_url}/escalations"
+        )
         body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
         status: int | None = None
         error: str | None = None

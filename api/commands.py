@@ -264,6 +264,7 @@ def creation_input(
         ladder=settings.ladder,
         created_by=caller.actor,
         progress={k: core.TaskProgress(p.status, p.on) for k, p in body.progress.items()},
+        digest_window_seconds=settings.notification_digest_seconds,
     )
     try:  # the rules of a project under way, before anything starts
         core.Migration.start(inp, datetime.now(UTC))

@@ -748,3 +748,7 @@ def test_a_new_run_carries_only_the_newest_of_what_the_read_model_holds() -> Non
         NOW,
     )
     assert again.duplicate and again.milestone_id == first.milestone_id and m.s.seq == seq
+    # A row newer than what was let go (written by a workflow task that never committed,
+    # before a crash) is no repeat: the report is recorded.
+    stale = replace(report("k9", "system_setup", IN_PROGRESS, 90), recorded_id=f"m{seq + 7}")
+    assert not m.report_milestone(stale, NOW).duplicate and m.s.seq > seq

@@ -31,6 +31,7 @@ from activities.snapshot import SnapshotActivities
 from readmodel.channels import parse_channels
 from runtime.settings import Settings
 from worker.health import serving_health
+from workflows.digest import DigestWorkflow
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.procurement import JointProcurementWorkflow
@@ -47,6 +48,7 @@ WORKFLOWS = [
     ReconcileWorkflow,
     JointProcurementWorkflow,
     ProgressSnapshotWorkflow,
+    DigestWorkflow,
 ]
 
 

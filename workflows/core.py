@@ -642,7 +642,7 @@ class Migration:
         earlier = self.s.milestones.get(report.idempotency_key)
         if earlier is not None:
             return earlier
-        if report.recorded_id:
+        if self.let_go_answer(report):
             # Recorded long ago (its answer let go at continue-as-new): a repeat all the same,
             # answered with the task as it stands now; nothing changes.
             return MilestoneResult(
@@ -1055,6 +1055,13 @@ class Migration:
 
     # ---- the record and what is derived from it -----------------------------------------
 
+    def let_go_answer(self, report: MilestoneReport) -> bool:
+        """Whether the read model's milestone for this key is one whose answer this project
+        let go. Only then is it trusted: a row written by a workflow task that never
+        committed (a crashed server) is newer than anything let go, and is no repeat."""
+        seq = report.recorded_id[1:]
+        return seq.isdigit() and 0 < int(seq) <= self.s.answers_let_go_through
+
     def let_go(self, journal_kept: int, answers_kept: int) -> None:
         """What a new run need not carry, so that a project's state stays bounded over the
         years: events and milestone answers the read model already holds, beyond the newest
@@ -1065,8 +1072,12 @@ class Migration:
         written = [e for e in s.journal if e.seq <= s.projected_seq]
         s.journal = written[max(0, len(written) - journal_kept) :] + kept
         if len(s.milestones) > answers_kept:
-            newest = list(s.milestones.items())[-answers_kept:]
-            s.milestones = dict(newest)
+            answers = list(s.milestones.items())
+            for _, answer in answers[:-answers_kept]:
+                seq = answer.milestone_id[1:]
+                if seq.isdigit():
+                    s.answers_let_go_through = max(s.answers_let_go_through, int(seq))
+            s.milestones = dict(answers[-answers_kept:])
 
     def record(self, kind: str, actor: str, data: dict[str, Any], now: datetime) -> None:
         self.s.seq += 1

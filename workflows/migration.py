@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from workflows import core, notification
 from workflows import search_attributes as sa
 from workflows.core import CONFLICT, Migration, Opening, Refusal
+from workflows.digest import digest_key, hand_over, wave_hour
 from workflows.model import (
     APPLIED,
     RESYNC,
@@ -47,6 +48,7 @@ PATCH_NOTIFY_AT_ONCE = "notify-without-waiting-for-the-next-wake"
 PATCH_GROUP_COMMIT = "handlers-share-projections"
 PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
 PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
+PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -65,6 +67,8 @@ class MigrationInput(Opening):
     # model), so that a project's state stays bounded over years.
     journal_kept: int = 200
     answers_kept: int = 1000
+    # How long a wave's escalation notices gather into one message per body and audience.
+    digest_window_seconds: float = 60.0
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
 
@@ -171,6 +175,8 @@ class MigrationWorkflow:
         self._lock = asyncio.Lock()
         self._wake = False
         self._grouped: bool | None = None
+        self._digests: bool | None = None
+        self._digest_window = inp.digest_window_seconds
         self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
         self._pending_rids: list[str] = []
@@ -345,7 +351,7 @@ class MigrationWorkflow:
 
     @report_milestone.validator
     def _validate_milestone(self, report: core.MilestoneReport) -> None:
-        if report.idempotency_key not in self._s.milestones and not report.recorded_id:
+        if report.idempotency_key not in self._s.milestones and not self._m.let_go_answer(report):
             _validate(lambda: self._m.check_milestone(report))
 
     @workflow.update
@@ -477,7 +483,21 @@ class MigrationWorkflow:
             self._published = wanted
 
     async def _send_notifications(self) -> None:
-        """Each notification is its own workflow, so a dead channel never holds this one up."""
+        """Each notification is its own workflow, so a dead channel never holds this one up;
+        escalation notices go through the digest of their body, audience and hour, so a
+        wave of rungs across a body's projects is one message per audience."""
+        if self._digests is None:
+            self._digests = workflow.patched(PATCH_DIGEST)
         while self._m.outbox:
-            # A rung sent by an earlier run of this project is not sent again.
-            await notification.send(self._m.outbox.pop(0))
+            notes, self._m.outbox = self._m.outbox, []
+            if not self._digests:
+                for note in notes:
+                    # A rung sent by an earlier run of this project is not sent again.
+                    await notification.send(note)
+                continue
+            hour = wave_hour(workflow.now())
+            for note in notes:
+                if note.kind.startswith("escalation."):
+                    await hand_over(note, digest_key(note, hour), self._digest_window)
+                else:
+                    await notification.send(note)

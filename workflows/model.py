@@ -170,6 +170,9 @@ class MigrationState(ProjectFacts):
     creation_key: str = ""
     # Steps a joint procurement carries for this project: task key -> procurement id.
     held: dict[str, str] = field(default_factory=dict)
+    # Milestone answers up to this seq were let go at continue-as-new (the read model
+    # keeps them): a key the API finds there, this old, is a repeat.
+    answers_let_go_through: int = 0
 
 
 def pick(cls: type[D], *sources: object, **given: Any) -> D:

@@ -28,38 +28,44 @@ DELIVERY_RETRY = RetryPolicy(
 DELIVERY_GIVE_UP = timedelta(days=14)
 
 
+async def deliver(note: Notification) -> int:
+    """From a workflow: deliver ``note`` on every channel that should hear it, each retried
+    with backoff for up to two weeks; how many channels took it."""
+    channels: list[Channel] = await workflow.execute_activity(
+        RESOLVE_ACTIVITY,
+        note,
+        result_type=list[Channel],
+        start_to_close_timeout=timedelta(seconds=30),
+    )
+    results = await asyncio.gather(
+        *(
+            workflow.execute_activity(
+                DELIVER_ACTIVITY,
+                Delivery(f"{note.id}/{ch.id}", ch, note),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                retry_policy=DELIVERY_RETRY,
+            )
+            for ch in channels
+        ),
+        return_exceptions=True,
+    )
+    delivered = sum(1 for r in results if not isinstance(r, BaseException))
+    if delivered < len(channels):
+        workflow.logger.warning(
+            "notification %s: %d of %d channels gave up",
+            note.id,
+            len(channels) - delivered,
+            len(channels),
+        )
+    return delivered
+
+
 @workflow.defn
 class NotificationWorkflow:
     @workflow.run
     async def run(self, note: Notification) -> int:
-        channels: list[Channel] = await workflow.execute_activity(
-            RESOLVE_ACTIVITY,
-            note,
-            result_type=list[Channel],
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        results = await asyncio.gather(
-            *(
-                workflow.execute_activity(
-                    DELIVER_ACTIVITY,
-                    Delivery(f"{note.id}/{ch.id}", ch, note),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=DELIVERY_GIVE_UP,
-                    retry_policy=DELIVERY_RETRY,
-                )
-                for ch in channels
-            ),
-            return_exceptions=True,
-        )
-        delivered = sum(1 for r in results if not isinstance(r, BaseException))
-        if delivered < len(channels):
-            workflow.logger.warning(
-                "notification %s: %d of %d channels gave up",
-                note.id,
-                len(channels) - delivered,
-                len(channels),
-            )
-        return delivered
+        return await deliver(note)
 
 
 async def send(note: Notification) -> None:

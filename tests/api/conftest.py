@@ -79,8 +79,12 @@ async def api(dev_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[
     queue = f"api-{uuid.uuid4().hex}"
     # Delivery tests' receivers listen on 127.0.0.2, the one private address allowed here;
     # the rest of loopback stays refused, as the channel tests expect.
+    # A wave's notices gather for half a second here, not a minute: tests wait for them.
     settings = Settings(
-        task_queue=queue, database_url=database_url, outbound_allow=RECEIVER_HOST + "/32"
+        task_queue=queue,
+        database_url=database_url,
+        outbound_allow=RECEIVER_HOST + "/32",
+        notification_digest_seconds=0.5,
     )
     engine = make_engine(database_url)
     with Session(engine) as session:

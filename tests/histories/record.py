@@ -256,6 +256,17 @@ async def scenario_long(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     return env.client.get_workflow_handle(h.id, run_id=first_run)  # the run that let go
 
 
+async def scenario_digest(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Two reminders of one project in the same 09:00 wave go to the body's digest."""
+    h, snap, _ = await started_late(env, queue, await future_target(env, months=25))
+    await finish(h, "setup_governance")
+    due = (await describe(h)).state.tasks["current_system_survey"].due_date
+    assert due is not None
+    at = rung_instant(due, "reminder", snap.state.ladder)
+    await env.sleep(at - await env.get_current_time() + timedelta(hours=1))
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -265,6 +276,7 @@ SCENARIOS = {
     "template": scenario_template,
     "snapshot": scenario_snapshot,
     "long": scenario_long,
+    "digest": scenario_digest,
 }
 
 

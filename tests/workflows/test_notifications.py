@@ -20,6 +20,7 @@ from readmodel import tables as t
 from runtime.settings import Settings
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
+from workflows.calendar import JST
 from workflows.ladder import rung_instant
 
 
@@ -107,13 +108,17 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
     reminder_at = rung_instant(due, "reminder", snap.state.ladder)
     await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=5))
     snap = await describe(handle)
-    notes = [f"{snap.state.project_id}.deadline.2026-03-31"] + [
-        e.id for e in snap.state.escalations
-    ]
-    assert len(notes) == 3  # the deadline notice, and reminders of the survey and the inventory
-    for note in notes:
-        delivered = await env.client.get_workflow_handle(f"notify-{note}").result()
-        assert delivered == 2
+    reminders = [e.id for e in snap.state.escalations]
+    assert len(reminders) == 2  # the survey's and the inventory's, in the same wave
+    # The two reminders to the pm go out as one message: the digest of the body's wave.
+    hour = reminder_at.astimezone(JST).strftime("%Y%m%d%H")
+    key = f"{snap.state.lg_code}.pm..{hour}"
+    gathered = await env.client.get_workflow_handle(f"digest-{key}").result()
+    assert sorted(gathered) == sorted(reminders)
+    digest = f"digest.{key}.2.{gathered[-1]}"
+    deadline = f"{snap.state.project_id}.deadline.2026-03-31"
+    assert await env.client.get_workflow_handle(f"notify-{deadline}").result() == 2
+    notes = [deadline, digest]
 
     calls = receiver.calls
     assert [c["answered"] for c in calls[:5]] == [503] * 5
@@ -125,14 +130,14 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
         assert attempts[-1]["answered"] == 200, delivery
         assert [a["answered"] for a in attempts[:-1]] == [503] * (len(attempts) - 1)
         assert all(a["body"] == attempts[0]["body"] for a in attempts)  # a true repeat
-    survey = next(e for e in snap.state.escalations if e.task_key == "current_system_survey")
-    hook = by_delivery[f"{survey.id}/hook"][-1]["body"]
-    assert hook["kind"] == "escalation.reminder"
-    assert hook["data"]["due_date"] == due.isoformat()
-    slack = by_delivery[f"{survey.id}/chat"][-1]["body"]["text"]
-    assert "現行システム環境の基礎調査" in slack and "千代田区" in slack
-    assert due.isoformat() in slack
-    assert f"https://hyojunka.example.lg.jp/projects/{snap.state.project_id}" in slack
+    hook = by_delivery[f"{digest}/hook"][-1]["body"]
+    assert hook["kind"] == "escalation.digest"
+    survey = next(i for i in hook["data"]["items"] if i["task_key"] == "current_system_survey")
+    assert survey["due_date"] == due.isoformat()
+    slack = by_delivery[f"{digest}/chat"][-1]["body"]["text"]
+    assert "現行システム環境の基礎調査" in slack and "連携一覧の作成" in slack
+    assert "千代田区" in slack and "2件" in slack
+    assert "https://hyojunka.example.lg.jp/escalations" in slack
 
     with Session(engine) as session:
         attempts = session.exec(select(t.DeliveryAttempt).order_by(t.DeliveryAttempt.id)).all()

@@ -1,0 +1,102 @@
+"""One message per audience and body for a wave of rungs.
+
+On a working morning every late task of a body reaches its rung at 09:00 at once, in as
+many projects. Each project hands its escalation notices to a DigestWorkflow named by the
+body, the audience and the hour: the first starts it (an abandoned child), the others
+signal it. It collects them for a short window and delivers one message on the body's
+channels: one notice as it is, several as one list. A notice that finds the digest gone
+starts the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows import notification
+from workflows.calendar import JST
+from workflows.model import Notification
+
+
+@dataclass
+class DigestInput:
+    key: str
+    window_seconds: float = 60.0
+    first: list[Notification] = field(default_factory=list)
+
+
+def digest_key(note: Notification, now_jst_hour: str) -> str:
+    """The same body, the same people, the same wave: one message."""
+    vendor = note.vendor_id if "vendor" in note.audience else ""
+    return f"{note.lg_code}.{'+'.join(sorted(note.audience))}.{vendor}.{now_jst_hour}"
+
+
+def combine(key: str, notes: list[Notification]) -> Notification:
+    """Several notices as one: a list of what is late, linked to the escalations page."""
+    if len(notes) == 1:
+        return notes[0]
+    first = notes[0]
+    lines = "\n".join(f"・{n.subject}" for n in notes)
+    # Each notice's subject names its body and system after its 【level】.
+    systems = dict.fromkeys(n.subject.partition("】")[2].partition(":")[0] for n in notes)
+    subject = f"【エスカレーション {len(notes)}件】{'、'.join(s for s in systems if s)}"
+    return replace(
+        first,
+        id=f"digest.{key}.{len(notes)}.{notes[-1].id}",
+        project_id="",
+        kind="escalation.digest",
+        subject=subject,
+        text=f"{subject}\n{lines}",
+        data={"notifications": [n.id for n in notes], "items": [n.data for n in notes]},
+    )
+
+
+@workflow.defn
+class DigestWorkflow:
+    def __init__(self) -> None:
+        self._notes: list[Notification] = []
+
+    @workflow.signal
+    def add(self, note: Notification) -> None:
+        if all(n.id != note.id for n in self._notes):
+            self._notes.append(note)
+
+    @workflow.run
+    async def run(self, inp: DigestInput) -> list[str]:
+        for note in inp.first:
+            self.add(note)
+        await workflow.sleep(timedelta(seconds=inp.window_seconds))  # the wave gathers
+        sent: list[str] = []
+        while self._notes:  # what came while the last one was delivered goes too
+            notes, self._notes = self._notes, []
+            await notification.deliver(combine(inp.key, notes))
+            sent += [n.id for n in notes]
+        return sent
+
+
+def wave_hour(now: datetime) -> str:
+    return now.astimezone(JST).strftime("%Y%m%d%H")
+
+
+async def hand_over(note: Notification, key: str, window_seconds: float) -> None:
+    """From a project's workflow: start the digest with this notice, or add it to the one
+    gathering; if that one has just gone, the notice goes on its own."""
+    digest_id = f"digest-{key}"
+    try:
+        await workflow.start_child_workflow(
+            DigestWorkflow.run,
+            DigestInput(key, window_seconds, [note]),
+            id=digest_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        return
+    except WorkflowAlreadyStartedError:
+        pass
+    try:
+        await workflow.get_external_workflow_handle(digest_id).signal(DigestWorkflow.add, note)
+    except Exception:  # the digest closed between the two: this notice is sent alone
+        await notification.send(note)
