@@ -73,7 +73,7 @@ from runtime.settings import Settings
 from workflows import core
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
-from workflows.migration import MigrationInput, MigrationWorkflow, OpenProject
+from workflows.migration import RULES, MigrationInput, MigrationWorkflow, OpenProject
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workflow_id_for
 from workflows.procedure import (
     BUILTIN_TEMPLATES,
@@ -265,6 +265,7 @@ def creation_input(
         created_by=caller.actor,
         progress={k: core.TaskProgress(p.status, p.on) for k, p in body.progress.items()},
         digest_window_seconds=settings.notification_digest_seconds,
+        rules=RULES,
     )
     try:  # the rules of a project under way, before anything starts
         core.Migration.start(inp, datetime.now(UTC))

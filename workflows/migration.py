@@ -49,6 +49,26 @@ PATCH_GROUP_COMMIT = "handlers-share-projections"
 PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
 PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
 PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
+
+# The rules a project is started under. A project started before ``rules`` existed carries 0
+# and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
+# one is born with every rule of its generation and records no patch marker (each marker
+# also costs an upsert of TemporalChangeVersion: most of a new project's first history).
+# A rule changed from now on gets a patch of generation 2, and RULES becomes 2.
+RULES = 1
+GENERATION_1 = frozenset(
+    {
+        core.PATCH_NOT_APPLICABLE_RULE,
+        core.PATCH_FAILED_CUTOVER_LADDER,
+        core.PATCH_ESCALATION_ID_ROUND,
+        core.PATCH_ACTIONABLE_STALE_RUNGS,
+        PATCH_NOTIFY_AT_ONCE,
+        PATCH_GROUP_COMMIT,
+        PATCH_SUMMARY_AT_REGISTRATION,
+        PATCH_BOUNDED_STATE,
+        PATCH_DIGEST,
+    }
+)
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -69,6 +89,9 @@ class MigrationInput(Opening):
     answers_kept: int = 1000
     # How long a wave's escalation notices gather into one message per body and audience.
     digest_window_seconds: float = 60.0
+    # The generation of rules the project was started under (see RULES); 0 for projects
+    # started before it was recorded, which is what their inputs decode to.
+    rules: int = 0
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
 
@@ -167,10 +190,11 @@ class MigrationWorkflow:
     @workflow.init
     def __init__(self, inp: MigrationInput) -> None:
         self._fresh = inp.state is None
+        self._rules = inp.rules
         if inp.state is None:
-            self._m = Migration.start(inp, workflow.now(), workflow.patched)
+            self._m = Migration.start(inp, workflow.now(), self._rule)
         else:
-            self._m = Migration(inp.state, workflow.patched)
+            self._m = Migration(inp.state, self._rule)
         self._s = self._m.s
         self._lock = asyncio.Lock()
         self._wake = False
@@ -197,13 +221,13 @@ class MigrationWorkflow:
                 self._m.record_creation(workflow.now(), inp.progress)
             self._m.check_deadline(workflow.now())
             self._advance()
-            if self._fresh and workflow.patched(PATCH_SUMMARY_AT_REGISTRATION):
+            if self._fresh and self._rule(PATCH_SUMMARY_AT_REGISTRATION):
                 self._m.summarise_outbox()
             await self._project()
             self._opened = True
         # What starting raised (a plan past its deadline, rungs already due) goes out now,
         # not at the next wake-up, which may be months away.
-        if workflow.patched(PATCH_NOTIFY_AT_ONCE):
+        if self._rule(PATCH_NOTIFY_AT_ONCE):
             await self._send_notifications()
         while not all_complete(self._s):
             if self._group_commit():
@@ -230,12 +254,17 @@ class MigrationWorkflow:
                 async with self._lock:
                     await self._project()
                 await self._send_notifications()
-                if workflow.patched(PATCH_BOUNDED_STATE):
+                if self._rule(PATCH_BOUNDED_STATE):
                     self._m.let_go(inp.journal_kept, inp.answers_kept)
                 workflow.continue_as_new(replace(inp, state=self._s))
         await self._drain_handlers()
         await self._send_notifications()
         return MigrationResult(self._s.project_id, self._s.completed_at)
+
+    def _rule(self, name: str) -> bool:
+        """Whether a rule changed while projects were running applies to this one."""
+        generation = 1 if name in GENERATION_1 else RULES + 1
+        return self._rules >= generation or workflow.patched(name)
 
     async def _drain_handlers(self) -> None:
         """Wait for every update handler to finish, writing what they wait for meanwhile."""
@@ -266,7 +295,7 @@ class MigrationWorkflow:
         """Whether handlers share projections (new runs) or each write their own under the
         lock (runs recorded before; their histories hold one projection per update)."""
         if self._grouped is None:
-            self._grouped = workflow.patched(PATCH_GROUP_COMMIT)
+            self._grouped = self._rule(PATCH_GROUP_COMMIT)
         return self._grouped
 
     async def _commit(self, apply: Callable[[], T], request_id: str, wakes: bool = True) -> T:
@@ -487,7 +516,7 @@ class MigrationWorkflow:
         escalation notices go through the digest of their body, audience and hour, so a
         wave of rungs across a body's projects is one message per audience."""
         if self._digests is None:
-            self._digests = workflow.patched(PATCH_DIGEST)
+            self._digests = self._rule(PATCH_DIGEST)
         while self._m.outbox:
             notes, self._m.outbox = self._m.outbox, []
             if not self._digests:

@@ -237,7 +237,7 @@ async def scenario_long(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     """A long-lived project in miniature: continue-as-new lets written history go; an old
     milestone key is still answered as a repeat."""
     inp = new_input(await future_target(env))
-    inp.history_limit, inp.journal_kept, inp.answers_kept = 60, 5, 1
+    inp.history_limit, inp.journal_kept, inp.answers_kept = 80, 5, 1
     h = await start(env.client, queue, inp)
     first_run = (await h.describe()).run_id
     await finish_until(h, stop_before="system_setup")

@@ -21,7 +21,7 @@ from worker.runner import build_worker
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
 from workflows.core import GateDecisionInput, MilestoneReport, TaskChange
-from workflows.migration import MigrationInput, MigrationWorkflow
+from workflows.migration import RULES, MigrationInput, MigrationWorkflow
 from workflows.model import ProjectSnapshot, workflow_id_for
 from workflows.payloads import DATA_CONVERTER
 from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate
@@ -47,6 +47,7 @@ def new_input(
         template=DEFAULT_TEMPLATE,
         vendor_id="acme",
         switching_vendor=switching_vendor,
+        rules=RULES,
     )
 
 
