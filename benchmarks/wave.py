@@ -151,6 +151,7 @@ class WaveResult:
     rungs_seen: int = 0
     # Digests the wave's notices call for (one per body, audience and hour), known once its
     # rungs are in the read model; those started, and those done (their message sent).
+    # A body's notices that come after its digest has gone start the next one (same id).
     digests_expected: int | None = None
     digests_started: int = 0
     digests_done: int = 0
@@ -179,7 +180,7 @@ class WaveResult:
         return (
             self.rungs_seen >= self.rungs_expected
             and self.digests_expected is not None
-            and self.digests_done >= self.digests_expected
+            and self.digests_done >= self.digests_started
             and self.notices_sent + self.notifications_started >= self.rungs_expected
         )
 
@@ -283,14 +284,17 @@ def digest_keys(engine: Engine, raised_from: datetime) -> set[tuple[str, str, st
     return keys
 
 
-async def executions(client: Client, kind: str) -> tuple[set[str], set[str]]:
-    """Workflow ids of one type the server has started: (open, closed). The test server
+async def executions(
+    client: Client, kind: str
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """Runs (workflow id, run id) of one type the server has started: (open, closed). A
+    digest's id is used again by the next one of its body once it has closed. The test server
     answers no visibility query (no count_workflows), but lists open and closed ones (its
     type filter is not to be trusted: the type is checked here too)."""
     svc, ns = client.workflow_service, client.namespace
     type_filter = WorkflowTypeFilter(name=kind)
-    running: set[str] = set()
-    closed: set[str] = set()
+    running: set[tuple[str, str]] = set()
+    closed: set[tuple[str, str]] = set()
     token = b""
     while True:
         page = await svc.list_open_workflow_executions(
@@ -298,7 +302,11 @@ async def executions(client: Client, kind: str) -> tuple[set[str], set[str]]:
                 namespace=ns, maximum_page_size=1000, next_page_token=token, type_filter=type_filter
             )
         )
-        running.update(e.execution.workflow_id for e in page.executions if e.type.name == kind)
+        running.update(
+            (e.execution.workflow_id, e.execution.run_id)
+            for e in page.executions
+            if e.type.name == kind
+        )
         token = page.next_page_token
         if not token:
             break
@@ -308,7 +316,11 @@ async def executions(client: Client, kind: str) -> tuple[set[str], set[str]]:
                 namespace=ns, maximum_page_size=1000, next_page_token=token, type_filter=type_filter
             )
         )
-        closed.update(e.execution.workflow_id for e in done.executions if e.type.name == kind)
+        closed.update(
+            (e.execution.workflow_id, e.execution.run_id)
+            for e in done.executions
+            if e.type.name == kind
+        )
         token = done.next_page_token
         if not token:
             break
@@ -385,13 +397,17 @@ async def run_wave(
             result.digests_started, result.digests_done = len(started), len(done)
             if result.digests_expected is None:
                 return
-            if result.digests_started_after is None and len(started) >= result.digests_expected:
+            keys = {wid for wid, _ in started}
+            if result.digests_started_after is None and len(keys) >= result.digests_expected:
                 result.digests_started_after = elapsed()
-            if result.digests_done_after is None and len(done) >= result.digests_expected:
-                result.digests_done_after = elapsed()
+            if not running - digests_before and len(keys) >= result.digests_expected:
                 # What the digests sent (each returns the ids of its notices).
-                sent = await asyncio.gather(*(client.get_workflow_handle(d).result() for d in done))
+                sent = await asyncio.gather(
+                    *(client.get_workflow_handle(w, run_id=r).result() for w, r in done)
+                )
                 result.notices_sent = sum(len(ids) for ids in sent)
+                if result.complete and result.digests_done_after is None:
+                    result.digests_done_after = elapsed()
 
         cpu = CpuClock(server)
         told = 0.0
@@ -414,6 +430,8 @@ async def run_wave(
                 log(
                     f"  {told:.0f} s: {result.rungs_seen}/{result.rungs_expected} rungs recorded,"
                     f" digests {result.digests_started} started, {result.digests_done} done"
+                    f" of {result.digests_expected}, {result.notices_sent} notices sent,"
+                    f" {result.notifications_started} alone"
                 )
         if not result.complete:
             await count_messages()
@@ -519,7 +537,10 @@ def report(r: WaveResult, rss: float, server_rss: float, out: Callable[[str], No
     row("creation wall time", f"{r.creation_wall:.1f} s ({r.projects / r.creation_wall:.0f}/s)")
     row("rungs in the read model", f"{r.rungs_seen}/{r.rungs_expected}")
     row("  all there after", secs(r.rungs_drained))
-    row("digests (one per body, audience)", f"{r.digests_started}/{r.digests_expected} started")
+    row(
+        "digests (one per body, audience)",
+        f"{r.digests_expected} called for, {r.digests_started} runs (a late notice starts one)",
+    )
     row("  all started after", secs(r.digests_started_after))
     row("wave handed over", f"{secs(r.handed_over)} (rungs recorded, digests started)")
     row(
