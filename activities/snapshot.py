@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
-from sqlalchemy import delete, insert, literal, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
@@ -28,8 +28,10 @@ def store_snapshot(engine: Engine, month: date) -> int:
     )
     with engine.begin() as conn:
         conn.execute(delete(_SNAPSHOTS).where(_SNAPSHOTS.c.month == month))
-        stored = conn.execute(insert(_SNAPSHOTS).from_select(columns, source))
-        return int(stored.rowcount or 0)
+        conn.execute(insert(_SNAPSHOTS).from_select(columns, source))
+        # Counted, not taken from rowcount: not every driver reports it for INSERT ... SELECT.
+        count = select(func.count()).select_from(_SNAPSHOTS).where(_SNAPSHOTS.c.month == month)
+        return int(conn.execute(count).scalar_one())
 
 
 class SnapshotActivities:

@@ -5,6 +5,7 @@ completes the joint steps in the other two and gives them the vendor."""
 from __future__ import annotations
 
 import random
+import uuid
 
 from sqlmodel import Session
 
@@ -40,6 +41,7 @@ async def _task(api: Api, project_id: str, key: str, who: str = "observer") -> d
 
 async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
     bodies, business = _three_bodies()
+    proc_id = f"kyodo-{uuid.uuid4().hex[:8]}"  # one Temporal server serves every database
     # Each has its migration plan approved, no vendor yet.
     plan = {
         k: {"status": "done"} for k in [*judged_by("gate_migration_plan"), "gate_migration_plan"]
@@ -78,7 +80,7 @@ async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
     made = await api.http.post(
         "/api/v1/procurements",
         json={
-            "id": "kyodo-1",
+            "id": proc_id,
             "name": "共同調達 第1グループ",
             "lead_lg_code": bodies[0],
             "business": business,
@@ -120,7 +122,7 @@ async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
 
     # The third body leaves and goes on alone from where it stands.
     left = await api.http.delete(
-        f"/api/v1/procurements/kyodo-1/members/{third}", headers=api.auth("pm")
+        f"/api/v1/procurements/{proc_id}/members/{third}", headers=api.auth("pm")
     )
     assert left.status_code == 200, left.text
     assert {m["project_id"]: m["status"] for m in left.json()["members"]}[third] == "left"
@@ -134,19 +136,19 @@ async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
     # The lead body works the joint steps; only the lead's approver decides the gate.
     for key in JOINT[:-1]:
         step = await api.http.post(
-            f"/api/v1/procurements/kyodo-1/tasks/{key}",
+            f"/api/v1/procurements/{proc_id}/tasks/{key}",
             json={"status": "done"},
             headers=api.auth("pm"),
         )
         assert step.status_code == 200, step.text
     not_lead = await api.http.post(
-        f"/api/v1/procurements/kyodo-1/tasks/{JOINT[0]}",
+        f"/api/v1/procurements/{proc_id}/tasks/{JOINT[0]}",
         json={"status": "done"},
         headers=api.auth("pm3"),
     )
     assert not_lead.status_code in (403, 404)
     approved = await api.http.post(
-        "/api/v1/procurements/kyodo-1/gates/vendor_selection/decision",
+        f"/api/v1/procurements/{proc_id}/gates/vendor_selection/decision",
         json={"outcome": "approve", "comment": "総合評価で決定", "vendor_id": "acme"},
         headers=api.auth("approver"),
     )
@@ -176,7 +178,7 @@ async def test_three_bodies_procure_together_and_one_leaves(api: Api) -> None:
 
     # Once the vendor is selected, nobody leaves.
     late = await api.http.delete(
-        f"/api/v1/procurements/kyodo-1/members/{second}", headers=api.auth("pm")
+        f"/api/v1/procurements/{proc_id}/members/{second}", headers=api.auth("pm")
     )
     assert_problem(late, 409)
 
