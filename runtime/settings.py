@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # (history.maxInFlightUpdates) and its client then backs off for seconds.
     updates_per_workflow: int = 8
     # Worker tuning (see benchmarks.load and the README for how they were chosen).
+    # benchmarks.wave: a 09:00 wave larger than the cache replays every evicted project
+    # (about 24 ms of CPU each); a cached project costs about 165 KiB. Raise the cache toward
+    # the largest wave a worker takes as memory allows, or add a worker.
     worker_max_cached_workflows: int = 2000
     worker_max_concurrent_workflow_tasks: int = 100
     worker_max_concurrent_local_activities: int = 100
