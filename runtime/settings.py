@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     # worker may take it. Short, so a worker that was killed stalls its workflows briefly.
     worker_sticky_timeout: float = 2.0
     # How long a wave's escalation notices gather before one message per body and audience
-    # goes out (rungs fire at 09:00 JST in every project at once).
-    notification_digest_seconds: float = 60.0
+    # goes out (rungs fire at 09:00 JST in every project at once). Five minutes: a wave of
+    # 5,000 rungs took 3-4.5 minutes to drain on a shared 2-core machine (benchmarks.wave),
+    # and a notice arriving after its digest has gone starts another message.
+    notification_digest_seconds: float = 300.0
     # Where the worker serves Prometheus metrics ("127.0.0.1:9464"); empty: not served.
     worker_metrics_address: str = ""
     # Where the worker answers its probes, /healthz and /readyz ("0.0.0.0:8081"); empty: not.
