@@ -474,7 +474,7 @@ def rollup(
     if prefecture or lg_code:
         body = registry().get(lg_code) if lg_code else None
         code = body.prefecture_code if body else prefecture
-        names = {b.prefecture_code: b.prefecture_name for b in registry().bodies}
+        names = queries.prefecture_names()
         trail.append((names.get(code or "", code), urlencode({"prefecture": code})))
         if body:
             trail.append((body.name, urlencode({"lg_code": lg_code})))

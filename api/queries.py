@@ -3,6 +3,7 @@ scope and returns the public answer. Routes and page handlers only translate."""
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
@@ -165,7 +166,9 @@ REPORT_COLUMNS = (
 )
 
 
-def _prefecture_names() -> dict[str, str]:
+@functools.cache
+def prefecture_names() -> dict[str, str]:
+    """Each prefecture's name by its two-digit code, from the national list (read once)."""
     return {b.prefecture_code: b.prefecture_name for b in registry().bodies if b.is_prefecture}
 
 
@@ -223,7 +226,7 @@ def progress(
             .group_by(column)
         )
         found = list(session.execute(query).all())  # rows, not scalars
-    prefectures = _prefecture_names() if group_by == "prefecture" else {}
+    prefectures = prefecture_names() if group_by == "prefecture" else {}
     rows = []
     for group, name, order, *sums in found:
         counts = [int(c or 0) for c in sums]
@@ -309,7 +312,7 @@ def trend(
     recent = select(month_col).distinct().order_by(month_col.desc()).limit(months).subquery()
     query = query.where(col(snap.month).in_(select(recent.c.month)))
     query = query.group_by(snap.month, *([group] if group is not None else []))
-    names = _prefecture_names() if group_by == "prefecture" else {}
+    names = prefecture_names() if group_by == "prefecture" else {}
     rows = []
     for row in session.execute(query).all():
         month, *rest = row
