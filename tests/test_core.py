@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from tests.workflows.helpers import judged_by, new_input
+from tests.workflows.helpers import judged_by, new_input, newer_template
 from workflows.calendar import JST, is_working_day
 from workflows.core import (
     CONFLICT,
@@ -46,7 +46,7 @@ from workflows.model import (
     progress_of,
     stage_of,
 )
-from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate, TaskSpec
+from workflows.procedure import DEFAULT_TEMPLATE
 from workflows.procurement import (
     Membership,
     Procurement,
@@ -683,24 +683,6 @@ def test_the_procurement_runs_its_steps_in_order_and_the_approver_names_the_vend
 
 
 # ---- another version of the template -----------------------------------------------------
-
-
-def newer_template(drop: str = "training", version: str = "1.1") -> ProcedureTemplate:
-    extra = TaskSpec(
-        "security_review",
-        "セキュリティ対策の確認",
-        "Security review",
-        "fit_gap",
-        "municipality",
-        ["fit_gap_analysis"],
-        due_offset_months=-20,
-    )
-    kept = [
-        replace(spec, depends_on=[d for d in spec.depends_on if d != drop])
-        for spec in DEFAULT_TEMPLATE.tasks
-        if spec.key != drop
-    ]
-    return ProcedureTemplate(DEFAULT_TEMPLATE.name, version, [*kept[:4], extra, *kept[4:]])
 
 
 def test_a_newer_template_keeps_tasks_by_key_adds_new_ones_and_drops_unstarted_ones() -> None:

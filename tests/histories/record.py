@@ -23,6 +23,7 @@ from tests.workflows.helpers import (
     future_target,
     judged_by,
     new_input,
+    newer_template,
     own_worker,
     start,
     started_late,
@@ -42,7 +43,6 @@ from workflows.core import (
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow
-from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate, TaskSpec
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -197,21 +197,7 @@ async def scenario_template(env: WorkflowEnvironment, queue: str) -> WorkflowHan
     not yet started dropped; then it goes on under the new version."""
     h = await start(env.client, queue, new_input(await future_target(env, months=30)))
     await finish(h, "setup_governance")
-    extra = TaskSpec(
-        "security_review",
-        "セキュリティ対策の確認",
-        "Security review",
-        "fit_gap",
-        "municipality",
-        ["fit_gap_analysis"],
-        due_offset_months=-20,
-    )
-    kept = [
-        replace(spec, depends_on=[d for d in spec.depends_on if d != "training"])
-        for spec in DEFAULT_TEMPLATE.tasks
-        if spec.key != "training"
-    ]
-    newer = ProcedureTemplate(DEFAULT_TEMPLATE.name, "1.1", [*kept[:4], extra, *kept[4:]])
+    newer = newer_template()
     await h.execute_update(
         MigrationWorkflow.upgrade_template, TemplateUpgrade(newer, "改訂版", "pm:x")
     )

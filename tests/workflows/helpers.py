@@ -6,6 +6,7 @@ import contextlib
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 
 from sqlalchemy.engine import Engine
@@ -24,7 +25,7 @@ from workflows.core import GateDecisionInput, MilestoneReport, TaskChange
 from workflows.migration import RULES, MigrationInput, MigrationWorkflow
 from workflows.model import ProjectSnapshot, workflow_id_for
 from workflows.payloads import DATA_CONVERTER
-from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate
+from workflows.procedure import DEFAULT_TEMPLATE, ProcedureTemplate, TaskSpec
 
 
 async def future_target(env: WorkflowEnvironment, months: int = 36) -> date:
@@ -167,3 +168,23 @@ async def timer_profile(handle: WorkflowHandle) -> tuple[int, int]:
         ):
             pending -= 1
     return started, peak
+
+
+def newer_template(drop: str = "training", version: str = "1.1") -> ProcedureTemplate:
+    """The built-in template's next version: a security review added after Fit&Gap, and
+    ``drop`` (with the dependencies on it) taken out."""
+    extra = TaskSpec(
+        "security_review",
+        "セキュリティ対策の確認",
+        "Security review",
+        "fit_gap",
+        "municipality",
+        ["fit_gap_analysis"],
+        due_offset_months=-20,
+    )
+    kept = [
+        replace(spec, depends_on=[d for d in spec.depends_on if d != drop])
+        for spec in DEFAULT_TEMPLATE.tasks
+        if spec.key != drop
+    ]
+    return ProcedureTemplate(DEFAULT_TEMPLATE.name, version, [*kept[:4], extra, *kept[4:]])
