@@ -109,6 +109,7 @@ async def test_the_prefecture_reads_the_rollup_it_can_download_and_acknowledges_
 ) -> None:
     ids = await _portfolio(site)
     pref = await login(browser, site, "prefecture")  # lands on the roll-up
+    assert await pref.title() == "進捗集計 | hyojunka"
     table = pref.locator("#rollup")
     await expect(table).to_contain_text("0")
     async with httpx.AsyncClient(base_url=site.base) as http:
