@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.national [--scale 1.0 | --limit N] [--raw N] [--samples 50]
                                             [--concurrency 16] [--folder PATH]
+                                            [--wave 5000] [--wave-digest-seconds 60]
 
 Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
 in a temporary folder and seeds it as ``hyojunka seed --whole-country`` does: the national
@@ -12,6 +13,9 @@ server, raw Temporal: a trivial workflow started with its first update, as many 
 Then, sequentially, p50/p95 of the project list (unfiltered, and filtered by a prefecture),
 of the progress report by each grouping, of one project (API) and of its page (signed in);
 and the peak resident memory of the worker (and of the API and the dev server).
+Last, once that stack has stopped (so the machine is its own), the 09:00 wave of
+``benchmarks.wave`` for ``--wave`` simultaneous rungs (0 skips it), its report printed as
+part of this one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import os
 import random
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -256,6 +261,8 @@ async def run(args: argparse.Namespace) -> None:
         children = up.children()
         mem = {name: memory(pid) for name, pid in children.items()}
 
+    wave = run_wave(args.wave, args.wave_digest_seconds) if args.wave else None
+
     scale = f"limit {args.limit}" if args.limit is not None else f"scale {args.scale}"
     print(f"national benchmark: {len(projects)} projects ({scale}, seed {args.random_seed}),")
     print("  embedded default (hyojunka up: Temporal dev server on SQLite/WAL, worker, API)")
@@ -290,6 +297,26 @@ async def run(args: argparse.Namespace) -> None:
     print("memory (resident MiB: peak / now)")
     for name, (peak, now) in mem.items():
         print(f"  {name:<10} {peak:8.1f} / {now:8.1f}")
+    if wave is not None:
+        print(
+            f"09:00 wave ({args.wave} simultaneous rungs, python -m benchmarks.wave --projects "
+            f"{args.wave} --digest-seconds {args.wave_digest_seconds:g}; target <= 120 s)"
+        )
+        for line in wave.splitlines():
+            print(f"  {line}")
+
+
+def run_wave(projects: int, digest_seconds: float) -> str:
+    """The wave benchmark in a process of its own (its own time-skipping server and worker):
+    its report, or why it failed."""
+    log(f"the 09:00 wave: {projects} rungs")
+    argv = ["--projects", str(projects), "--digest-seconds", f"{digest_seconds:g}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.wave", *argv], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return f"failed (exit {done.returncode}):\n{done.stderr[-2000:]}"
+    return done.stdout
 
 
 def main() -> None:
@@ -300,6 +327,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--random-seed", type=int, default=2026)
+    parser.add_argument(
+        "--wave", type=int, default=5000, help="rungs of the 09:00 wave afterwards (0: none)"
+    )
+    parser.add_argument(
+        "--wave-digest-seconds", type=float, default=60.0, help="the wave's digest window"
+    )
     parser.add_argument(
         "--folder",
         help="run in this folder and keep it: a second run finds the projects existing (the "

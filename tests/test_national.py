@@ -3,6 +3,7 @@ path and prints every figure it promises (no timing is asserted: the machine dec
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -37,7 +38,19 @@ def test_the_whole_country_is_every_body_and_its_businesses() -> None:
 
 def test_national_benchmark_runs_at_a_tiny_scale() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.national", "--limit", "30", "--samples", "3"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.national",
+            "--limit",
+            "30",
+            "--samples",
+            "3",
+            "--wave",
+            "10",
+            "--wave-digest-seconds",
+            "2",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -55,5 +68,10 @@ def test_national_benchmark_runs_at_a_tiny_scale() -> None:
         "GET /api/v1/projects/{id}",
         "GET /projects/{id} (page, signed in)",
         "worker",
+        "09:00 wave (10 simultaneous rungs",
     ):
         assert line in report, (line, report)
+    wave = report.split("09:00 wave", 1)[1]
+    # Every rung of the wave reached the read model and every message went out.
+    assert re.search(r"rungs in the read model\s+10/10", wave), wave
+    assert "not reached" not in wave, wave
