@@ -4,10 +4,11 @@ the rows that differ, count the drift (see workflows/reconcile.py)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio import activity
@@ -37,6 +38,23 @@ _TABLES: dict[str, Any] = {
 }
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
 _KEPT_IN_DRIFT = 100
+# How long a page session that ended (signed out) or expired stays, for the audit of who was
+# signed in when; the nightly run deletes it after that.
+ENDED_SESSIONS_KEPT = timedelta(days=30)
+_SESSIONS = t.PageSession.__table__  # type: ignore[attr-defined]
+
+
+def prune_page_sessions(engine: Engine, now: datetime | None = None) -> int:
+    """Delete page sessions that ended or expired more than ``ENDED_SESSIONS_KEPT`` ago; the
+    number deleted. An open session is never touched."""
+    before = (now or datetime.now(UTC)) - ENDED_SESSIONS_KEPT
+    with engine.begin() as conn:
+        done = conn.execute(
+            delete(_SESSIONS).where(
+                or_(_SESSIONS.c.ended_at < before, _SESSIONS.c.expires_at < before)
+            )
+        )
+    return max(done.rowcount or 0, 0)
 
 
 def projects_query(task_queue: str) -> str:
@@ -142,4 +160,7 @@ class ReconcileActivities:
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if pending:
             await asyncio.wait(pending)
+        result.sessions_pruned = await asyncio.to_thread(prune_page_sessions, self._engine)
+        if result.sessions_pruned:
+            log.info("page sessions pruned", count=result.sessions_pruned)
         return result

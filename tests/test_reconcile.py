@@ -131,3 +131,57 @@ async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
             re.findall(r'hyojunka_read_model_drift\{[^}]*table="(\w+)"[^}]*\} (\d+)', text_metrics)
         )
         assert counted == {"event": "1", "project": "1", "task": "1"}, text_metrics[:3000]
+
+
+def test_the_nightly_run_deletes_page_sessions_a_month_after_they_ended(
+    database_url: str,
+) -> None:
+    """Signed-out and expired sessions go a month later; a browser still signed in keeps its
+    session, and so does one that signed out last week."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import Session, select
+
+    from activities.reconcile import prune_page_sessions
+    from api.auth import (
+        caller_for_page,
+        create_token,
+        end_page_session,
+        hash_token,
+        open_page_session,
+    )
+    from readmodel import tables as t
+    from readmodel.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            _, token = create_token(session, role="pm", name="pm", lg_code="131016")
+            signed_in = open_page_session(session, token, hours=8)
+            last_week = open_page_session(session, token, hours=8)
+            long_ago = open_page_session(session, token, hours=8)
+            expired = open_page_session(session, token, hours=8)
+            assert signed_in and last_week and long_ago and expired
+            end_page_session(session, last_week)
+            end_page_session(session, long_ago)
+        now = datetime.now(UTC)
+        with engine.begin() as conn:  # as if they had ended, or expired, that long ago
+            for secret, column, when in (
+                (last_week, "ended_at", now - timedelta(days=7)),
+                (long_ago, "ended_at", now - timedelta(days=31)),
+                (expired, "expires_at", now - timedelta(days=40)),
+            ):
+                conn.execute(
+                    t.PageSession.__table__.update()  # type: ignore[attr-defined]
+                    .where(t.PageSession.id == hash_token(secret))
+                    .values({column: when})
+                )
+
+        assert prune_page_sessions(engine) == 2
+        assert prune_page_sessions(engine) == 0  # nothing more to do the next night
+        with Session(engine) as session:
+            assert caller_for_page(session, signed_in) is not None
+            left = set(session.exec(select(t.PageSession.id)).all())
+        assert left == {hash_token(signed_in), hash_token(last_week)}
+    finally:
+        engine.dispose()

@@ -35,6 +35,8 @@ class ReconcileResult:
     failed: int = 0  # projects that could not be read (logged); the next night tries again
     # Each repaired project with the tables that differed (the first hundred).
     drift: dict[str, list[str]] = field(default_factory=dict)
+    # Page sessions deleted: signed out or expired more than a month before.
+    sessions_pruned: int = 0
 
 
 @workflow.defn
