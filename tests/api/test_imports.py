@@ -249,3 +249,67 @@ async def test_the_command_line_imports_through_the_same_path(
     assert "line 3: lg_code check digit does not match" in out
     again, _ = await import_file(settings, data)
     assert (again.created, again.existing) == (0, 1)
+
+
+async def test_mic_figures_of_an_imported_portfolio_match_a_hand_count(api: Api) -> None:
+    """Three projects in two bodies of two prefectures, imported with their progress; MIC's
+    counts and rates by prefecture, body, business and step, worked out by hand: each project
+    has 23 steps, and its RFP is 対象外 (the body keeps its vendor)."""
+    a, b = businesses_of("131016", 2)
+    c = next(x for x in businesses_of("011002", 3) if x not in (a, b))  # its own business row
+    data = csv_file(
+        [
+            row("131016", a, "done:2025-04-01", "done:2025-06-30", "in_progress"),
+            row("131016", b, "done:2025-05-01", "in_progress"),
+            row("011002", c),
+        ]
+    )
+    imported = await post_import(api, data)
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["created"] == 3 and imported.json()["refused"] == []
+
+    async def report(group_by: str) -> dict[str, dict]:
+        resp = await api.http.get(
+            "/api/v1/reports/progress", params={"group_by": group_by}, headers=api.auth("admin")
+        )
+        assert resp.status_code == 200, resp.text
+        return {r["group"]: r for r in resp.json()["items"]}
+
+    def figures(steps: int, done: int, in_progress: int, not_applicable: int) -> dict:
+        not_started = steps - done - in_progress - not_applicable
+        return {
+            "steps": steps,
+            "done": done,
+            "in_progress": in_progress,
+            "not_started": not_started,
+            "not_applicable": not_applicable,
+            "completion_rate": round((done + not_applicable) / steps, 4),
+            "in_progress_rate": round(in_progress / steps, 4),
+            "not_started_rate": round(not_started / steps, 4),
+        }
+
+    def only(r: dict) -> dict:
+        return {k: r[k] for k in figures(1, 0, 0, 0)}
+
+    # Chiyoda: 3 done, 2 in progress, 2 RFPs not applicable, of 46 steps; Sapporo: 1 of 23.
+    tokyo, hokkaido = figures(46, 3, 2, 2), figures(23, 0, 0, 1)
+    by_prefecture = await report("prefecture")
+    assert set(by_prefecture) == {"13", "01"}
+    assert only(by_prefecture["13"]) == tokyo and by_prefecture["13"]["name"] == "東京都"
+    assert only(by_prefecture["01"]) == hokkaido and by_prefecture["01"]["name"] == "北海道"
+    by_body = await report("lg_code")
+    assert only(by_body["131016"]) == tokyo and only(by_body["011002"]) == hokkaido
+    by_business = await report("business")
+    assert only(by_business[a]) == figures(23, 2, 1, 1)  # (2 + 1) / 23 = 0.1304
+    assert only(by_business[b]) == figures(23, 1, 1, 1)
+    assert only(by_business[c]) == hokkaido
+    by_step = await report("task")
+    assert len(by_step) == 23
+    assert only(by_step["setup_governance"]) == figures(3, 2, 0, 0)
+    assert only(by_step["current_system_survey"]) == figures(3, 1, 1, 0)
+    assert only(by_step["interface_inventory"]) == figures(3, 0, 1, 0)
+    assert only(by_step["rfp"]) == figures(3, 0, 0, 3)
+    assert only(by_step["cutover"]) == figures(3, 0, 0, 0)
+    # Every step's counts add up to the nation's: 69 steps, as the prefectures' do.
+    assert sum(r["steps"] for r in by_step.values()) == 69
+    assert sum(r["done"] for r in by_step.values()) == 3
