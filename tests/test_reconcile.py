@@ -56,7 +56,7 @@ async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
         pid = "131016-resident_registry"
         truth = _held(engine, pid)
         assert truth[4] == "done"
-        for _ in range(100):  # the visibility store lists a new workflow a moment later
+        for _ in range(300):  # the visibility store lists a new workflow a moment later
             if [wf async for wf in client.list_workflows(projects_query(queue))]:
                 break
             await asyncio.sleep(0.1)
@@ -104,7 +104,7 @@ async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
             assert described.schedule.spec.time_zone_name == "Asia/Tokyo"
             assert described.schedule.spec.calendars[0].hour[0].start == 3
             await schedule.trigger()
-            for _ in range(100):
+            for _ in range(300):
                 described = await schedule.describe()
                 if described.info.recent_actions:
                     break

@@ -28,7 +28,7 @@ async def test_worker_health_follows_the_worker(
             assert waiting.status_code == 503
             assert waiting.json()["worker"] == "not polling"
             async with worker:
-                for _ in range(50):  # it polls a moment after it is started
+                for _ in range(300):  # it polls a moment after it is started
                     ready = await http.get("/readyz")
                     if ready.status_code == 200:
                         break

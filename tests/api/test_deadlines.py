@@ -232,7 +232,7 @@ async def test_a_reopened_task_escalates_afresh_and_can_be_acknowledged(api: Api
     )
     assert resp.status_code == 200, resp.text
     fresh: list[dict] = []
-    for _ in range(100):  # the ladder restarts on the workflow's next turn
+    for _ in range(600):  # the ladder restarts on the workflow's next turn
         fresh = [
             e
             for e in await escalations(api, "pm", status="open")

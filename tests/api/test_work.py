@@ -435,7 +435,7 @@ async def test_read_model_rebuilds_from_the_workflows(api: Api, project: Project
         session.commit()
     assert_problem(await api.http.get(url, headers=api.auth("pm")), 404)
     rebuilt = 0
-    for _ in range(100):  # the server's list of workflows lags their start a little
+    for _ in range(300):  # the server's list of workflows lags their start a little
         rebuilt = await rebuild_read_model(api.env.client, api.engine, api.settings.task_queue)
         if rebuilt:
             break
@@ -538,7 +538,7 @@ async def test_operators_can_find_projects_by_search_attributes(
         f" AND HyojunkaTargetGoLive > '{date.today().isoformat()}T00:00:00Z'"
     )
     hits: list[str] = []
-    for _ in range(100):  # the server's visibility store follows shortly after
+    for _ in range(300):  # the server's visibility store follows shortly after
         hits = await found(wanted)
         if hits:
             break

@@ -163,7 +163,7 @@ async def test_continue_as_new_carries_the_whole_project(
     await finish_until(handle, stop_before="system_setup")
     first = await handle.execute_update(MigrationWorkflow.report_milestone, report)
     await finish_until(handle, stop_before="go_no_go")
-    for _ in range(100):
+    for _ in range(600):
         if (await handle.describe()).run_id != first_run:
             break
         await asyncio.sleep(0.05)
@@ -198,7 +198,7 @@ async def test_a_long_lived_project_lets_written_history_go_and_still_knows_old_
     newer = MilestoneReport("key-new", "system_setup", "in_progress", "vendor:acme", percent=20)
     await handle.execute_update(MigrationWorkflow.report_milestone, newer)
     await finish_until(handle, stop_before="go_no_go")
-    for _ in range(100):
+    for _ in range(600):
         if (await handle.describe()).run_id != first_run:
             break
         await asyncio.sleep(0.05)
