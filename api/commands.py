@@ -73,7 +73,13 @@ from runtime.settings import Settings
 from workflows import core
 from workflows.businesses import BY_SLUG, PREFECTURE_BUSINESSES
 from workflows.calendar import jst_today
-from workflows.migration import RULES, MigrationInput, MigrationWorkflow, OpenProject
+from workflows.migration import (
+    RULES,
+    MigrationInput,
+    MigrationWorkflow,
+    OpenProject,
+    start_attributes,
+)
 from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workflow_id_for
 from workflows.procedure import (
     BUILTIN_TEMPLATES,
@@ -297,6 +303,8 @@ async def open_project(ctx: Context, inp: MigrationInput) -> str:
         inp,
         id=workflow_id_for(inp.lg_code, inp.business),
         task_queue=ctx.settings.task_queue,
+        # Set with the start, so the first turn need not upsert them (one event less).
+        search_attributes=start_attributes(inp, datetime.now(UTC)),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )

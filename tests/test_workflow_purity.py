@@ -14,6 +14,7 @@ ALLOWED = {
     "asyncio",  # the workflow's own deterministic event loop
     "calendar",
     "collections.abc",
+    "copy",  # start_attributes works on a copy of a project's input
     "dataclasses",
     "datetime",  # types and arithmetic only: the clock is workflow.now() (checked below)
     "enum",  # the vocabularies: codes with their labels

@@ -9,13 +9,14 @@ One timer at a time drives the escalation ladder: the earliest rung still to fir
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 from workflows import core, notification
@@ -94,6 +95,31 @@ class MigrationInput(Opening):
     rules: int = 0
     # Set only by continue-as-new: the whole project carried into the next run.
     state: MigrationState | None = None
+
+
+def start_attributes(inp: MigrationInput, now: datetime) -> TypedSearchAttributes:
+    """The search attributes a new project's first turn would publish, worked out by its
+    starter so that they are set with the start and the first turn need not upsert them.
+    Pure: the creation, its deadline check and ladder on a copy of the input at ``now``
+    (the first turn, a moment later, upserts if it sees a different stage or health)."""
+    m = Migration.start(copy.deepcopy(inp), now)
+    m.record_creation(now, inp.progress)
+    m.check_deadline(now)
+    m.advance_ladder(now)
+    snap = m.snapshot(now, events=[])
+    s = snap.state
+    return sa.pairs_of(
+        sa.attributes_of(
+            s.lg_code,
+            s.prefecture,
+            s.business,
+            snap.stage,
+            snap.health,
+            s.vendor_id,
+            s.target_go_live,
+            now.tzinfo,
+        )
+    )
 
 
 @dataclass
@@ -204,7 +230,10 @@ class MigrationWorkflow:
         self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
         self._pending_rids: list[str] = []
-        self._published: tuple[Any, ...] = ()
+        # The search attributes last published. A new project's starter may have set them
+        # (start_attributes); the first turn then publishes only if it finds otherwise.
+        started_with = sa.published_of(workflow.info().typed_search_attributes)
+        self._published: tuple[Any, ...] = (started_with or ()) if self._fresh else ()
         # Set once run() has recorded and projected the creation.
         self._opened = False
         # The rows last written to the read model in this run; None until the first (full)

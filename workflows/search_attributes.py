@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 LG_CODE = SearchAttributeKey.for_keyword("HyojunkaLgCode")
 PREFECTURE = SearchAttributeKey.for_keyword("HyojunkaPrefecture")
@@ -48,3 +53,22 @@ def attributes_of(
         VENDOR.value_set(vendor_id or ""),
         TARGET_GO_LIVE.value_set(target),
     ]
+
+
+def pairs_of(updates: list[SearchAttributeUpdate[Any]]) -> TypedSearchAttributes:
+    """The same attributes as a workflow is started with them."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(u.key, u.value) for u in updates]  # type: ignore[misc]
+    )
+
+
+def published_of(attrs: TypedSearchAttributes) -> tuple[Any, ...] | None:
+    """What a run was started with, in the shape the workflow compares before it publishes
+    (lg_code, prefecture, business, stage, health, vendor or None, target date); None unless
+    every attribute was set."""
+    values = [attrs.get(key) for key in ALL]
+    if any(v is None for v in values):
+        return None
+    *head, vendor, target = values
+    assert isinstance(target, datetime)
+    return (*head, vendor or None, target.date())

@@ -186,3 +186,42 @@ async def test_openapi_describes_the_contract(api: Api) -> None:
         "/readyz",
     ):
         assert path in paths, path
+
+
+@pytest.mark.parametrize("progress", ["fresh", "late"])
+async def test_a_created_project_is_listed_by_its_search_attributes_from_its_start(
+    api: Api, progress: str
+) -> None:
+    """The creation sets the search attributes with the start, so the workflow's first turn
+    does not upsert them, and an operator finds the project by body, stage and health at
+    once; a late project imported mid-way (overdue, in a later stage) alike."""
+    from datetime import date
+
+    from temporalio.api.enums.v1 import EventType
+
+    from workflows import search_attributes as sa
+    from workflows.calendar import add_months
+
+    lg_code, business = fresh_project()
+    extra: dict[str, object] = {}
+    if progress == "late":
+        extra = {
+            # Three months away: the early tasks' due dates are long past.
+            "target_go_live": add_months(date.today(), 3).isoformat(),
+            "progress": {
+                "setup_governance": {"status": "done", "on": "2024-04-01"},
+                "current_system_survey": {"status": "done", "on": "2024-09-30"},
+            },
+        }
+    resp = await api.create(lg_code, business, **extra)
+    assert resp.status_code == 201, resp.text
+    made = resp.json()
+    handle = api.env.client.get_workflow_handle(made["workflow_id"])
+    history = await handle.fetch_history()
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in kinds
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.LG_CODE) == lg_code and attrs.get(sa.BUSINESS) == business
+    assert attrs.get(sa.STAGE) == made["stage"] and attrs.get(sa.HEALTH) == made["health"]
+    if progress == "late":
+        assert made["health"] == "overdue"

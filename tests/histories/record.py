@@ -42,7 +42,7 @@ from workflows.core import (
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
-from workflows.migration import MigrationWorkflow
+from workflows.migration import MigrationWorkflow, start_attributes
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -253,6 +253,21 @@ async def scenario_digest(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
     return h
 
 
+async def scenario_attributes(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Started as the API starts a project, its search attributes set with the start (the
+    first turn upserts nothing); later changes of stage and health upsert them."""
+    inp = new_input(await future_target(env, months=25))
+    wid = f"attributes-{uuid.uuid4().hex[:8]}"
+    attrs = start_attributes(inp, await env.get_current_time())
+    h = await env.client.start_workflow(
+        MigrationWorkflow.run, inp, id=wid, task_queue=queue, search_attributes=attrs
+    )
+    await h.execute_update(MigrationWorkflow.sync)
+    await finish_until(h, stop_before="fit_gap_analysis")
+    await env.sleep(timedelta(days=120))  # the next task's rungs: health moves
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -263,6 +278,7 @@ SCENARIOS = {
     "snapshot": scenario_snapshot,
     "long": scenario_long,
     "digest": scenario_digest,
+    "attributes": scenario_attributes,
 }
 
 
