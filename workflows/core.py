@@ -65,6 +65,9 @@ CONFLICT = "Conflict"
 FORBIDDEN = "Forbidden"
 INVALID = "Invalid"
 
+# The kind of the notice telling the PM the plan goes live after the deadline.
+DEADLINE_NOTICE = "deadline.exceeded"
+
 # Rules that changed while projects were running; old histories replay with the old rule.
 PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
 PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
@@ -940,7 +943,7 @@ class Migration:
             "extended_track": f"/api/v1/projects/{s.project_id}/extended-track",
         }
         note_id = f"{s.project_id}.deadline.{s.deadline.isoformat()}"
-        self._notify(note_id, "deadline.exceeded", ["pm"], subject, text, data)
+        self._notify(note_id, DEADLINE_NOTICE, ["pm"], subject, text, data)
         return True
 
     def advance_ladder(self, now: datetime) -> bool:

@@ -1,11 +1,12 @@
 """One message per audience and body for a wave of rungs.
 
 On a working morning every late task of a body reaches its rung at 09:00 at once, in as
-many projects. Each project hands its escalation notices to a DigestWorkflow named by the
-body, the audience and the hour: the first starts it (an abandoned child), the others
-signal it. It collects them for a short window and delivers one message on the body's
-channels: one notice as it is, several as one list. A notice that finds the digest gone
-starts the next one.
+many projects. Each project hands its escalation notices (and its deadline notice: an
+import of a body's late projects is such a wave) to a DigestWorkflow named by the body,
+the audience and the hour: the first starts it (an abandoned child), the others signal it.
+It collects them for a short window and delivers one message on the body's channels: one
+notice as it is, several as one list. A notice that finds the digest gone starts the next
+one.
 """
 
 from __future__ import annotations
@@ -36,22 +37,29 @@ def digest_key(note: Notification, now_jst_hour: str) -> str:
 
 
 def combine(key: str, notes: list[Notification]) -> Notification:
-    """Several notices as one: a list of what is late, linked to the escalations page."""
+    """Several notices as one: a list of what is late, linked to the escalations page. Only
+    escalations: ``escalation.digest``; with deadline notices among them: ``digest``."""
     if len(notes) == 1:
         return notes[0]
     first = notes[0]
     lines = "\n".join(f"・{n.subject}" for n in notes)
     # Each notice's subject names its body and system after its 【level】.
     systems = dict.fromkeys(n.subject.partition("】")[2].partition(":")[0] for n in notes)
-    subject = f"【エスカレーション {len(notes)}件】{'、'.join(s for s in systems if s)}"
+    rungs_only = all(n.kind.startswith("escalation.") for n in notes)
+    label = "エスカレーション" if rungs_only else "期限のお知らせ"
+    subject = f"【{label} {len(notes)}件】{'、'.join(s for s in systems if s)}"
+    data: dict[str, object] = {"notifications": [n.id for n in notes]}
+    data["items"] = [n.data for n in notes]
+    if not rungs_only:
+        data["kinds"] = [n.kind for n in notes]
     return replace(
         first,
         id=f"digest.{key}.{len(notes)}.{notes[-1].id}",
         project_id="",
-        kind="escalation.digest",
+        kind="escalation.digest" if rungs_only else "digest",
         subject=subject,
         text=f"{subject}\n{lines}",
-        data={"notifications": [n.id for n in notes], "items": [n.data for n in notes]},
+        data=data,
     )
 
 

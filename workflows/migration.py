@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from workflows import core, notification
 from workflows import search_attributes as sa
-from workflows.core import CONFLICT, Migration, Opening, Refusal
+from workflows.core import CONFLICT, DEADLINE_NOTICE, Migration, Opening, Refusal
 from workflows.digest import digest_key, hand_over, wave_hour
 from workflows.model import (
     APPLIED,
@@ -30,6 +30,7 @@ from workflows.model import (
     Event,
     MigrationState,
     MilestoneResult,
+    Notification,
     ProjectionInput,
     ProjectSnapshot,
     TaskRow,
@@ -50,13 +51,14 @@ PATCH_GROUP_COMMIT = "handlers-share-projections"
 PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
 PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
 PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
+PATCH_DEADLINE_DIGEST = "deadline-notices-go-through-the-digest-too"
 
 # The rules a project is started under. A project started before ``rules`` existed carries 0
 # and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
 # one is born with every rule of its generation and records no patch marker (each marker
 # also costs an upsert of TemporalChangeVersion: most of a new project's first history).
-# A rule changed from now on gets a patch of generation 2, and RULES becomes 2.
-RULES = 1
+# A rule changed from now on gets a patch of the next generation, and RULES becomes it.
+RULES = 2
 GENERATION_1 = frozenset(
     {
         core.PATCH_NOT_APPLICABLE_RULE,
@@ -70,6 +72,8 @@ GENERATION_1 = frozenset(
         PATCH_DIGEST,
     }
 )
+GENERATION_2 = frozenset({PATCH_DEADLINE_DIGEST})
+_GENERATIONS = (GENERATION_1, GENERATION_2)
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -226,6 +230,7 @@ class MigrationWorkflow:
         self._wake = False
         self._grouped: bool | None = None
         self._digests: bool | None = None
+        self._deadline_digests: bool | None = None
         self._digest_window = inp.digest_window_seconds
         self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
@@ -292,7 +297,9 @@ class MigrationWorkflow:
 
     def _rule(self, name: str) -> bool:
         """Whether a rule changed while projects were running applies to this one."""
-        generation = 1 if name in GENERATION_1 else RULES + 1
+        generation = next(
+            (g for g, names in enumerate(_GENERATIONS, start=1) if name in names), RULES + 1
+        )
         return self._rules >= generation or workflow.patched(name)
 
     async def _drain_handlers(self) -> None:
@@ -555,7 +562,16 @@ class MigrationWorkflow:
                 continue
             hour = wave_hour(workflow.now())
             for note in notes:
-                if note.kind.startswith("escalation."):
+                if note.kind.startswith("escalation.") or self._to_digest(note):
                     await hand_over(note, digest_key(note, hour), self._digest_window)
                 else:
                     await notification.send(note)
+
+    def _to_digest(self, note: Notification) -> bool:
+        """A deadline notice joins the digest of its body too: an import of a body's late
+        projects is one message to its PM, not one per project."""
+        if note.kind != DEADLINE_NOTICE:
+            return False
+        if self._deadline_digests is None:
+            self._deadline_digests = self._rule(PATCH_DEADLINE_DIGEST)
+        return self._deadline_digests

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import DELIVERY_HEADER
@@ -21,6 +23,7 @@ from runtime.settings import Settings
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
 from workflows.calendar import JST
+from workflows.digest import wave_hour
 from workflows.ladder import rung_instant
 
 
@@ -116,8 +119,11 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
     gathered = await env.client.get_workflow_handle(f"digest-{key}").result()
     assert sorted(gathered) == sorted(reminders)
     digest = f"digest.{key}.2.{gathered[-1]}"
+    # The deadline notice went at registration through the digest of that hour, alone in
+    # it, and so as it is.
     deadline = f"{snap.state.project_id}.deadline.2026-03-31"
-    assert await env.client.get_workflow_handle(f"notify-{deadline}").result() == 2
+    registered = f"{snap.state.lg_code}.pm..{wave_hour(snap.state.created_at)}"
+    assert await env.client.get_workflow_handle(f"digest-{registered}").result() == [deadline]
     notes = [deadline, digest]
 
     calls = receiver.calls
@@ -144,3 +150,45 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
     assert len(attempts) == len(calls)
     assert sum(a.outcome == "failed" for a in attempts) == 5
     assert {a.delivery_id for a in attempts if a.outcome == "delivered"} == set(by_delivery)
+
+
+async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_message(
+    clock_env: WorkflowEnvironment, task_queue: str, receiver: Receiver
+) -> None:
+    """An import of a body's projects, each going live after the legal deadline: one
+    message to the body's PM lists every system, instead of one message per project."""
+    from dataclasses import replace
+
+    from workflows.businesses import BY_SLUG
+
+    env = clock_env
+    target = await future_target(env, months=25)
+    slugs = ["resident_registry", "individual_resident_tax", "child_allowance"]
+    handles = [
+        await start(
+            env.client,
+            task_queue,
+            replace(new_input(target), business=slug, business_name=BY_SLUG[slug].name),
+        )
+        for slug in slugs
+    ]
+    snap = await describe(handles[0])
+    key = f"{snap.state.lg_code}.pm..{wave_hour(snap.state.created_at)}"
+    digest = env.client.get_workflow_handle(f"digest-{key}")
+    for _ in range(60):  # it gathers, then delivers through a receiver failing at first
+        if (await digest.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        await env.sleep(timedelta(minutes=1))
+    gathered = await digest.result()
+    deadlines = {f"131016-{slug}.deadline.2026-03-31" for slug in slugs}
+    assert deadlines <= set(gathered)
+    messages = [c["body"] for c in receiver.calls if c["answered"] == 200 and c["path"] == "/hook"]
+    [message] = [m for m in messages if m["kind"] == "digest"]
+    assert message["subject"].startswith(f"【期限のお知らせ {len(gathered)}件】")
+    assert message["data"]["kinds"].count("deadline.exceeded") == 3
+    for name in ("住民基本台帳", "個人住民税", "児童手当"):
+        assert name in message["text"]
+    # And no notification of its own for any of them.
+    for note in deadlines:
+        with pytest.raises(RPCError):
+            await env.client.get_workflow_handle(f"notify-{note}").describe()
