@@ -306,6 +306,8 @@ async def test_mic_figures_of_an_imported_portfolio_match_a_hand_count(api: Api)
     by_step = await report("task")
     assert len(by_step) == 23
     assert only(by_step["setup_governance"]) == figures(3, 2, 0, 0)
+    assert by_step["setup_governance"]["name"] == "推進体制の立ち上げ"
+    assert list(by_step)[:2] == ["setup_governance", "current_system_survey"]  # in order
     assert only(by_step["current_system_survey"]) == figures(3, 1, 1, 0)
     assert only(by_step["interface_inventory"]) == figures(3, 0, 1, 0)
     assert only(by_step["rfp"]) == figures(3, 0, 0, 3)
