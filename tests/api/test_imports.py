@@ -252,16 +252,17 @@ async def test_the_command_line_imports_through_the_same_path(
 
 
 async def test_mic_figures_of_an_imported_portfolio_match_a_hand_count(api: Api) -> None:
-    """Three projects in two bodies of two prefectures, imported with their progress; MIC's
+    """Three projects in two bodies of two prefectures (bodies no other test uses, so the
+    shared Temporal server holds none of their projects), imported with their progress; MIC's
     counts and rates by prefecture, body, business and step, worked out by hand: each project
     has 23 steps, and its RFP is 対象外 (the body keeps its vendor)."""
-    a, b = businesses_of("131016", 2)
-    c = next(x for x in businesses_of("011002", 3) if x not in (a, b))  # its own business row
+    a, b = businesses_of("452017", 2)
+    c = next(x for x in businesses_of("392014", 3) if x not in (a, b))  # its own business row
     data = csv_file(
         [
-            row("131016", a, "done:2025-04-01", "done:2025-06-30", "in_progress"),
-            row("131016", b, "done:2025-05-01", "in_progress"),
-            row("011002", c),
+            row("452017", a, "done:2025-04-01", "done:2025-06-30", "in_progress"),
+            row("452017", b, "done:2025-05-01", "in_progress"),
+            row("392014", c),
         ]
     )
     imported = await post_import(api, data)
@@ -291,18 +292,18 @@ async def test_mic_figures_of_an_imported_portfolio_match_a_hand_count(api: Api)
     def only(r: dict) -> dict:
         return {k: r[k] for k in figures(1, 0, 0, 0)}
 
-    # Chiyoda: 3 done, 2 in progress, 2 RFPs not applicable, of 46 steps; Sapporo: 1 of 23.
-    tokyo, hokkaido = figures(46, 3, 2, 2), figures(23, 0, 0, 1)
+    # Miyazaki: 3 done, 2 in progress, 2 RFPs not applicable, of 46 steps; Kochi: 1 of 23.
+    miyazaki, kochi = figures(46, 3, 2, 2), figures(23, 0, 0, 1)
     by_prefecture = await report("prefecture")
-    assert set(by_prefecture) == {"13", "01"}
-    assert only(by_prefecture["13"]) == tokyo and by_prefecture["13"]["name"] == "東京都"
-    assert only(by_prefecture["01"]) == hokkaido and by_prefecture["01"]["name"] == "北海道"
+    assert set(by_prefecture) == {"45", "39"}
+    assert only(by_prefecture["45"]) == miyazaki and by_prefecture["45"]["name"] == "宮崎県"
+    assert only(by_prefecture["39"]) == kochi and by_prefecture["39"]["name"] == "高知県"
     by_body = await report("lg_code")
-    assert only(by_body["131016"]) == tokyo and only(by_body["011002"]) == hokkaido
+    assert only(by_body["452017"]) == miyazaki and only(by_body["392014"]) == kochi
     by_business = await report("business")
     assert only(by_business[a]) == figures(23, 2, 1, 1)  # (2 + 1) / 23 = 0.1304
     assert only(by_business[b]) == figures(23, 1, 1, 1)
-    assert only(by_business[c]) == hokkaido
+    assert only(by_business[c]) == kochi
     by_step = await report("task")
     assert len(by_step) == 23
     assert only(by_step["setup_governance"]) == figures(3, 2, 0, 0)
