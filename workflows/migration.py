@@ -110,20 +110,7 @@ def start_attributes(inp: MigrationInput, now: datetime) -> TypedSearchAttribute
     m.record_creation(now, inp.progress)
     m.check_deadline(now)
     m.advance_ladder(now)
-    snap = m.snapshot(now, events=[])
-    s = snap.state
-    return sa.pairs_of(
-        sa.attributes_of(
-            s.lg_code,
-            s.prefecture,
-            s.business,
-            snap.stage,
-            snap.health,
-            s.vendor_id,
-            s.target_go_live,
-            now.tzinfo,
-        )
-    )
+    return sa.pairs_of(sa.attributes_of(sa.published(m.snapshot(now, events=[])), now.tzinfo))
 
 
 @dataclass
@@ -529,22 +516,9 @@ class MigrationWorkflow:
         s.projected_seq = max(s.projected_seq, seq)
 
     def _publish(self, snap: ProjectSnapshot) -> None:
-        s = snap.state
-        wanted: tuple[Any, ...] = (s.lg_code, s.prefecture, s.business, snap.stage)
-        wanted += (snap.health, s.vendor_id, s.target_go_live)
+        wanted = sa.published(snap)
         if wanted != self._published:
-            workflow.upsert_search_attributes(
-                sa.attributes_of(
-                    s.lg_code,
-                    s.prefecture,
-                    s.business,
-                    snap.stage,
-                    snap.health,
-                    s.vendor_id,
-                    s.target_go_live,
-                    workflow.now().tzinfo,
-                )
-            )
+            workflow.upsert_search_attributes(sa.attributes_of(wanted, workflow.now().tzinfo))
             self._published = wanted
 
     async def _send_notifications(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from temporalio.common import (
@@ -11,6 +11,8 @@ from temporalio.common import (
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
+
+from workflows.model import ProjectSnapshot
 
 LG_CODE = SearchAttributeKey.for_keyword("HyojunkaLgCode")
 PREFECTURE = SearchAttributeKey.for_keyword("HyojunkaPrefecture")
@@ -32,17 +34,19 @@ def dev_server_flags() -> list[str]:
     return flags
 
 
-def attributes_of(
-    lg_code: str,
-    prefecture: str,
-    business: str,
-    stage: str,
-    health: str,
-    vendor_id: str | None,
-    target_go_live: date,
-    tz: tzinfo | None,
-) -> list[SearchAttributeUpdate[Any]]:
-    """A project's search attributes, in the order the workflow has always set them."""
+def published(snap: ProjectSnapshot) -> tuple[Any, ...]:
+    """What a project publishes: (lg_code, prefecture, business, stage, health, vendor or
+    None, target date); the workflow upserts when it changes."""
+    s = snap.state
+    return (s.lg_code, s.prefecture, s.business, snap.stage, snap.health, s.vendor_id) + (
+        s.target_go_live,
+    )
+
+
+def attributes_of(values: tuple[Any, ...], tz: tzinfo | None) -> list[SearchAttributeUpdate[Any]]:
+    """A project's search attributes from ``published``, in the order the workflow has
+    always set them."""
+    lg_code, prefecture, business, stage, health, vendor_id, target_go_live = values
     target = datetime(target_go_live.year, target_go_live.month, target_go_live.day, tzinfo=tz)
     return [
         LG_CODE.value_set(lg_code),
@@ -63,9 +67,8 @@ def pairs_of(updates: list[SearchAttributeUpdate[Any]]) -> TypedSearchAttributes
 
 
 def published_of(attrs: TypedSearchAttributes) -> tuple[Any, ...] | None:
-    """What a run was started with, in the shape the workflow compares before it publishes
-    (lg_code, prefecture, business, stage, health, vendor or None, target date); None unless
-    every attribute was set."""
+    """What a run was started with, in the shape of ``published``; None unless every
+    attribute was set."""
     values = [attrs.get(key) for key in ALL]
     if any(v is None for v in values):
         return None
