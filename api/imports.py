@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,10 @@ CHUNK = 200
 # A creation Temporal could not take in time is tried again this many times (the same
 # creation key: a retry is the same creation, never a second project).
 ATTEMPTS = 3
+# The project columns and one per task key, for the largest template a store accepts
+# (api.schemas.TemplateIn: 200 tasks): a wider header is refused before it is looked at.
+MAX_TASK_COLUMNS = 200
+MAX_COLUMNS = len(PROJECT_COLUMNS) + len(OPTIONAL_COLUMNS) + MAX_TASK_COLUMNS
 
 
 def may_import(caller: Caller) -> bool:
@@ -148,6 +153,11 @@ def parse_import(data: bytes) -> list[ImportRow]:
     first = next(records, None)
     if first is None:
         raise _not_csv("it is empty; the first line must name the columns")
+    if len(first[1]) > MAX_COLUMNS:
+        raise _not_csv(
+            f"the first line names {len(first[1])} columns; an import has at most "
+            f"{MAX_COLUMNS} columns (the project columns and one per task key)"
+        )
     header = [c.strip() for c in first[1]]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -155,7 +165,7 @@ def parse_import(data: bytes) -> list[ImportRow]:
             f"the first line must name the columns {', '.join(PROJECT_COLUMNS)} and one per "
             f"task key (missing: {', '.join(missing)})"
         )
-    repeated = sorted({c for c in header if header.count(c) > 1})
+    repeated = sorted(c for c, n in Counter(header).items() if n > 1)
     if repeated or "" in header:
         raise _not_csv(f"column names must be given once each ({', '.join(repeated) or 'empty'})")
     rows: list[ImportRow] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from sqlmodel import Session, func, select
 from temporalio.client import WorkflowExecutionStatus
 
+from api.imports import MAX_COLUMNS
 from readmodel import tables as t
 from readmodel.registry import registry
 from tests.api.conftest import _USED, TARGET, Api, fresh_project
@@ -172,6 +174,22 @@ async def test_import_refuses_a_file_that_is_not_utf8_csv_and_changes_nothing(ap
     ]:
         body = assert_problem(await post_import(api, not_csv, content_type=content_type), 422)
         assert "CSV" in body["detail"], body
+    assert project_count(api) == 0
+
+
+async def test_import_refuses_a_header_of_too_many_columns_at_once(api: Api) -> None:
+    pair = fresh_project()
+    # Half a megabyte of one name repeated, and a thousand distinct names: each refused as a
+    # whole, at once, rather than costing seconds of CPU before the answer.
+    for extra in (["x"] * 60_000, [f"task_{i}" for i in range(1_000)]):
+        data = csv_file([row(*pair) + [""] * len(extra)], header=HEADER + extra)
+        started = time.perf_counter()
+        body = assert_problem(await post_import(api, data), 422)
+        assert time.perf_counter() - started < 1.0
+        assert f"at most {MAX_COLUMNS} columns" in body["detail"], body
+    # Under the limit, a repeated name is still named.
+    body = assert_problem(await post_import(api, csv_file([], header=HEADER + ["x", "x"])), 422)
+    assert "given once each (x)" in body["detail"]
     assert project_count(api) == 0
 
 
