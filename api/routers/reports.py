@@ -18,6 +18,18 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"], responses=PROBLEM
 GroupBy = Literal["prefecture", "lg_code", "business", "task"]
 Code = Annotated[str | None, Query(max_length=64)]
 
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(value: Any) -> Any:
+    """A cell of a download: text that a spreadsheet would run as a formula (a name an admin
+    stored, say) gets a leading single quote, so it is shown, never evaluated; numbers, also
+    negative ones, stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
 
 def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response:
     """The figures as a file: CSV with a BOM (so Excel reads the Japanese names) or Excel."""
@@ -27,7 +39,7 @@ def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: as_text(r[c]) for c in columns} for r in rows)
         return Response(
             buf.getvalue().encode("utf-8-sig"),
             media_type="text/csv; charset=utf-8",
@@ -40,7 +52,11 @@ def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response
     ws.title = "progress"
     ws.append(columns)
     for r in rows:
-        ws.append([r[c] for c in columns])
+        ws.append([as_text(r[c]) for c in columns])
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # stored as text whatever it starts with
     out = io.BytesIO()
     wb.save(out)
     return Response(

@@ -4,13 +4,18 @@ bounded."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+from dataclasses import asdict
 
+import openpyxl
 import pytest
 import structlog
 
 from runtime.logs import redact_path, redacting_access_log
-from tests.api.conftest import Api, ProjectCtx
+from tests.api.conftest import Api, ProjectCtx, fresh_project
+from workflows.procedure import DEFAULT_TEMPLATE
 
 
 async def test_calendar_feed_secrets_stay_out_of_logs_and_metrics(
@@ -56,3 +61,47 @@ def test_access_log_lines_of_a_feed_carry_no_secret() -> None:
     assert "s3cr3t" not in record.getMessage()
     assert "/api/v1/calendar/{feed}.ics" in record.getMessage()
     assert redact_path("/api/v1/projects/131016-x") == "/api/v1/projects/131016-x"
+
+
+async def test_exports_hold_names_as_text_never_as_formulas(api: Api) -> None:
+    """A name an admin stored (a template's task) that looks like a formula stays text in
+    the CSV and Excel downloads; the figures stay numbers."""
+    evil = '=HYPERLINK("http://evil.example/","詳細")'
+    tasks = [asdict(spec) for spec in DEFAULT_TEMPLATE.tasks]
+    tasks[0]["name"] = evil
+    tasks[1]["name"] = "@SUM(1+1)"
+    stored = await api.http.post(
+        "/api/v1/templates",
+        json={"id": "formula-handbook", "version": "1", "name": "-手順書", "tasks": tasks},
+        headers=api.auth("admin"),
+    )
+    assert stored.status_code == 201, stored.text
+    lg_code, business = fresh_project()
+    made = await api.create(lg_code, business, template="formula-handbook@1")
+    assert made.status_code == 201, made.text
+    params = {"group_by": "task", "lg_code": lg_code}
+
+    csv_answer = await api.http.get(
+        "/api/v1/reports/progress", params={**params, "format": "csv"}, headers=api.auth("admin")
+    )
+    assert csv_answer.status_code == 200
+    rows = {
+        r["group"]: r for r in csv.DictReader(io.StringIO(csv_answer.content.decode("utf-8-sig")))
+    }
+    assert rows[tasks[0]["key"]]["name"] == "'" + evil
+    assert rows[tasks[1]["key"]]["name"] == "'@SUM(1+1)"
+    assert rows[tasks[2]["key"]]["name"] == tasks[2]["name"]  # an ordinary name as it is
+    assert rows[tasks[0]["key"]]["steps"] == "1"
+
+    xlsx_answer = await api.http.get(
+        "/api/v1/reports/progress", params={**params, "format": "xlsx"}, headers=api.auth("admin")
+    )
+    assert xlsx_answer.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx_answer.content)).active
+    header = [c.value for c in sheet[1]]
+    cells = {r[0].value: dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2)}
+    name = cells[tasks[0]["key"]]["name"]
+    assert name.data_type == "s" and name.value == "'" + evil
+    assert cells[tasks[1]["key"]]["name"].value == "'@SUM(1+1)"
+    steps = cells[tasks[0]["key"]]["steps"]
+    assert steps.data_type == "n" and steps.value == 1
