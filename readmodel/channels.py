@@ -28,12 +28,18 @@ def check_channel(channel_id: str, kind: str, url: str) -> None:
         raise ChannelError(f"channel {channel_id}: url must be an http(s) URL, got {url!r}")
 
 
-def check_public_url(url: str, policy: OutboundPolicy | None = None) -> None:
+def check_public_url(
+    url: str, policy: OutboundPolicy | None = None, *, name_addresses: bool = True
+) -> None:
     """A channel must not aim the worker at our own network: its host, in whatever notation,
     and every address its name resolves to now must be public or in the policy's allow-list.
     Blocking (it may resolve a name): call it from a thread. A name that does not resolve
     here is accepted; the worker checks the address again when it sends. Bare host names
-    are refused: what they mean depends on the resolver's search domains."""
+    are refused: what they mean depends on the resolver's search domains.
+
+    ``name_addresses``: whether a refusal may say what a name resolves to. The operator's
+    own configuration may; an answer to a user of the API must not (it would map the
+    internal network one name at a time)."""
     policy = policy or OutboundPolicy()
     try:
         parsed = httpx.URL(url)
@@ -44,11 +50,20 @@ def check_public_url(url: str, policy: OutboundPolicy | None = None) -> None:
         raise ChannelError("url has no host")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        if numeric_host(host) is None and "." not in host.rstrip("."):
+        numeric = numeric_host(host)
+        if numeric is None and "." not in host.rstrip("."):
             raise RefusedAddress(host, "a bare host name")
-        policy.addresses_for(host, port)
     except RefusedAddress as exc:
         raise ChannelError(f"url host {exc}") from exc
+    try:
+        policy.addresses_for(host, port)
+    except RefusedAddress as exc:
+        if numeric is not None or name_addresses:  # the address given, or the operator
+            raise ChannelError(f"url host {exc}") from exc
+        raise ChannelError(
+            f"url host {host} is not a public address (it resolves to an address outside "
+            "the public internet and the allowed ranges)"
+        ) from None
     except (OSError, UnicodeError):
         return  # does not resolve here; the worker checks the address it sends to
 

@@ -81,7 +81,7 @@ def create_channel(
         raise HTTPProblem(403, "a pm configures channels only for its own local body")
     try:
         check_channel(body.id, body.kind, body.url)
-        check_public_url(body.url, settings.outbound_policy)
+        check_public_url(body.url, settings.outbound_policy, name_addresses=False)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:

@@ -8,13 +8,17 @@ import csv
 import io
 import logging
 from dataclasses import asdict
+from ipaddress import ip_address
 
 import openpyxl
 import pytest
 import structlog
 
+from readmodel import outbound
+from readmodel.outbound import IPAddress
 from runtime.logs import redact_path, redacting_access_log
 from tests.api.conftest import Api, ProjectCtx, fresh_project
+from tests.api.test_projects import assert_problem
 from workflows.procedure import DEFAULT_TEMPLATE
 
 
@@ -105,3 +109,31 @@ async def test_exports_hold_names_as_text_never_as_formulas(api: Api) -> None:
     assert cells[tasks[1]["key"]]["name"].value == "'@SUM(1+1)"
     steps = cells[tasks[0]["key"]]["steps"]
     assert steps.data_type == "n" and steps.value == 1
+
+
+async def test_a_refused_webhook_name_does_not_say_where_it_resolves(
+    api: Api, project: ProjectCtx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channel validation is no map of the internal network: a name that resolves to private
+    addresses is refused without naming them."""
+    private = {
+        "hooks.intranet.example.jp": [ip_address("10.20.30.40")],
+        "mixed.example.jp": [ip_address("203.0.114.9"), ip_address("fd00::1:2")],
+    }
+
+    def resolve(host: str, port: int) -> list[IPAddress]:
+        return private[host.rstrip(".")]
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+    for host, addresses in private.items():
+        body = {"id": "c1", "kind": "webhook", "url": f"https://{host}/hook"}
+        resp = await api.http.post(
+            "/api/v1/channels", json={**body, "lg_code": project.lg_code}, headers=api.auth("pm")
+        )
+        problem = assert_problem(resp, 422)
+        assert problem["errors"][0]["loc"] == ["body", "url"]
+        assert host in problem["detail"] and "not a public address" in problem["detail"]
+        for addr in addresses:
+            assert str(addr) not in resp.text
+        assert "private" not in resp.text and "unique local" not in resp.text
+    assert (await api.http.get("/api/v1/channels", headers=api.auth("pm"))).json()["total"] == 0
