@@ -90,13 +90,18 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+MAX_IDEMPOTENCY_KEY = 200
+
+
 def idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.strip():
         raise HTTPProblem(400, "the Idempotency-Key header is empty")
-    if len(value) > 200:
-        raise HTTPProblem(400, "the Idempotency-Key header is longer than 200 characters")
+    if len(value) > MAX_IDEMPOTENCY_KEY:
+        raise HTTPProblem(
+            400, f"the Idempotency-Key header is longer than {MAX_IDEMPOTENCY_KEY} characters"
+        )
     return value
 
 

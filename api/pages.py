@@ -29,7 +29,7 @@ from api.auth import (
     end_page_session,
     open_page_session,
 )
-from api.deps import ContextDep, SessionDep
+from api.deps import MAX_IDEMPOTENCY_KEY, ContextDep, SessionDep
 from api.errors import HTTPProblem, from_rpc_error, from_update_error
 from api.schemas import (
     CalendarFeedCreate,
@@ -577,10 +577,14 @@ async def milestone(
     """A vendor's report from the page: the form carries its own Idempotency-Key, so a
     double click or a resent form is the same report."""
     form = await request.form()
-    ctx.idempotency_key = str(form.get("idempotency_key") or "") or None
+    back = f"/projects/{project_id}#task-{quote(str(form.get('task_key') or ''))}"
+    key = str(form.get("idempotency_key") or "").strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY:  # the API's own limit (api.deps.idempotency_key)
+        return _back(back, err=f"送信キーが長すぎます（{MAX_IDEMPOTENCY_KEY}文字まで）")
+    ctx.idempotency_key = key or None
     return await _act(
         request,
-        f"/projects/{project_id}#task-{quote(str(form.get('task_key') or ''))}",
+        back,
         MilestoneIn,
         lambda body: commands.report_milestone(ctx, caller, project_id, body),
         lambda answer: (

@@ -5,20 +5,25 @@ bounded."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import logging
+import re
 from dataclasses import asdict
 from ipaddress import ip_address
 
 import openpyxl
 import pytest
 import structlog
+from sqlmodel import Session
 
+from api.auth import PAGE_COOKIE, open_page_session
 from readmodel import outbound
 from readmodel.outbound import IPAddress
 from runtime.logs import redact_path, redacting_access_log
 from tests.api.conftest import Api, ProjectCtx, fresh_project
 from tests.api.test_projects import assert_problem
+from tests.api.test_work import counts
 from workflows.procedure import DEFAULT_TEMPLATE
 
 
@@ -137,3 +142,57 @@ async def test_a_refused_webhook_name_does_not_say_where_it_resolves(
             assert str(addr) not in resp.text
         assert "private" not in resp.text and "unique local" not in resp.text
     assert (await api.http.get("/api/v1/channels", headers=api.auth("pm"))).json()["total"] == 0
+
+
+def _before(key: str) -> set[str]:
+    """Every task ``key`` waits on, directly or not."""
+    specs = {s.key: s for s in DEFAULT_TEMPLATE.tasks}
+    found: set[str] = set()
+    todo = list(specs[key].depends_on)
+    while todo:
+        k = todo.pop()
+        if k not in found:
+            found.add(k)
+            todo.extend(specs[k].depends_on)
+    return found
+
+
+async def signed_in(api: Api, who: str, page: str) -> str:
+    """The API's client signed in to the pages as ``who``: the CSRF token ``page``'s forms
+    carry."""
+    with Session(api.engine) as session:
+        secret = open_page_session(session, api.tokens[who], 1.0)
+    assert secret
+    api.http.cookies.set(PAGE_COOKIE, secret)
+    answer = await api.http.get(page)
+    assert answer.status_code == 200, answer.text
+    found = re.search(r'name="csrftoken" value="([^"]+)"', answer.text)
+    assert found
+    return html.unescape(found.group(1))
+
+
+async def test_a_page_milestone_with_an_overlong_key_is_refused_in_japanese(api: Api) -> None:
+    lg_code, business = fresh_project()
+    done = {k: {"status": "done"} for k in [*_before("contract"), "contract"]}
+    made = await api.create(lg_code, business, progress=done, switching_vendor=True)
+    assert made.status_code == 201, made.text
+    project_id = made.json()["id"]
+    token = await signed_in(api, "vendor", f"/projects/{project_id}")
+    before = counts(api, project_id)
+    form = {"csrftoken": token, "task_key": "system_setup", "status": "in_progress"}
+    sent = await api.http.post(
+        f"/projects/{project_id}/milestones", data={**form, "idempotency_key": "k" * 201}
+    )
+    assert sent.status_code == 303
+    shown = await api.http.get(sent.headers["location"])
+    assert "200文字" in shown.text
+    assert counts(api, project_id) == before
+    project = await api.http.get(f"/api/v1/projects/{project_id}", headers=api.auth("vendor"))
+    status = {x["key"]: x["status"] for x in project.json()["tasks"]}
+    assert status["system_setup"] == "not_started"
+    # A key the API would take is taken from the page too.
+    sent = await api.http.post(
+        f"/projects/{project_id}/milestones", data={**form, "idempotency_key": "k" * 200}
+    )
+    assert sent.status_code == 303 and "err=" not in sent.headers["location"]
+    assert counts(api, project_id) != before
