@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, func, or_, select
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -18,6 +18,7 @@ from api.errors import HTTPProblem, field_error
 from api.schemas import (
     DecisionIn,
     MemberIn,
+    Page,
     ProcurementCreate,
     ProcurementMemberPublic,
     ProcurementPublic,
@@ -63,10 +64,7 @@ def _visible_ids(session: Session, caller: Caller) -> Any:
     return query.where(or_(*conditions))
 
 
-def answer(session: Session, row: t.Procurement) -> ProcurementPublic:
-    members = session.exec(
-        select(t.ProcurementMember).where(t.ProcurementMember.procurement_id == row.id)
-    ).all()
+def _answer(row: t.Procurement, members: list[t.ProcurementMember]) -> ProcurementPublic:
     return ProcurementPublic.of(
         row,
         tasks=[ProcurementTaskPublic(**x) for x in row.tasks or []],
@@ -74,6 +72,24 @@ def answer(session: Session, row: t.Procurement) -> ProcurementPublic:
             ProcurementMemberPublic(project_id=m.project_id, status=m.status) for m in members
         ],
     )
+
+
+def _members(session: Session, ids: list[str]) -> dict[str, list[t.ProcurementMember]]:
+    """The members of every procurement in ``ids``, in one query."""
+    found: dict[str, list[t.ProcurementMember]] = {i: [] for i in ids}
+    if ids:
+        rows = session.exec(
+            select(t.ProcurementMember)
+            .where(col(t.ProcurementMember.procurement_id).in_(ids))
+            .order_by(col(t.ProcurementMember.procurement_id), col(t.ProcurementMember.project_id))
+        ).all()
+        for m in rows:
+            found[m.procurement_id].append(m)
+    return found
+
+
+def answer(session: Session, row: t.Procurement) -> ProcurementPublic:
+    return _answer(row, _members(session, [row.id])[row.id])
 
 
 def procurement(session: Session, caller: Caller, procurement_id: str) -> ProcurementPublic:
@@ -84,13 +100,16 @@ def procurement(session: Session, caller: Caller, procurement_id: str) -> Procur
     return answer(session, row)
 
 
-def procurements(session: Session, caller: Caller) -> list[ProcurementPublic]:
-    rows = session.exec(
-        select(t.Procurement)
-        .where(col(t.Procurement.id).in_(_visible_ids(session, caller)))
-        .order_by(col(t.Procurement.id))
-    ).all()
-    return [answer(session, r) for r in rows]
+def procurements(
+    session: Session, caller: Caller, limit: int = 50, offset: int = 0
+) -> Page[ProcurementPublic]:
+    """A page of the procurements the caller sees, by id, with their members read for the
+    whole page at once."""
+    query = select(t.Procurement).where(col(t.Procurement.id).in_(_visible_ids(session, caller)))
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(col(t.Procurement.id)).offset(offset).limit(limit)).all()
+    members = _members(session, [r.id for r in rows])
+    return Page[ProcurementPublic](items=[_answer(r, members[r.id]) for r in rows], total=total)
 
 
 # ---- writes --------------------------------------------------------------------------------

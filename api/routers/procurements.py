@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from api import procurements
-from api.deps import CallerDep, SessionDep, WriteDep
+from api.deps import CallerDep, Limit, Offset, SessionDep, WriteDep
 from api.schemas import (
     PROBLEM_RESPONSES,
     DecisionIn,
     MemberIn,
+    Page,
     ProcurementCreate,
     ProcurementPublic,
     TaskChangeIn,
@@ -23,10 +24,12 @@ router = APIRouter(
 Id = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@router.get("", response_model=list[ProcurementPublic])
-def list_procurements(caller: CallerDep, session: SessionDep) -> list[ProcurementPublic]:
-    """The procurements whose lead body or one of whose members the caller sees."""
-    return procurements.procurements(session, caller)
+@router.get("", response_model=Page[ProcurementPublic])
+def list_procurements(
+    caller: CallerDep, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[ProcurementPublic]:
+    """The procurements whose lead body or one of whose members the caller sees, by id."""
+    return procurements.procurements(session, caller, limit, offset)
 
 
 @router.post("", status_code=201, response_model=ProcurementPublic)

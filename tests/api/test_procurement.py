@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import uuid
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from api.auth import PAGE_COOKIE, open_page_session
@@ -209,7 +210,7 @@ async def test_a_member_page_shows_the_procurement_and_offers_no_joint_step(api:
     project = (await api.http.get(f"/api/v1/projects/{ids[1]}", headers=api.auth("admin"))).json()
     assert project["procurement_id"] == f"kyodo-{bodies[0]}"
     listed = (await api.http.get("/api/v1/procurements", headers=api.auth("observer"))).json()
-    assert f"kyodo-{bodies[0]}" in [p["id"] for p in listed]
+    assert f"kyodo-{bodies[0]}" in [p["id"] for p in listed["items"]]
     # Another body's pm does not see it.
     api.token("stranger", "pm", lg_code="011002" if bodies[0][:2] != "01" else "131016")
     hidden = await api.http.get(
@@ -226,3 +227,63 @@ async def test_a_member_page_shows_the_procurement_and_offers_no_joint_step(api:
     assert "共同調達「共同調達 表示確認」" in html
     row = html[html.index('id="task-rfi"') : html.index('id="task-rfi_analysis"')]
     assert "共同調達で実施" in row and "<button" not in row
+
+
+async def _procurements(api: Api, n: int) -> tuple[list[str], list[str], str]:
+    """``n`` procurements of one body each, led by three bodies of one prefecture: their
+    ids, the bodies and the business."""
+    bodies, business = _three_bodies()
+    plan = {
+        k: {"status": "done"} for k in [*judged_by("gate_migration_plan"), "gate_migration_plan"]
+    }
+    ids = []
+    for i, code in enumerate(bodies[:n]):
+        made = await api.create(code, business, vendor_id=None, progress=plan)
+        assert made.status_code == 201, made.text
+        proc_id = f"kyodo-{uuid.uuid4().hex[:8]}-{i}"
+        created = await api.http.post(
+            "/api/v1/procurements",
+            json={
+                "id": proc_id,
+                "name": f"調達 {i}",
+                "lead_lg_code": code,
+                "business": business,
+                "members": [made.json()["id"]],
+            },
+            headers=api.auth("admin"),
+        )
+        assert created.status_code == 201, created.text
+        ids.append(proc_id)
+    return sorted(ids), bodies, business
+
+
+async def test_the_procurement_list_is_paged_and_read_in_a_fixed_number_of_queries(
+    api: Api,
+) -> None:
+    ids, _, _ = await _procurements(api, 3)
+    url = "/api/v1/procurements"
+    first = await api.http.get(url, params={"limit": 2}, headers=api.auth("observer"))
+    assert first.status_code == 200, first.text
+    assert first.json()["total"] == 3
+    assert [p["id"] for p in first.json()["items"]] == ids[:2]
+    rest = (
+        await api.http.get(url, params={"limit": 2, "offset": 2}, headers=api.auth("observer"))
+    ).json()
+    assert [p["id"] for p in rest["items"]] == ids[2:] and rest["total"] == 3
+    assert all(len(p["members"]) == 1 for p in first.json()["items"] + rest["items"])
+    assert_problem(await api.http.get(url, params={"limit": 501}, headers=api.auth("admin")), 422)
+
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(api.engine, "before_cursor_execute", count)
+    try:
+        await api.http.get(url, params={"limit": 1}, headers=api.auth("admin"))
+        one = len(statements)
+        statements.clear()
+        await api.http.get(url, params={"limit": 3}, headers=api.auth("admin"))
+        assert len(statements) == one, statements
+    finally:
+        event.remove(api.engine, "before_cursor_execute", count)
