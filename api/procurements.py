@@ -44,6 +44,16 @@ def workflow_id(procurement_id: str) -> str:
     return f"procurement-{procurement_id}"
 
 
+def id_in_use(procurement_id: str) -> HTTPProblem:
+    """A creation whose id is taken, in the same words whoever holds it, whether the caller
+    sees that procurement or not: ids are one namespace across the country (each is a
+    workflow id, and readers who see everything look procurements up by it), so the answer
+    says the id is in use and nothing about what uses it."""
+    return HTTPProblem(
+        409, f"the procurement id {procurement_id!r} is already in use; choose another"
+    )
+
+
 # ---- reads ---------------------------------------------------------------------------------
 
 
@@ -160,9 +170,11 @@ def _check_create(session: Session, caller: Caller, body: ProcurementCreate) -> 
         caller.prefecture and caller.prefecture != lead.prefecture_code
     ):
         raise HTTPProblem(403, "a procurement is set up by its lead body, its prefecture or admin")
-    if session.get(t.Procurement, body.id) is not None:
-        raise HTTPProblem(409, f"procurement {body.id!r} already exists")
     due = _member_problems(session, caller, body, lead.prefecture_code)
+    # Last, once the creation would otherwise succeed: whether an id is in use is not
+    # something to probe with a request that could not succeed anyway.
+    if session.get(t.Procurement, body.id) is not None:
+        raise id_in_use(body.id)
     return ProcurementInput(
         id=body.id,
         name=body.name,
@@ -191,7 +203,7 @@ async def create(ctx: Context, caller: Caller, body: ProcurementCreate) -> Procu
             )
         )
     except WorkflowAlreadyStartedError as exc:
-        raise HTTPProblem(409, f"procurement {body.id!r} already exists") from exc
+        raise id_in_use(body.id) from exc
     for project_id in body.members:
         member = Membership(f"migration-{project_id}", caller.actor, ctx.request_id)
         await ctx.temporal(handle.execute_update(JointProcurementWorkflow.join, member), wid)

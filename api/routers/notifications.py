@@ -85,7 +85,10 @@ def create_channel(
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
     if session.get(t.NotificationChannel, body.id) is not None:
-        raise HTTPProblem(409, f"channel {body.id!r} already exists")
+        # Channel ids are one namespace for the deployment (deliveries name them): the
+        # answer says the id is in use, in the same words whichever body holds it, and
+        # nothing about that channel.
+        raise HTTPProblem(409, f"the channel id {body.id!r} is already in use; choose another")
     session.add(
         t.NotificationChannel(
             id=body.id,

@@ -287,3 +287,85 @@ async def test_the_procurement_list_is_paged_and_read_in_a_fixed_number_of_queri
         assert len(statements) == one, statements
     finally:
         event.remove(api.engine, "before_cursor_execute", count)
+
+
+async def test_a_procurement_id_in_use_elsewhere_is_not_revealed(api: Api) -> None:
+    """A pm of another prefecture learns nothing of a procurement it cannot see: not from a
+    creation that could not have succeeded anyway, not from one that collides, and every
+    address under its id is 404."""
+    [taken], bodies, business = await _procurements(api, 1)
+    stranger_code = next(
+        b.lg_code
+        for b in registry().bodies
+        if b.prefecture_code != bodies[0][:2]
+        and not b.is_prefecture
+        and (b.lg_code, business) not in _USED
+    )
+    _USED.add((stranger_code, business))
+    api.token("stranger", "pm", lg_code=stranger_code)
+    api.token("stranger_approver", "approver", lg_code=stranger_code)
+    stranger = api.auth("stranger")
+    body = {
+        "name": "別の共同調達",
+        "lead_lg_code": stranger_code,
+        "business": business,
+        "members": [f"{stranger_code}-{business}"],  # not created yet: no such project
+    }
+    # A creation that fails validation fails alike whether or not the id is in use.
+    fresh = await api.http.post(
+        "/api/v1/procurements", json={**body, "id": "kyodo-unused-x"}, headers=stranger
+    )
+    probe = await api.http.post(
+        "/api/v1/procurements", json={**body, "id": taken}, headers=stranger
+    )
+    assert_problem(fresh, 422)
+    assert_problem(probe, 422)
+    assert probe.json()["errors"] == fresh.json()["errors"]
+
+    # A valid creation whose id is in use is a conflict that says nothing of the other one,
+    # in the very words the owner's own conflict gets.
+    plan = {
+        k: {"status": "done"} for k in [*judged_by("gate_migration_plan"), "gate_migration_plan"]
+    }
+    assert (await api.create(stranger_code, business, vendor_id=None, progress=plan)).is_success
+    collided = await api.http.post(
+        "/api/v1/procurements", json={**body, "id": taken}, headers=stranger
+    )
+    assert_problem(collided, 409)
+    for secret in (bodies[0], "調達 0"):
+        assert secret not in collided.text
+    assert (await api.create(bodies[1], business, vendor_id=None, progress=plan)).is_success
+    own = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": taken,
+            "name": "x",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": [f"{bodies[1]}-{business}"],
+        },
+        headers=api.auth("admin"),
+    )
+    assert_problem(own, 409)
+    assert own.json()["detail"] == collided.json()["detail"]
+    project = (
+        await api.http.get(f"/api/v1/projects/{stranger_code}-{business}", headers=stranger)
+    ).json()
+    assert project["procurement_id"] is None  # nothing changed
+
+    # Out of scope, every address under the id is not found (never 403 or 409).
+    base = f"/api/v1/procurements/{taken}"
+    assert_problem(await api.http.get(base, headers=stranger), 404)
+    for path, json, who in (
+        (f"{base}/tasks/rfi_preparation", {"status": "in_progress"}, "stranger"),
+        (f"{base}/members", {"project_id": f"{stranger_code}-{business}"}, "stranger"),
+        (
+            f"{base}/gates/vendor_selection/decision",
+            {"outcome": "approve", "comment": "x", "vendor_id": "acme"},
+            "stranger_approver",
+        ),
+    ):
+        assert_problem(await api.http.post(path, json=json, headers=api.auth(who)), 404)
+    assert_problem(
+        await api.http.delete(f"{base}/members/{bodies[0]}-{business}", headers=stranger), 404
+    )

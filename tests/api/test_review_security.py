@@ -196,3 +196,29 @@ async def test_a_page_milestone_with_an_overlong_key_is_refused_in_japanese(api:
     )
     assert sent.status_code == 303 and "err=" not in sent.headers["location"]
     assert counts(api, project_id) != before
+
+
+async def test_a_channel_id_in_use_by_another_body_is_not_described(
+    api: Api, project: ProjectCtx
+) -> None:
+    ours = {"id": "hooks-1", "kind": "slack", "url": "https://hooks.example.jp/T1"}
+    made = await api.http.post(
+        "/api/v1/channels", json={**ours, "lg_code": project.lg_code}, headers=api.auth("pm")
+    )
+    assert made.status_code == 201, made.text
+    elsewhere = "011002" if project.lg_code != "011002" else "012025"
+    theirs = await api.http.post(
+        "/api/v1/channels",
+        json={**ours, "url": "https://hooks.example.jp/T2", "lg_code": elsewhere},
+        headers=api.auth("pm_elsewhere"),
+    )
+    again = await api.http.post(
+        "/api/v1/channels", json={**ours, "lg_code": project.lg_code}, headers=api.auth("pm")
+    )
+    assert assert_problem(theirs, 409)["detail"] == assert_problem(again, 409)["detail"]
+    assert project.lg_code not in theirs.text and "T1" not in theirs.text
+    assert_problem(
+        await api.http.delete("/api/v1/channels/hooks-1", headers=api.auth("pm_elsewhere")), 404
+    )
+    listed = await api.http.get("/api/v1/channels", headers=api.auth("pm"))
+    assert [c["url"] for c in listed.json()["items"]] == [ours["url"]]
