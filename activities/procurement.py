@@ -13,11 +13,13 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.projection import upsert
 from readmodel import tables as t
 from workflows.procurement import (
     MEMBER_ACTIVITY,
+    MEMBER_CLOSED,
     PROJECTION_ACTIVITY,
     MemberCall,
     ProcurementState,
@@ -98,6 +100,20 @@ class ProcurementActivities:
         handle = self._client.get_workflow_handle(call.workflow_id)
         try:
             await handle.execute_update(call.update, call.arg, id=call.update_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The member's workflow has closed (or never ran): retrying cannot reach it.
+            raise ApplicationError(
+                f"project {call.workflow_id.removeprefix('migration-')} is closed",
+                {
+                    "code": "member_closed",
+                    "params": {},
+                    "japanese": "参加プロジェクトは終了しています",
+                },
+                type=MEMBER_CLOSED,
+                non_retryable=True,
+            ) from None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError):

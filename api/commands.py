@@ -89,7 +89,7 @@ from workflows.procedure import (
     template_from_dict,
 )
 from workflows.roles import Action, acknowledges
-from workflows.vocabulary import GateOutcome, Owner
+from workflows.vocabulary import GateOutcome, Owner, Role
 
 R = TypeVar("R")
 
@@ -344,7 +344,13 @@ async def change_task(
 ) -> TaskPublic:
     wid = await ctx.db.run(_task_target, caller, project_id, key)
     change = core.TaskChange(
-        key, body.status, caller.actor, caller.role, body.note, request_id=ctx.request_id
+        key,
+        body.status,
+        caller.actor,
+        caller.role,
+        body.note,
+        request_id=ctx.request_id,
+        vendor_id=_writing_vendor(caller),
     )
     view = await ctx.temporal(
         ctx.client.get_workflow_handle(wid).execute_update(
@@ -353,6 +359,12 @@ async def change_task(
         wid,
     )
     return task_from_view(view)
+
+
+def _writing_vendor(caller: Caller) -> str | None:
+    """The vendor a vendor's write comes from, for the workflow to check again: the API's
+    check reads the read model, and the project may get another vendor meanwhile."""
+    return caller.vendor_id if caller.role == Role.VENDOR else None
 
 
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
@@ -427,6 +439,7 @@ async def report_milestone(
         fingerprint=fingerprint,
         attempt_id=uuid.uuid4().hex,
         recorded_id=recorded,
+        vendor_id=_writing_vendor(caller),
     )
     # The key is the update id: Temporal answers a repeat with the first result, and the
     # workflow keeps every key's answer across continue-as-new.
@@ -571,7 +584,7 @@ def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> 
         raise HTTPProblem(404, f"no escalation {escalation_id!r}")
     if not caller.may(Action.ACK):
         raise HTTPProblem(403, f"a {caller.role} token may not acknowledge escalations")
-    if not acknowledges(caller.role, list(row.audience or [])):
+    if not acknowledges(caller.role, list(row.audience or []), row.level):
         raise HTTPProblem(
             403, f"this escalation is for {', '.join(row.audience or [])}, not {caller.role}"
         )

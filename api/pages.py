@@ -684,7 +684,7 @@ def escalations(
             for e in items
             if e.status == EscalationStatus.OPEN
             and caller.may(Action.ACK)
-            and acknowledges(caller.role, e.audience)
+            and acknowledges(caller.role, e.audience, e.level)
         },
         ages={e.id: (now - _aware(e.raised_at)).days for e in items if e.raised_at},
     )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from readmodel import tables as t
-from workflows.model import Progress, pick
+from workflows.calendar import jst_today
+from workflows.model import ForecastTerms, Progress, forecast_on, pick
 from workflows.vocabulary import GateOutcome, Ground, Role, TaskStatus
 
 T = TypeVar("T")
@@ -79,7 +80,8 @@ class ProjectCreate(_Strict):
     target_go_live: date
     vendor_id: str | None = Field(default=None, max_length=64)
     switching_vendor: bool = False
-    template: str | None = Field(default=None, max_length=64)
+    # ID@VERSION: a stored template's name (64) and version (32) with the "@".
+    template: str | None = Field(default=None, max_length=97)
     progress: dict[str, ProgressIn] = Field(
         default_factory=dict,
         description="A migration already under way: each task's status and completion date",
@@ -245,8 +247,18 @@ class ProjectSummary(Public):
             row,
             progress=pick(Progress, row),
             past_deadline=row.target_go_live > row.deadline,
+            forecast_go_live=forecast_today(row),
             **given,
         )
+
+
+def forecast_today(row: t.Project, now: datetime | None = None) -> date | None:
+    """The project's forecast go-live as of today (JST), from the terms its workflow wrote:
+    it slips day by day with no write (rows written before the terms keep their own)."""
+    if row.forecast_slip_days is None or row.forecast_go_live is None:
+        return row.forecast_go_live
+    terms = ForecastTerms(row.forecast_slip_days, row.forecast_slips_from)
+    return forecast_on(row.target_go_live, terms, jst_today(now or datetime.now(UTC)))
 
 
 class ProjectPublic(ProjectSummary):
@@ -405,5 +417,5 @@ class TemplatePublic(BaseModel):
 
 
 class TemplateMoveIn(_Strict):
-    template: str = Field(min_length=3, max_length=100, description="ID@VERSION")
+    template: str = Field(min_length=3, max_length=97, description="ID@VERSION")
     reason: str = Field(min_length=1, max_length=2000)

@@ -164,7 +164,11 @@ class Project(SQLModel, table=True):
     template: str
     target_go_live: date
     deadline: date
+    # As of the last write; today's is worked out from the two terms below (ForecastTerms).
     forecast_go_live: date | None = None
+    # None on rows written before the terms were: those read forecast_go_live as it is.
+    forecast_slip_days: int | None = None
+    forecast_slips_from: date | None = None
     stage: str = Field(index=True)
     health: str = Field(index=True)
     extended_track: dict[str, Any] | None = _json()

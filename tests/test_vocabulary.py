@@ -186,7 +186,7 @@ MAY: dict[str, set[Action]] = {
         A.UPGRADE_TEMPLATE,  # Additions: POST /projects/{id}/template (pm, admin)
     },
     "approver": {A.DECIDE_GATE, A.ACK},
-    "vendor": {A.CHANGE_TASK, A.MILESTONE},
+    "vendor": {A.CHANGE_TASK, A.MILESTONE, A.ACK},  # its own reminders and overdue notices
 }
 SCOPE = {
     "admin": Scope.ALL,
@@ -205,15 +205,15 @@ ACTS_FOR = {
     "approver": {"approver"},
     "vendor": {"vendor"},
 }
-# API.md "Escalation audience", by the owner of the late task. For an overdue gate the
-# workflow tells the approver who owns it before the pm.
+# API.md "Escalation audience", by the owner of the late task: an overdue gate is the pm's
+# (the approver it is about heard the reminder and hears the next rung).
 AUDIENCE = {
     ("reminder", "municipality"): ["pm"],
     ("reminder", "vendor"): ["vendor"],
     ("reminder", "approver"): ["approver"],
     ("overdue", "municipality"): ["pm"],
     ("overdue", "vendor"): ["pm", "vendor"],
-    ("overdue", "approver"): ["approver", "pm"],
+    ("overdue", "approver"): ["pm"],
     **{("approver", owner): ["approver"] for owner in ("municipality", "vendor", "approver")},
     **{("prefecture", owner): ["prefecture"] for owner in ("municipality", "vendor", "approver")},
 }

@@ -16,6 +16,7 @@ projects, publishes and sleeps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -36,6 +37,7 @@ from workflows.model import (
     Escalation,
     Event,
     ExtendedTrack,
+    ForecastTerms,
     MigrationState,
     MilestoneResult,
     Notification,
@@ -47,6 +49,7 @@ from workflows.model import (
     dependencies_complete,
     effective_dependencies,
     forecast_go_live,
+    forecast_terms,
     health_of,
     is_complete,
     pick,
@@ -73,6 +76,10 @@ PATCH_NOT_APPLICABLE_RULE = "not-applicable-needs-prerequisites"
 PATCH_FAILED_CUTOVER_LADDER = "failed-cutover-restarts-its-ladder"
 PATCH_ESCALATION_ID_ROUND = "escalation-id-per-ladder-round"
 PATCH_ACTIONABLE_STALE_RUNGS = "stale-rungs-wait-until-actionable"
+PATCH_IMPORT_RULES = "progress-keeps-the-task-rules"
+PATCH_GATE_OVERDUE_TO_PM = "a-late-gate-s-overdue-rung-goes-to-the-pm"
+PATCH_HELD_GATES = "a-held-gate-does-not-await-a-decision"
+PATCH_NEWER_TEMPLATES = "a-project-moves-only-to-a-newer-template"
 
 FAILED = "failed"  # a vendor's report that the cutover failed; never a task's status
 APPROVE, REJECT = "approve", "reject"
@@ -239,6 +246,27 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "{new} drops tasks done or under way: {missing}",
         "手順書 {new} には、完了済みまたは作業中のタスクがありません: {missing}",
     ),
+    "not_your_project": (NOT_FOUND, "no project {project!r}", "このプロジェクトは見つかりません"),
+    "progress_not_applicable": (
+        INVALID,
+        "progress.{task}: the task does not apply to this project (not switching vendor)",
+        "「{name}」はこのプロジェクトの対象外です（ベンダを変更しないため）",
+    ),
+    "progress_not_reached": (
+        INVALID,
+        "progress.{task}: not applicable before its prerequisites are complete ({missing})",
+        "「{name}」は前提タスクが終わるまで対象外にできません: {missing}",
+    ),
+    "template_older": (
+        CONFLICT,
+        "{new} is not newer than {old}: a project moves only to a newer version",
+        "手順書 {new} は {old} より新しい版ではありません",
+    ),
+    "no_joint_steps": (
+        CONFLICT,
+        "this project's procedure has no {task}: it cannot join a joint procurement",
+        "このプロジェクトの手順には「{name}」がないため、共同調達に参加できません",
+    ),
     "ack_closed": (
         CONFLICT,
         "escalation {id} is already {status}",
@@ -277,6 +305,8 @@ class TaskChange:
     actor_role: str
     note: str | None = None
     request_id: str = ""
+    # The vendor a vendor's change comes from: refused once the project has another.
+    vendor_id: str | None = None
 
 
 @dataclass
@@ -294,6 +324,9 @@ class MilestoneReport:
     # The milestone id the read model holds for this key when the workflow may have let its
     # answer go at continue-as-new: then it is a repeat, answered from that id.
     recorded_id: str = ""
+    # The vendor reporting: refused once the project has another (checked again here, as a
+    # report may have passed the API's check before the vendor was replaced).
+    vendor_id: str | None = None
 
 
 @dataclass
@@ -324,6 +357,8 @@ class Holding:
     actor: str
     keys: list[str] = field(default_factory=list)
     request_id: str = ""
+    # Joining: those of ``keys`` the procurement has already done; done here at once.
+    done: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -412,6 +447,14 @@ def _newest(_: str) -> bool:
     return True
 
 
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """A template version in order: parts split at ".", "_" and "-" compare as numbers
+    where they are numbers ("1.10" after "1.9", "2.0" after both), and a version that adds
+    parts to another ("1.0.1" to "1.0") is the newer."""
+    parts = re.split(r"[._-]", version)
+    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in parts)
+
+
 @dataclass
 class Migration:
     """One project and its rules. ``patched(name)`` answers whether a changed rule applies."""
@@ -442,13 +485,17 @@ class Migration:
 
     def _import(self, task: TaskState, p: TaskProgress, now: datetime) -> None:
         at = datetime.combine(p.on, time(0), tzinfo=JST) if p.on else now
+        # A done without a date has none: dated today, it would come after the dated tasks
+        # that depend on it.
+        undated = p.on is None and self.patched(PATCH_IMPORT_RULES)
         task.status = p.status
         if p.status == IN_PROGRESS:
             task.started_at = now
         if p.status == DONE:
-            task.started_at = task.completed_at = at
+            task.started_at = task.completed_at = None if undated else at
             task.percent = 100
             if self.s.template.task(task.key).gate:
+                # The approval was recorded now, whenever it was given.
                 task.decision = Decision(APPROVE, ON_IMPORT, at)
 
     def record_creation(self, now: datetime, progress: dict[str, TaskProgress]) -> None:
@@ -482,8 +529,26 @@ class Migration:
                 raise self._no("progress_gate", task=key)
             if p.on is not None and p.on > jst_today(now):
                 raise self._no("progress_future", task=key, on=p.on.isoformat())
+        strict = bool(progress) and self.patched(PATCH_IMPORT_RULES)
+        from_start = {k for k, t in s.tasks.items() if t.status == NOT_APPLICABLE}
+        if strict:
+            for key, p in progress.items():
+                # A step that does not apply from the start (an RFP when staying with the
+                # vendor) is not_applicable, or not given.
+                if s.tasks[key].status == NOT_APPLICABLE and p.status != NOT_APPLICABLE:
+                    raise self._no("progress_not_applicable", task=key)
         for key, p in progress.items():
             self._import(s.tasks[key], p, now)
+        if strict:
+            for key, p in progress.items():
+                spec = s.template.task(key)
+                # As for a task change: not applicable is decided once the task is reached.
+                reached = key in from_start or dependencies_complete(s, spec)
+                if p.status == NOT_APPLICABLE and not reached:
+                    missing = [
+                        d for d in effective_dependencies(s, spec) if not is_complete(s.tasks[d])
+                    ]
+                    raise self._no("progress_not_reached", task=key, missing=", ".join(missing))
         for key, p in progress.items():
             if p.status != DONE:
                 continue
@@ -503,6 +568,7 @@ class Migration:
         s = self.s
         if change.task_key not in s.tasks:
             raise self._no("no_task", task=change.task_key)
+        self._check_vendor(change.vendor_id)
         spec = s.template.task(change.task_key)
         task = s.tasks[change.task_key]
         self._check_not_held(spec.key)
@@ -530,6 +596,7 @@ class Migration:
 
     def check_milestone(self, report: MilestoneReport) -> None:
         s = self.s
+        self._check_vendor(report.vendor_id)
         if report.task_key not in s.tasks:
             raise self._no("no_task", task=report.task_key)
         spec = s.template.task(report.task_key)
@@ -550,6 +617,12 @@ class Migration:
             raise self._no("already", task=spec.key, status=task.status)
         if report.status == DONE:
             self._check_prerequisites(spec.key)
+
+    def _check_vendor(self, vendor_id: str | None) -> None:
+        """A vendor writes only while it is the project's vendor: one replaced since the API
+        let its request through is refused as the API would refuse it now."""
+        if vendor_id is not None and vendor_id != self.s.vendor_id:
+            raise self._no("not_your_project", project=self.s.project_id)
 
     def _check_not_held(self, key: str) -> None:
         if key in self.s.held:
@@ -787,12 +860,14 @@ class Migration:
 
     # ---- another version of the template -----------------------------------------------
 
-    def check_upgrade(self, u: TemplateUpgrade) -> None:
+    def check_upgrade(self, u: TemplateUpgrade, newer_only: bool = True) -> None:
         s, new = self.s, u.template
         if new.name != s.template.name:
             raise self._no("template_other", new=new.id, old=s.template.id)
         if new.version == s.template.version:
             raise self._no("template_same", new=new.id)
+        if newer_only and version_key(new.version) <= version_key(s.template.version):
+            raise self._no("template_older", new=new.id, old=s.template.id)
         if not u.reason.strip():
             raise self._no("needs_reason", what="a template upgrade")
         keys = {spec.key for spec in new.tasks}
@@ -803,7 +878,8 @@ class Migration:
             raise self._no("template_drops", new=new.id, missing=", ".join(dropped))
 
     def upgrade_template(self, u: TemplateUpgrade, now: datetime) -> None:
-        self.check_upgrade(u)
+        # Validators do not run on replay: the handler keeps the rule old histories ran with.
+        self.check_upgrade(u, self.patched(PATCH_NEWER_TEMPLATES))
         s, old = self.s, self.s.template
         keys = {spec.key for spec in u.template.tasks}
         dropped = [k for k in s.tasks if k not in keys]
@@ -841,18 +917,20 @@ class Migration:
         other = next((p for p in s.held.values() if p != h.procurement_id), None)
         if other is not None:
             raise self._no("in_procurement", procurement=other)
+        if VENDOR_GATE not in s.tasks:
+            raise self._no("no_joint_steps", task=VENDOR_GATE)
         if is_complete(s.tasks[VENDOR_GATE]):
             raise self._no("vendor_selected")
-        for key in h.keys:
-            if key not in s.tasks:
-                raise self._no("no_task", task=key)
 
     def hold(self, h: Holding, now: datetime) -> None:
         """The procurement carries these steps for this member from now on: the member's
         ladder stops chasing them and nobody moves them here. Joining twice is one join."""
         self.check_hold(h)
         s = self.s
-        keys = [k for k in h.keys if not is_complete(s.tasks[k]) and k not in s.held]
+        # Steps this project's procedure does not have are none of its business.
+        keys = [
+            k for k in h.keys if k in s.tasks and not is_complete(s.tasks[k]) and k not in s.held
+        ]
         if not keys:
             return
         for key in keys:
@@ -862,6 +940,15 @@ class Migration:
         self.record(
             "procurement_joined", h.actor, {"procurement_id": h.procurement_id, "keys": keys}, now
         )
+        # What the procurement did before this member joined is done here too, as it is
+        # for every member when the procurement selects its vendor.
+        done = [k for k in keys if k in h.done]
+        if done:
+            self._complete_held(h.procurement_id, done, None, now)
+            data = {"procurement_id": h.procurement_id, "keys": done}
+            self.record("procurement_steps_done", h.actor, data, now)
+            self._after_change(now)
+        self._refresh_gates(now)  # a held gate awaits the procurement's approver, not ours
         s.updated_at = now
 
     def check_release(self, h: Holding) -> None:
@@ -890,13 +977,7 @@ class Migration:
         keys = [k for k, p in s.held.items() if p == c.procurement_id]
         if not keys:
             return  # done already (a repeated call)
-        for key in keys:
-            del s.held[key]
-            task = s.tasks[key]
-            self._set_status(task, DONE, now)
-            task.note = f"共同調達（{c.procurement_id}）で実施"
-            if s.template.task(key).gate:
-                task.decision = Decision(APPROVE, c.decided_by, now, c.comment)
+        self._complete_held(c.procurement_id, keys, c, now)
         self.record(
             "procurement_completed",
             c.actor,
@@ -907,6 +988,19 @@ class Migration:
             reason = f"joint procurement {c.procurement_id}"
             self._assign(VendorAssignment(c.vendor_id, reason, c.actor), now)
         self._after_change(now)
+
+    def _complete_held(
+        self, procurement_id: str, keys: list[str], c: JointCompletion | None, now: datetime
+    ) -> None:
+        """The procurement did these steps: done here, recorded as done by it."""
+        s = self.s
+        for key in keys:
+            del s.held[key]
+            task = s.tasks[key]
+            self._set_status(task, DONE, now)
+            task.note = f"共同調達（{procurement_id}）で実施"
+            if s.template.task(key).gate and c is not None:
+                task.decision = Decision(APPROVE, c.decided_by, now, c.comment)
 
     def acknowledge(self, ack: AcknowledgeInput, now: datetime) -> None:
         esc = self.check_ack(ack)
@@ -1027,7 +1121,15 @@ class Migration:
             id=esc_id,
             task_key=key,
             level=level,
-            audience=audience(level, owner),
+            audience=audience(
+                level,
+                owner,
+                legacy_gate_overdue=(
+                    level == EscalationLevel.OVERDUE
+                    and owner == Owner.APPROVER
+                    and not self.patched(PATCH_GATE_OVERDUE_TO_PM)
+                ),
+            ),
             due_date=due,
             raised_at=now,
         )
@@ -1097,6 +1199,7 @@ class Migration:
 
     def snapshot(self, now: datetime, events: list[Event]) -> ProjectSnapshot:
         s = self.s
+        terms = ForecastTerms() if all_complete(s) else forecast_terms(s)
         return ProjectSnapshot(
             # Without what only the workflow needs (the journal, milestone answers, fired
             # rungs), which only grow.
@@ -1106,6 +1209,8 @@ class Migration:
             progress=progress_of([t.status for t in s.tasks.values()]),
             events=events,
             forecast_go_live=None if all_complete(s) else forecast_go_live(s, now),
+            forecast_slip_days=terms.slip_days,
+            forecast_slips_from=terms.slips_from,
         )
 
     # ---- state moves ----------------------------------------------------------------------
@@ -1135,6 +1240,7 @@ class Migration:
         gate = self.s.tasks[gate_key]
         gate.status = NOT_STARTED
         gate.completed_at = None
+        gate.percent = None
         gate.decision = None
         gate.updated_at = now
         self._restart_ladder(gate, now)
@@ -1147,7 +1253,9 @@ class Migration:
             gate = self.s.tasks[spec.key]
             if is_complete(gate):
                 continue
-            if dependencies_complete(self.s, spec):
+            # A joint procurement decides a gate it holds: here it awaits nobody.
+            held = spec.key in self.s.held and self.patched(PATCH_HELD_GATES)
+            if dependencies_complete(self.s, spec) and not held:
                 if gate.status == NOT_STARTED:
                     gate.status = IN_PROGRESS
                     gate.started_at = now

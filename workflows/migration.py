@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ from workflows.model import (
     TaskView,
     all_complete,
     escalation_rows,
+    health_of,
+    next_revaluation,
     next_rung,
     projection,
     task_rows,
@@ -52,13 +55,14 @@ PATCH_SUMMARY_AT_REGISTRATION = "one-notice-per-audience-at-registration"
 PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
 PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
 PATCH_DEADLINE_DIGEST = "deadline-notices-go-through-the-digest-too"
+PATCH_FRESH_HEALTH = "health-follows-the-clock"
 
 # The rules a project is started under. A project started before ``rules`` existed carries 0
 # and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
 # one is born with every rule of its generation and records no patch marker (each marker
 # also costs an upsert of TemporalChangeVersion: most of a new project's first history).
 # A rule changed from now on gets a patch of the next generation, and RULES becomes it.
-RULES = 2
+RULES = 3
 GENERATION_1 = frozenset(
     {
         core.PATCH_NOT_APPLICABLE_RULE,
@@ -73,7 +77,16 @@ GENERATION_1 = frozenset(
     }
 )
 GENERATION_2 = frozenset({PATCH_DEADLINE_DIGEST})
-_GENERATIONS = (GENERATION_1, GENERATION_2)
+GENERATION_3 = frozenset(
+    {
+        core.PATCH_IMPORT_RULES,
+        core.PATCH_GATE_OVERDUE_TO_PM,
+        core.PATCH_HELD_GATES,
+        core.PATCH_NEWER_TEMPLATES,
+        PATCH_FRESH_HEALTH,
+    }
+)
+_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3)
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -234,6 +247,11 @@ class MigrationWorkflow:
         self._sent_escalations: dict[str, Escalation] | None = None
         self._sent_vendor = self._s.vendor_id
         self._sent_template = self._s.template.id
+        # Health as last written: time alone moves it (see _derived_moved).
+        self._sent_health: str | None = None
+        self._clock_rule: bool | None = None
+        # The minute past midnight its forecast may pass the deadline: spread, not all at once.
+        self._minute = zlib.crc32(self._s.project_id.encode()) % 60
 
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationResult:
@@ -252,9 +270,9 @@ class MigrationWorkflow:
             await self._send_notifications()
         while not all_complete(self._s):
             if self._group_commit():
-                await self._timer.wait(next_rung(self._s), lambda: self._wake or _history_full(inp))
+                await self._timer.wait(self._next_wake(), lambda: self._wake or _history_full(inp))
             else:
-                wake_at = next_rung(self._s)
+                wake_at = self._next_wake()
                 timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
                 try:
                     await workflow.wait_condition(
@@ -266,7 +284,8 @@ class MigrationWorkflow:
             async with self._lock:
                 noticed = self._m.check_deadline(workflow.now())
                 # Under group commit, handlers leave their changes for this loop to write.
-                if self._advance() or noticed or self._unprojected():
+                moved = self._derived_moved()
+                if self._advance() or noticed or self._unprojected() or moved:
                     await self._project()
             await self._send_notifications()
             if _history_full(inp):
@@ -302,6 +321,30 @@ class MigrationWorkflow:
                 return
             async with self._lock:
                 await self._project()
+
+    def _follows_clock(self) -> bool:
+        """Whether this project wakes when time alone changes its health (new runs), or
+        only for its rungs (runs recorded before)."""
+        if self._clock_rule is None:
+            self._clock_rule = self._rule(PATCH_FRESH_HEALTH)
+        return self._clock_rule
+
+    def _next_wake(self) -> datetime | None:
+        """The next rung, or sooner the moment the lists would show a stale health."""
+        wake_at = next_rung(self._s)
+        if not self._follows_clock():
+            return wake_at
+        moves_at = next_revaluation(self._s, workflow.now(), self._minute)
+        if moves_at is not None and (wake_at is None or moves_at < wake_at):
+            return moves_at
+        return wake_at
+
+    def _derived_moved(self) -> bool:
+        """Whether health reads otherwise now than the read model holds it (the forecast's
+        terms do not move with time: readers work the forecast out on their own day)."""
+        if self._sent_health is None or not self._follows_clock():
+            return False
+        return health_of(self._s, workflow.now()) != self._sent_health
 
     def _advance(self) -> bool:
         """The ladder's turn; each rung raised is counted by level (not on replay)."""
@@ -512,6 +555,7 @@ class MigrationWorkflow:
         self._sent_tasks, self._sent_escalations = tasks, escalations
         self._sent_vendor = s.vendor_id
         self._sent_template = s.template.id
+        self._sent_health = snap.health
         # Handlers may have changed more while this was written: only what it held counts.
         s.projected_seq = max(s.projected_seq, seq)
 

@@ -7,10 +7,10 @@ activity and the tests all compute stage, health and progress the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from workflows.calendar import jst_today, previous_working_day
+from workflows.calendar import JST, jst_today, previous_working_day
 from workflows.ladder import LEVELS, EscalationLadder, rung_instant
 from workflows.procedure import ProcedureTemplate, TaskSpec
 
@@ -216,8 +216,12 @@ def dependencies_complete(state: MigrationState, spec: TaskSpec) -> bool:
 
 
 def awaiting_decision(state: MigrationState, spec: TaskSpec) -> bool:
+    """A gate whose prerequisites are complete, unless a joint procurement decides it."""
     return (
-        spec.gate and not is_complete(state.tasks[spec.key]) and dependencies_complete(state, spec)
+        spec.gate
+        and not is_complete(state.tasks[spec.key])
+        and spec.key not in state.held
+        and dependencies_complete(state, spec)
     )
 
 
@@ -262,36 +266,70 @@ def progress_from_counts(
     )
 
 
-def forecast_go_live(state: MigrationState, now: datetime) -> date:
-    """The go-live the project is really heading for.
+@dataclass(frozen=True)
+class ForecastTerms:
+    """A project's forecast go-live as a function of the day it is read on.
 
-    Each open task keeps its planned duration (its due date less its latest prerequisite's)
-    but cannot finish before today nor before its prerequisites do; the go-live slips by as
-    much as the tasks planned for on or before go-live slip.
-    """
-    today_ = jst_today(now)
-    finish: dict[str, date] = {}
-    slip = 0
+    The forecast slips by ``slip_days`` whatever the day, and, from ``slips_from`` on, by
+    one more day each day that passes with nothing done (None: time alone never moves it).
+    Both change only when the project does, so the read model holds them and every reader
+    works out today's forecast itself: right on any day without waking the workflow."""
+
+    slip_days: int = 0
+    slips_from: date | None = None
+
+
+def forecast_terms(state: MigrationState) -> ForecastTerms:
+    """Each open task keeps its planned duration (its due date less its latest
+    prerequisite's) but cannot finish before the day of reading nor before its
+    prerequisites do; the go-live slips by as much as the tasks planned for on or before
+    go-live slip. Every finish is then max(a date, the day of reading + some days): the
+    terms are the largest of those over the tasks that count."""
+    # Each finish as (A, B): max(A, today + B days), B None when today plays no part.
+    finish: dict[str, tuple[date, int | None]] = {}
+    slip_days = 0
+    slips_from: date | None = None
     for spec in state.template.tasks:  # templates list prerequisites first
         task = state.tasks[spec.key]
         if task.status == NOT_APPLICABLE or task.due_date is None:
             continue
         deps = effective_dependencies(state, spec)
         if is_complete(task):
-            finish[spec.key] = jst_today(task.completed_at) if task.completed_at else task.due_date
+            done_on = jst_today(task.completed_at) if task.completed_at else task.due_date
+            finish[spec.key] = (done_on, None)
             continue
         planned_start = max(
             (d for d in (state.tasks[k].due_date for k in deps) if d is not None),
             default=task.due_date,
         )
-        duration = timedelta(days=max((task.due_date - planned_start).days, 0))
-        start = max([today_, *(finish[k] for k in deps if k in finish)])
-        finish[spec.key] = max(task.due_date, start + duration)
+        duration = max((task.due_date - planned_start).days, 0)
+        before = [finish[k] for k in deps if k in finish]
+        a_start = max((a for a, _ in before), default=date.min)
+        b_start = max([0, *(b for _, b in before if b is not None)])
+        a = max(task.due_date, a_start + timedelta(days=duration))
+        b = b_start + duration
+        finish[spec.key] = (a, b)
         if spec.due_offset_months <= 0:
-            slip = max(slip, (finish[spec.key] - task.due_date).days)
-    if not slip:
-        return state.target_go_live
-    return previous_working_day(state.target_go_live + timedelta(days=slip))
+            slip_days = max(slip_days, (a - task.due_date).days)
+            moves_from = task.due_date - timedelta(days=b)
+            slips_from = moves_from if slips_from is None else min(slips_from, moves_from)
+    return ForecastTerms(slip_days, slips_from)
+
+
+def forecast_on(target_go_live: date, terms: ForecastTerms, today: date) -> date:
+    """The forecast go-live read on ``today``: the target, or the working day on or before
+    it moved by the slip."""
+    slip = terms.slip_days
+    if terms.slips_from is not None:
+        slip = max(slip, (today - terms.slips_from).days)
+    if slip <= 0:
+        return target_go_live
+    return previous_working_day(target_go_live + timedelta(days=slip))
+
+
+def forecast_go_live(state: MigrationState, now: datetime) -> date:
+    """The go-live the project is really heading for, read at ``now``."""
+    return forecast_on(state.target_go_live, forecast_terms(state), jst_today(now))
 
 
 def health_of(state: MigrationState, now: datetime) -> str:
@@ -333,6 +371,53 @@ def next_rung(state: MigrationState) -> datetime | None:
     return earliest
 
 
+def next_revaluation(state: MigrationState, now: datetime, minute: int = 0) -> datetime | None:
+    """The first instant after ``now`` at which the project's health reads otherwise with
+    nothing else happening, or None: time alone moves it when a task comes within its
+    reminder window or past its due date (held ones too: the procurement's lateness is the
+    member's), and when the slipping forecast passes the deadline. Health, unlike the
+    forecast (see ForecastTerms), is published, filtered on and rolled up, so the workflow
+    wakes to write it.
+
+    Rungs fall at 09:00 JST; a forecast moves at a JST midnight, here ``minute`` minutes
+    past it so that many projects do not all wake in the same minute."""
+    if all_complete(state):
+        return None
+    health = health_of(state, now)
+    candidates: list[datetime] = []
+    terms = forecast_terms(state)
+    today_ = jst_today(now)
+    if (
+        terms.slips_from is not None
+        and state.target_go_live <= state.deadline
+        and forecast_on(state.target_go_live, terms, today_) <= state.deadline
+    ):
+        # The first day the forecast is past the deadline: it moves a day a day from
+        # slips_from, so it is there within the gap (and a closed stretch) of that.
+        gap = (state.deadline - state.target_go_live).days + 14
+        lo = today_
+        hi = max(today_, terms.slips_from) + timedelta(days=gap)
+        while (hi - lo).days > 1:
+            mid = lo + timedelta(days=(hi - lo).days // 2)
+            if forecast_on(state.target_go_live, terms, mid) > state.deadline:
+                hi = mid
+            else:
+                lo = mid
+        candidates.append(datetime.combine(hi, time(0, minute % 60), tzinfo=JST))
+    for task in state.tasks.values():
+        if is_complete(task) or task.due_date is None:
+            continue
+        levels = ("reminder", "overdue") if task.status == NOT_STARTED else ("overdue",)
+        for level in levels:
+            at = rung_instant(task.due_date, level, state.ladder)
+            if at > now:
+                candidates.append(at)
+    for at in sorted(candidates):
+        if health_of(state, at) != health:
+            return at
+    return None
+
+
 def rung_key(task: TaskState, level: str) -> str:
     return f"{task.key}@{task.due_date}:{level}"
 
@@ -348,6 +433,9 @@ class ProjectSnapshot:
     events: list[Event]
     forecast_go_live: date | None = None
     request_id: str = ""
+    # What the forecast is made of, for readers to work it out on their own day.
+    forecast_slip_days: int = 0
+    forecast_slips_from: date | None = None
 
 
 @dataclass
@@ -366,6 +454,9 @@ class ProjectRow(ProjectFacts):
     created_at: datetime
     updated_at: datetime | None
     completed_at: datetime | None
+    # The forecast's terms (ForecastTerms): ``forecast_go_live`` is as of the write.
+    forecast_slip_days: int = 0
+    forecast_slips_from: date | None = None
 
 
 @dataclass

@@ -42,6 +42,10 @@ from workflows.vocabulary import Owner, ProcurementStatus
 # The steps a joint procurement carries, in handbook order; each depends on the one before.
 JOINT_STEPS = ("rfi_preparation", "rfi", "rfi_analysis", "rfp", VENDOR_GATE)
 MEMBER_ACTIVITY = "procurement_member_update"
+# The kind of error a member's closed workflow gives: no retry reaches it.
+MEMBER_CLOSED = "Conflict"
+# What a new run carries of the journal: the read model shows the newest 50 events.
+JOURNAL_KEPT = 50
 PROJECTION_ACTIVITY = "project_procurement"
 OVERDUE = "overdue"
 
@@ -248,9 +252,10 @@ class Procurement:
     # ---- changes ---------------------------------------------------------------------------
 
     def holding(self, m: Membership) -> Holding:
-        """What a joining member hands over: the joint steps not yet done."""
-        keys = [k for k in JOINT_STEPS if self.s.tasks[k].status != DONE]
-        return Holding(self.s.id, m.actor, keys, m.request_id)
+        """What a joining member hands over: every joint step, those already done jointly
+        to be done there at once (a late joiner has nothing left to chase)."""
+        done = [k for k in JOINT_STEPS if self.s.tasks[k].status == DONE]
+        return Holding(self.s.id, m.actor, list(JOINT_STEPS), m.request_id, done)
 
     def join(self, m: Membership, now: datetime) -> None:
         self.s.members.append(m.workflow_id)
@@ -298,6 +303,11 @@ class Procurement:
         self.s.vendor_id = d.vendor_id
         self.record("gate_decided", d.actor, {**data, "vendor_id": d.vendor_id}, now)
         return JointCompletion(self.s.id, d.vendor_id, d.actor, d.actor, d.comment, d.request_id)
+
+    def unreachable(self, workflow_id: str, reason: str, now: datetime) -> None:
+        """A member that could not be told of the selection: the lead sees it in the trail."""
+        data = {"workflow_id": workflow_id, "reason": reason}
+        self.record("member_unreachable", "system", data, now)
 
     def _refresh_gate(self, now: datetime) -> None:
         gate = self.s.tasks[VENDOR_GATE]
@@ -373,7 +383,8 @@ def _refused(r: ProcurementRefusal) -> ApplicationError:
     )
 
 
-MEMBER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Bounded: a member whose workflow keeps failing the update must not wedge the procurement.
+MEMBER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20)
 
 
 @workflow.defn
@@ -409,7 +420,9 @@ class JointProcurementWorkflow:
                 await notification.send(self._p.outbox.pop(0))
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(replace(inp, state=self._p.s))
+                # The read model holds the newest events; older ones need not ride along.
+                state = replace(self._p.s, journal=self._p.s.journal[-JOURNAL_KEPT:])
+                workflow.continue_as_new(replace(inp, state=state))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._p.s.vendor_id
 
@@ -435,7 +448,7 @@ class JointProcurementWorkflow:
     async def _project(self) -> None:
         await workflow.execute_local_activity(
             PROJECTION_ACTIVITY,
-            replace(self._p.s, journal=self._p.s.journal[-50:], rungs_done=[]),
+            replace(self._p.s, journal=self._p.s.journal[-JOURNAL_KEPT:], rungs_done=[]),
             start_to_close_timeout=timedelta(seconds=30),
         )
 
@@ -489,13 +502,21 @@ class JointProcurementWorkflow:
             completion = self._p.decide(d, workflow.now())
             if completion is not None:
                 # Every member gets the vendor and the joint steps done; each call is one
-                # update however often the activity is retried.
-                await asyncio.gather(
+                # update however often the activity is retried. A member that cannot take it
+                # (its project closed) is recorded, and the others are not held up by it.
+                members = list(self._p.s.members)
+                told = await asyncio.gather(
                     *(
                         self._tell(member, "complete_joint_procurement", completion)
-                        for member in self._p.s.members
-                    )
+                        for member in members
+                    ),
+                    return_exceptions=True,
                 )
+                for member, outcome in zip(members, told, strict=True):
+                    if isinstance(outcome, (ApplicationError, ActivityError)):
+                        self._p.unreachable(member, str(outcome), workflow.now())
+                    elif isinstance(outcome, BaseException):
+                        raise outcome
             await self._project()
             self._wake = True
             return self._p.s.tasks[VENDOR_GATE]

@@ -84,8 +84,9 @@ ROLE_TABLE: dict[str, RoleRule] = {
     Role.APPROVER: RoleRule(
         Scope.LG_CODE, frozenset({_A.DECIDE_GATE, _A.ACK}), frozenset({Owner.APPROVER})
     ),
+    # The vendor hears of its own late tasks, and says it has (acknowledges).
     Role.VENDOR: RoleRule(
-        Scope.VENDOR, frozenset({_A.CHANGE_TASK, _A.MILESTONE}), frozenset({Owner.VENDOR})
+        Scope.VENDOR, frozenset({_A.CHANGE_TASK, _A.MILESTONE, _A.ACK}), frozenset({Owner.VENDOR})
     ),
 }
 ROLES: tuple[Role, ...] = tuple(Role)
@@ -99,13 +100,23 @@ LADDER_AUDIENCE: dict[str, dict[str, tuple[Role, ...]]] = {
         Owner.VENDOR: (Role.VENDOR,),
         Owner.APPROVER: (Role.APPROVER,),
     },
+    # A late gate is the PM's to chase: the approver it is about heard the reminder and
+    # hears the next rung, and cannot silence this one.
     _L.OVERDUE: {
         Owner.MUNICIPALITY: (Role.PM,),
         Owner.VENDOR: (Role.PM, Role.VENDOR),
-        Owner.APPROVER: (Role.APPROVER, Role.PM),
+        Owner.APPROVER: (Role.PM,),
     },
     _L.APPROVER: {owner: (Role.APPROVER,) for owner in Owner},
     _L.PREFECTURE: {owner: (Role.PREFECTURE,) for owner in Owner},
+}
+# Whom a late gate's overdue rung addressed before it went to the PM alone: escalations
+# raised then keep it, and projects started then raise it until their history moves on.
+LEGACY_GATE_OVERDUE: tuple[Role, ...] = (Role.APPROVER, Role.PM)
+# The roles each rung may address, whoever owns the task.
+ADDRESSED_AT: dict[str, frozenset[Role]] = {
+    level: frozenset(role for roles in by_owner.values() for role in roles)
+    for level, by_owner in LADDER_AUDIENCE.items()
 }
 # The roles some rung addresses (admin and observer are never told).
 ADDRESSEES: frozenset[Role] = frozenset(
@@ -137,12 +148,17 @@ def oversees(role: str) -> bool:
     return rule.scope in (Scope.ALL, Scope.PREFECTURE) and Action.CREATE_PROJECT not in rule.writes
 
 
-def acknowledges(role: str, audience: list[str]) -> bool:
-    """Whether ``role`` may acknowledge an escalation told to ``audience``: its audience, and
-    admin; whoever it is about cannot silence the rung above them."""
-    return role == Role.ADMIN or role in audience
+def acknowledges(role: str, audience: list[str], level: str) -> bool:
+    """Whether ``role`` may acknowledge an escalation of rung ``level`` told to ``audience``:
+    its audience, and admin; whoever it is about cannot silence the rung above them (an
+    approver told of its own late gate by an older rule does not acknowledge it either)."""
+    if role == Role.ADMIN:
+        return True
+    return role in audience and role in ADDRESSED_AT.get(level, frozenset())
 
 
-def audience(level: str, owner: str) -> list[str]:
+def audience(level: str, owner: str, legacy_gate_overdue: bool = False) -> list[str]:
     """Who hears of rung ``level`` of a task owned by ``owner``, as plain codes."""
+    if legacy_gate_overdue and level == _L.OVERDUE and owner == Owner.APPROVER:
+        return [role.value for role in LEGACY_GATE_OVERDUE]
     return [role.value for role in LADDER_AUDIENCE[level][owner]]

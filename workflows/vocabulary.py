@@ -129,11 +129,13 @@ class EventKind(Vocabulary):
     PROCUREMENT_JOINED = "procurement_joined", "共同調達に参加"
     PROCUREMENT_LEFT = "procurement_left", "共同調達から離脱"
     PROCUREMENT_COMPLETED = "procurement_completed", "共同調達でベンダ決定"
+    PROCUREMENT_STEPS_DONE = "procurement_steps_done", "共同調達で実施済みの作業を完了"
     TEMPLATE_UPGRADED = "template_upgraded", "手順書の更新"
     # A joint procurement's own trail.
     PROCUREMENT_CREATED = "procurement_created", "共同調達の開始"
     MEMBER_JOINED = "member_joined", "参加団体の追加"
     MEMBER_LEFT = "member_left", "参加団体の離脱"
+    MEMBER_UNREACHABLE = "member_unreachable", "参加団体に決定を反映できず"
 
 
 class ProcurementStatus(Vocabulary):

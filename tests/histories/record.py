@@ -28,7 +28,7 @@ from tests.workflows.helpers import (
     start,
     started_late,
 )
-from workflows.calendar import JST
+from workflows.calendar import JST, add_months
 from workflows.core import (
     AcknowledgeInput,
     ExtendedTrackInput,
@@ -268,6 +268,21 @@ async def scenario_attributes(env: WorkflowEnvironment, queue: str) -> WorkflowH
     return h
 
 
+async def scenario_clock(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """Nobody touches it: its forecast slips past the deadline (at risk) months before any
+    rung, and the project wakes each night the forecast moves (rules of generation 3)."""
+    today = (await env.get_current_time()).astimezone(JST).date()
+    target = add_months(today, 27)
+    inp = replace(
+        new_input(target),
+        deadline=target,
+        progress={"setup_governance": TaskProgress("done", today)},
+    )
+    h = await start(env.client, queue, inp)
+    await env.sleep(timedelta(days=100))
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -279,6 +294,7 @@ SCENARIOS = {
     "long": scenario_long,
     "digest": scenario_digest,
     "attributes": scenario_attributes,
+    "clock": scenario_clock,
 }
 
 

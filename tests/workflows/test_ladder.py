@@ -94,7 +94,7 @@ async def test_untouched_project_climbs_every_rung_once_in_order_on_working_days
     assert heard[("setup_governance", "reminder")] == ["pm"]
     assert heard[("data_migration", "reminder")] == ["vendor"]
     assert heard[("data_migration", "overdue")] == ["pm", "vendor"]  # the vendor for its tasks
-    assert heard[("go_no_go", "overdue")] == ["approver", "pm"]  # an undecided gate
+    assert heard[("go_no_go", "overdue")] == ["pm"]  # an undecided gate: the pm chases it
     assert heard[("go_no_go", "approver")] == ["approver"]
     assert heard[("testing", "prefecture")] == ["prefecture"]
     started, peak = await timer_profile(handle)
