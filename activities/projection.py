@@ -205,10 +205,13 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
         delete(t.Task).where(col(t.Task.project_id) == pid, col(t.Task.key).not_in(list(by_key)))
     )
     upsert(session, t.Escalation, [_escalation_values(p, e) for e in w.escalations])
+    # Rows the workflow does not hold: those of a workflow task that never committed go;
+    # resolved ones stay, as a long-lived project lets old resolved escalations go (let_go).
     session.execute(
         delete(t.Escalation).where(
             col(t.Escalation.project_id) == pid,
             col(t.Escalation.id).not_in([e.id for e in w.escalations]),
+            col(t.Escalation.status) != "resolved",
         )
     )
     _write_events(session, pid, w.events)

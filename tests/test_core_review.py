@@ -18,6 +18,7 @@ from tests.test_core import (
     NOW,
     approve,
     complete_before,
+    finish,
     held_project,
     kinds,
     pm,
@@ -352,3 +353,28 @@ def test_pm_changes_still_work_after_the_vendor_check() -> None:
     m = project()
     m.change_task(pm("setup_governance", IN_PROGRESS), NOW)
     assert m.s.tasks["setup_governance"].status == IN_PROGRESS
+
+
+# ---- bounded state: resolved escalations ride along no longer -----------------------------
+
+
+def test_a_new_run_carries_open_escalations_and_only_the_newest_resolved_ones() -> None:
+    m = project()
+    for key in ("setup_governance", "current_system_survey", "interface_inventory"):
+        due = m.s.tasks[key].due_date
+        assert due is not None
+        m.advance_ladder(rung_instant(due, "prefecture", m.s.ladder))  # every rung raised
+        finish(m, key)  # ... and resolved
+    late = m.s.tasks["fit_gap_analysis"].due_date
+    assert late is not None
+    m.advance_ladder(rung_instant(late, "overdue", m.s.ladder))  # open ones
+    resolved = [e.id for e in m.s.escalations if e.status == "resolved"]
+    still_open = [e.id for e in m.s.escalations if e.status == "open"]
+    assert len(resolved) > 3 and still_open
+    acked = still_open[0]
+    m.acknowledge(AcknowledgeInput(acked, "pm:x"), NOW)
+    m.s.projected_seq = m.s.seq  # all of it in the read model
+    m.let_go(journal_kept=200, answers_kept=1000, escalations_kept=3)
+    kept = [e.id for e in m.s.escalations]
+    assert kept == resolved[-3:] + still_open
+    assert next(e for e in m.s.escalations if e.id == acked).status == "acknowledged"

@@ -1167,12 +1167,18 @@ class Migration:
         seq = report.recorded_id[1:]
         return seq.isdigit() and 0 < int(seq) <= self.s.answers_let_go_through
 
-    def let_go(self, journal_kept: int, answers_kept: int) -> None:
+    def let_go(self, journal_kept: int, answers_kept: int, escalations_kept: int = 200) -> None:
         """What a new run need not carry, so that a project's state stays bounded over the
         years: events and milestone answers the read model already holds, beyond the newest
         ``journal_kept`` and ``answers_kept`` (a repeat of an older key is recognised by
-        the API from the read model and answered by ``report_milestone``)."""
+        the API from the read model and answered by ``report_milestone``), and resolved
+        escalations beyond the newest ``escalations_kept`` (the read model keeps them; open
+        and acknowledged ones stay, as they may yet change)."""
         s = self.s
+        if s.escalations and self.s.projected_seq == self.s.seq:
+            resolved = [e for e in s.escalations if e.status == "resolved"]
+            gone = {e.id for e in resolved[: max(0, len(resolved) - escalations_kept)]}
+            s.escalations = [e for e in s.escalations if e.id not in gone]
         kept = [e for e in s.journal if e.seq > s.projected_seq]  # not yet written: all stay
         written = [e for e in s.journal if e.seq <= s.projected_seq]
         s.journal = written[max(0, len(written) - journal_kept) :] + kept

@@ -105,6 +105,8 @@ class MigrationInput(Opening):
     # model), so that a project's state stays bounded over years.
     journal_kept: int = 200
     answers_kept: int = 1000
+    # Resolved escalations a new run carries (the read model keeps them all).
+    escalations_kept: int = 200
     # How long a wave's escalation notices gather into one message per body and audience.
     digest_window_seconds: float = 60.0
     # The generation of rules the project was started under (see RULES); 0 for projects
@@ -295,7 +297,7 @@ class MigrationWorkflow:
                     await self._project()
                 await self._send_notifications()
                 if self._rule(PATCH_BOUNDED_STATE):
-                    self._m.let_go(inp.journal_kept, inp.answers_kept)
+                    self._m.let_go(inp.journal_kept, inp.answers_kept, inp.escalations_kept)
                 workflow.continue_as_new(replace(inp, state=self._s))
         await self._drain_handlers()
         await self._send_notifications()
