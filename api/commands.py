@@ -89,7 +89,7 @@ from workflows.procedure import (
     template_from_dict,
 )
 from workflows.roles import Action, acknowledges
-from workflows.vocabulary import GateOutcome, Owner, Role
+from workflows.vocabulary import EscalationStatus, GateOutcome, Owner, Role
 
 R = TypeVar("R")
 
@@ -588,6 +588,9 @@ def _escalation_target(session: Session, caller: Caller, escalation_id: str) -> 
         raise HTTPProblem(
             403, f"this escalation is for {', '.join(row.audience or [])}, not {caller.role}"
         )
+    # A closed one may be long gone from its workflow (let go once resolved): said here.
+    if row.status != EscalationStatus.OPEN:
+        raise HTTPProblem(409, f"escalation {escalation_id} is already {row.status}")
     return f"migration-{row.project_id}"
 
 
