@@ -8,6 +8,7 @@ receiver can drop repeats.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,7 +65,11 @@ class NotificationActivities:
 
     @activity.defn(name=RESOLVE_ACTIVITY)
     async def resolve_channels(self, note: Notification) -> list[Channel]:
-        return list(self._channels) + await asyncio.to_thread(self._body_channels, note.lg_code)
+        """The channels that should hear ``note``, by id and kind only: an address (a Slack
+        hook's is its secret) never enters a workflow's history, where anyone with the
+        Temporal UI could read it; the delivery looks it up when it sends."""
+        found = list(self._channels) + await asyncio.to_thread(self._body_channels, note.lg_code)
+        return [replace(ch, url="") for ch in found]
 
     def _body_channels(self, lg_code: str) -> list[Channel]:
         with Session(self._engine) as session:
@@ -72,6 +77,15 @@ class NotificationActivities:
                 select(t.NotificationChannel).where(t.NotificationChannel.lg_code == lg_code)
             ).all()
         return [Channel(id=r.id, kind=r.kind, url=r.url, lg_code=r.lg_code) for r in rows]
+
+    def _address_of(self, channel: Channel) -> str | None:
+        """Where a channel sends now (None: it has been removed since the notice was made)."""
+        for configured in self._channels:
+            if configured.id == channel.id and channel.lg_code is None:
+                return configured.url
+        with Session(self._engine) as session:
+            row = session.get(t.NotificationChannel, channel.id)
+        return row.url if row is not None else None
 
     @activity.defn(name=DELIVER_ACTIVITY)
     async def deliver_notification(self, d: Delivery) -> int:
@@ -84,14 +98,21 @@ class NotificationActivities:
             else f"{self._public_url}/escalations"
         )
         body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
+        url = await asyncio.to_thread(self._address_of, d.channel)
+        if url is None:
+            await asyncio.to_thread(self._record, d, info.attempt, "failed", None, "removed")
+            log.info("notification delivery", delivery_id=d.delivery_id, outcome="removed")
+            raise ApplicationError(
+                f"delivery {d.delivery_id}: channel {d.channel.id} was removed",
+                type="ChannelRemoved",
+                non_retryable=True,
+            )
         status: int | None = None
         error: str | None = None
         detail: str | None = None
         refused = False
         try:
-            resp = await self._http.post(
-                d.channel.url, json=body, headers={DELIVERY_HEADER: d.delivery_id}
-            )
+            resp = await self._http.post(url, json=body, headers={DELIVERY_HEADER: d.delivery_id})
             status = resp.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"

@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +26,8 @@ from worker.runner import build_worker
 from workflows.calendar import JST
 from workflows.digest import wave_hour
 from workflows.ladder import rung_instant
+from workflows.model import Notification
+from workflows.notification import NotificationWorkflow
 
 
 class Receiver:
@@ -192,3 +195,50 @@ async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_
     for note in deadlines:
         with pytest.raises(RPCError):
             await env.client.get_workflow_handle(f"notify-{note}").describe()
+
+
+async def test_a_channel_s_address_never_enters_a_history_and_a_removed_one_hears_nothing(
+    clock_env: WorkflowEnvironment, task_queue: str, engine: Engine
+) -> None:
+    """A Slack hook's address is its secret: the notification's history names the channel by
+    id only (the Temporal UI shows histories to its users), and the delivery looks the
+    address up as it sends, so a channel removed meanwhile hears nothing more."""
+    secret = uuid.uuid4().hex
+    with Receiver(fail_first=0) as body_receiver:
+        with Session(engine) as session:
+            session.add(
+                t.NotificationChannel(
+                    id=f"slack-{secret[:6]}",
+                    kind="slack",
+                    url=f"{body_receiver.url}/services/T000/{secret}",
+                    lg_code="131016",
+                )
+            )
+            session.commit()
+        note = Notification(
+            f"n-{secret[:8]}",
+            "131016-resident_registry",
+            "131016",
+            "13",
+            "acme",
+            "escalation.overdue",
+            ["pm"],
+            "【期限超過】千代田区",
+            "【期限超過】千代田区 本文",
+        )
+        first = await clock_env.client.execute_workflow(
+            NotificationWorkflow.run, note, id=f"notify-{note.id}", task_queue=task_queue
+        )
+        assert first == 3  # the two configured channels and the body's
+        assert [c["path"] for c in body_receiver.calls] == [f"/services/T000/{secret}"]
+        history = await clock_env.client.get_workflow_handle(f"notify-{note.id}").fetch_history()
+        assert secret not in history.to_json()
+        with Session(engine) as session:
+            session.delete(session.get(t.NotificationChannel, f"slack-{secret[:6]}"))
+            session.commit()
+        # Removed: a later notice does not reach it.
+        later = replace(note, id=f"n2-{secret[:8]}")
+        second = await clock_env.client.execute_workflow(
+            NotificationWorkflow.run, later, id=f"notify-{later.id}", task_queue=task_queue
+        )
+        assert second == 2 and len(body_receiver.calls) == 1
