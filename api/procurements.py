@@ -34,6 +34,7 @@ from workflows.procurement import (
     Membership,
     ProcurementDecision,
     ProcurementInput,
+    ProcurementState,
     ProcurementTaskChange,
 )
 from workflows.roles import Action, Role
@@ -142,7 +143,8 @@ def _member_problems(
         if project.prefecture != prefecture and caller.role != Role.ADMIN:
             raise field_error(where, f"{project_id} is outside the lead's prefecture")
         other = queries.procurement_of(session, project_id)
-        if other is not None and other.status == ProcurementStatus.OPEN:
+        # In this very procurement: a creation cut short, sent again (see create).
+        if other is not None and other.status == ProcurementStatus.OPEN and other.id != body.id:
             raise field_error(where, f"{project_id} is already in joint procurement {other.id}")
         tasks = {
             x.key: x
@@ -173,7 +175,8 @@ def _check_create(session: Session, caller: Caller, body: ProcurementCreate) -> 
     due = _member_problems(session, caller, body, lead.prefecture_code)
     # Last, once the creation would otherwise succeed: whether an id is in use is not
     # something to probe with a request that could not succeed anyway.
-    if session.get(t.Procurement, body.id) is not None:
+    existing = session.get(t.Procurement, body.id)
+    if existing is not None and not _same_creation(existing, body, caller):
         raise id_in_use(body.id)
     return ProcurementInput(
         id=body.id,
@@ -188,8 +191,27 @@ def _check_create(session: Session, caller: Caller, body: ProcurementCreate) -> 
     )
 
 
+def _same_creation(
+    held: t.Procurement | ProcurementState, body: ProcurementCreate, caller: Caller
+) -> bool:
+    """Whether a procurement under this id is this very creation, cut short (a member that
+    could not join, a timeout, a crash) and sent again: same name, lead and business, set
+    up by the same caller, and still open. Then the request carries on where it stopped."""
+    same = (
+        held.name == body.name
+        and held.lead_lg_code == body.lead_lg_code
+        and held.business == body.business
+        and held.status == ProcurementStatus.OPEN
+    )
+    # The read model's row names no creator; the workflow's state, asked next, does.
+    return same and (isinstance(held, t.Procurement) or held.created_by == caller.actor)
+
+
 async def create(ctx: Context, caller: Caller, body: ProcurementCreate) -> ProcurementPublic:
-    """Start the procurement, then bring in each member (each answers once it holds)."""
+    """Start the procurement, then bring in each member (each answers once it holds).
+
+    Sent again after it was cut short part-way, the same creation carries on: the
+    procurement is not started twice, and only the members not yet in it join."""
     inp = await ctx.db.run(_check_create, caller, body)
     wid = workflow_id(body.id)
     try:
@@ -203,9 +225,16 @@ async def create(ctx: Context, caller: Caller, body: ProcurementCreate) -> Procu
             )
         )
     except WorkflowAlreadyStartedError as exc:
-        raise id_in_use(body.id) from exc
+        handle = ctx.client.get_workflow_handle(wid)
+        held = await ctx.temporal(handle.query(JointProcurementWorkflow.state), wid)
+        if not _same_creation(held, body, caller):
+            raise id_in_use(body.id) from exc
+        inp = held
+    joined = set(getattr(inp, "members", []))
     for project_id in body.members:
         member = Membership(f"migration-{project_id}", caller.actor, ctx.request_id)
+        if member.workflow_id in joined:
+            continue
         await ctx.temporal(handle.execute_update(JointProcurementWorkflow.join, member), wid)
     return await ctx.db.run(procurement, caller, body.id)
 
