@@ -23,6 +23,7 @@ from readmodel import tables as t
 from readmodel.outbound import RefusedAddress
 from workflows.model import Channel, Delivery, Notification
 from workflows.notification import DELIVER_ACTIVITY, RESOLVE_ACTIVITY
+from workflows.procurement import PROCUREMENT_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,17 @@ def webhook_body(d: Delivery, link: str) -> dict[str, Any]:
 def slack_body(d: Delivery, link: str) -> dict[str, Any]:
     n = d.notification
     return {"text": f"{n.text}\n<{link}|プロジェクトを開く>"}
+
+
+def notice_link(public_url: str, project_id: str) -> str:
+    """The page that acts on a notice: its project's, its joint procurement's (whose
+    notices are about ``procurement:ID``), or, for a digest spanning projects, the
+    escalations page."""
+    if project_id.startswith(PROCUREMENT_PREFIX):
+        return f"{public_url}/procurements/{project_id.removeprefix(PROCUREMENT_PREFIX)}"
+    if project_id:
+        return f"{public_url}/projects/{project_id}"
+    return f"{public_url}/escalations"
 
 
 class NotificationActivities:
@@ -90,13 +102,7 @@ class NotificationActivities:
     @activity.defn(name=DELIVER_ACTIVITY)
     async def deliver_notification(self, d: Delivery) -> int:
         info = activity.info()
-        project = d.notification.project_id
-        # A digest spans projects: it links to the escalations page.
-        link = (
-            f"{self._public_url}/projects/{project}"
-            if project
-            else f"{self._public_url}/escalations"
-        )
+        link = notice_link(self._public_url, d.notification.project_id)
         body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
         url = await asyncio.to_thread(self._address_of, d.channel)
         if url is None:

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api import calendar, commands, queries
+from api import calendar, commands, procurements, queries
 from api.auth import (
     PAGE_COOKIE,
     Caller,
@@ -546,6 +546,27 @@ def project_detail(
             and x.status not in (TaskStatus.DONE, TaskStatus.NOT_APPLICABLE)
         },
         vendor_name=_vendor_name(session, project.vendor_id),
+    )
+
+
+@router.get("/procurements/{procurement_id}", response_class=HTMLResponse)
+def procurement_detail(
+    request: Request, caller: PageCaller, session: SessionDep, procurement_id: str
+) -> Response:
+    """A joint procurement as its lead and members follow it: its joint steps, its members
+    and the vendor chosen (where its notices link)."""
+    try:
+        proc = procurements.procurement(session, caller, procurement_id)
+    except HTTPProblem:
+        return error_page(request, 404, caller=caller)
+    members = {m.project_id: session.get(t.Project, m.project_id) for m in proc.members}
+    return _render(
+        request,
+        "procurement.html",
+        caller,
+        proc=proc,
+        members=members,
+        vendor_name=_vendor_name(session, proc.vendor_id),
     )
 
 

@@ -48,6 +48,8 @@ MEMBER_CLOSED = "Conflict"
 JOURNAL_KEPT = 50
 PROJECTION_ACTIVITY = "project_procurement"
 OVERDUE = "overdue"
+# What a procurement's notices carry as their project: "procurement:ID".
+PROCUREMENT_PREFIX = "procurement:"
 
 
 @dataclass
@@ -359,7 +361,7 @@ class Procurement:
             self.outbox.append(
                 Notification(
                     f"{self.s.id}.{task.key}.{task.due_date}.{OVERDUE}",
-                    f"procurement:{self.s.id}",
+                    f"{PROCUREMENT_PREFIX}{self.s.id}",
                     self.s.lead_lg_code,
                     self.s.prefecture,
                     None,

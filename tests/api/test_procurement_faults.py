@@ -8,6 +8,8 @@ import uuid
 
 from sqlmodel import Session
 
+from activities.notifications import notice_link
+from api.auth import PAGE_COOKIE, open_page_session
 from readmodel import tables as t
 from tests.api.conftest import Api
 from tests.api.test_procurement import _three_bodies
@@ -107,3 +109,35 @@ async def test_a_selection_reaches_every_member_but_one_that_has_closed(api: Api
         assert row is not None
         unreachable = [e["data"] for e in row.events or [] if e["kind"] == "member_unreachable"]
     assert [d["workflow_id"] for d in unreachable] == [f"migration-{third}"]
+
+
+async def test_a_procurement_s_notices_link_to_its_own_page_in_japanese(api: Api) -> None:
+    bodies, (lead, second, _), business = await _members(api)
+    proc = f"kyodo-{uuid.uuid4().hex[:8]}"
+    made = await api.http.post(
+        "/api/v1/procurements",
+        json={
+            "id": proc,
+            "name": "共同調達 通知の宛先",
+            "lead_lg_code": bodies[0],
+            "business": business,
+            "members": [lead, second],
+        },
+        headers=api.auth("pref"),
+    )
+    assert made.status_code == 201, made.text
+    link = notice_link("https://hyojunka.example.lg.jp", f"procurement:{proc}")
+    path = link.removeprefix("https://hyojunka.example.lg.jp")
+    assert path == f"/procurements/{proc}"
+    with Session(api.engine) as session:
+        cookie = open_page_session(session, api.tokens["pm"], 1.0)
+    page = await api.http.get(path, cookies={PAGE_COOKIE: cookie or ""})
+    assert page.status_code == 200
+    assert "共同調達　共同調達 通知の宛先" in page.text and "調達中" in page.text
+    assert f'href="/projects/{second}"' in page.text
+    # A body outside it gets the Japanese "not found" page, as for a project.
+    api.token("stranger", "pm", lg_code="011002" if bodies[0][:2] != "01" else "131016")
+    with Session(api.engine) as session:
+        other = open_page_session(session, api.tokens["stranger"], 1.0)
+    hidden = await api.http.get(path, cookies={PAGE_COOKIE: other or ""})
+    assert hidden.status_code == 404 and "見つかりません" in hidden.text
