@@ -74,7 +74,9 @@ async def _portfolio(site: Site) -> Portfolio:
             waiting=await create(waiting, 24, _done(plan, start)),
             rejected=await create(rejected, 24, _done(plan, start)),
             failed=await create(
-                failed, 3, _done(judged_by("cutover"), start - timedelta(days=200))
+                failed,
+                3,
+                _done([k for k in judged_by("cutover") if k != "rfp"], start - timedelta(days=200)),
             ),
             extended=await create(extended, 40, _done(["setup_governance"], start)),
         )
