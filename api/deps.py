@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.auth import PAGE_COOKIE, Caller, caller_for, caller_for_page
 from api.commands import Context
 from api.errors import HTTPProblem
+from api.ratelimit import mark_verified
 from runtime.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -67,6 +68,7 @@ def get_caller(
         caller = caller_for(session, credentials.credentials)
     if caller is None:
         raise HTTPProblem(401, "the token is not valid", headers={"WWW-Authenticate": "Bearer"})
+    mark_verified(request.state)  # the limiter gives this token a budget of its own now
     return caller
 
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from asgi_csrf import asgi_csrf
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from starlette.datastructures import Headers, MutableHeaders
@@ -167,6 +167,11 @@ class RouteOfRequest:
         await self.app(scope, receive, sending)
 
 
+def _busy_page(scope: Scope, wait: int) -> ASGIApp:
+    """A page's form past its address's limit: said in Japanese, with Retry-After."""
+    return pages.error_page(Request(scope), 429, {"Retry-After": str(wait)})
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -207,6 +212,9 @@ def create_app(
         per_token=settings.rate_limit_per_token,
         per_address=settings.rate_limit_per_address,
         storage=settings.rate_limit_storage,
+        sign_in_per_address=settings.rate_limit_sign_in_per_address,
+        page_forms_per_address=settings.rate_limit_page_forms_per_address,
+        page_refusal=_busy_page,
     )
     # Every form of the pages carries the session's CSRF token (a signed double-submit
     # cookie); a POST from another site is refused. The API is exempt: it takes bearer

@@ -1,11 +1,21 @@
-"""Per-caller rate limits on the API, so one misbehaving integration cannot starve the rest.
+"""Per-caller rate limits, so one misbehaving integration cannot starve the rest.
 
-Each token has its own moving windows (``HYOJUNKA_RATE_LIMIT_PER_TOKEN``); requests without
-a token share one per client address (``HYOJUNKA_RATE_LIMIT_PER_ADDRESS``). Past a limit the
-answer is 429 problem+json with ``Retry-After``, given before the request reaches a handler,
-the database or Temporal. Counting is in this process's memory (the ``limits`` package):
-with several API replicas each keeps its own count, so a token's ceiling is the limit times
-the replicas; ``HYOJUNKA_RATE_LIMIT_STORAGE`` may name a shared store the package supports.
+Under ``/api/``, each accepted token has its own moving windows
+(``HYOJUNKA_RATE_LIMIT_PER_TOKEN``); requests without a token share one per client address
+(``HYOJUNKA_RATE_LIMIT_PER_ADDRESS``), and so, in a budget of the same size of their own, do
+requests with a token this process has not yet seen accepted: a made-up token gets no budget
+of its own, whatever route it is sent to (one that never reads it, such as a calendar feed
+or an unknown address, included). A token is accepted once a route has verified it.
+
+The pages' forms are limited per client address too: signing in
+(``HYOJUNKA_RATE_LIMIT_SIGN_IN_PER_ADDRESS``) and every other form
+(``HYOJUNKA_RATE_LIMIT_PAGE_FORMS_PER_ADDRESS``); reading a page is not.
+
+Past a limit the answer is 429 with ``Retry-After`` (problem+json for the API, a page in
+Japanese for the pages), given before the request reaches a handler, the database or
+Temporal. Counting is in this process's memory (the ``limits`` package): with several API
+replicas each keeps its own count, so a ceiling is the limit times the replicas;
+``HYOJUNKA_RATE_LIMIT_STORAGE`` may name a shared store the package supports.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import json
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -25,12 +36,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import PROBLEM
 
 LIMITED_PREFIX = "/api/"
+# Methods that only read: the pages' reads are not limited.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Set in the request's state by the route that verified the bearer token (api.deps).
+TOKEN_VERIFIED = "token_verified"
 # What each budget is, in the answer past it.
 _WHO = {
     "token": "this token",
     "address": "requests without a token from this address",
-    "refused": "refused tokens from this address",
+    "unverified": "refused tokens from this address, and tokens not yet accepted",
+    "sign_in": "sign-in attempts from this address",
+    "page_form": "forms sent from this address",
 }
+
+# Answers a page's 429: (scope, seconds to wait) -> an ASGI app sending the page.
+PageRefusal = Callable[[Scope, int], Callable[[Scope, Receive, Send], Awaitable[None]]]
 
 
 def parse_limits(value: str) -> list[RateLimitItem]:
@@ -41,7 +61,7 @@ def parse_limits(value: str) -> list[RateLimitItem]:
 def caller_key(scope: Scope) -> tuple[str | None, str]:
     """Whom a request is counted against: its bearer token, by the same hash the token table
     keeps (so no database read is needed to tell tokens apart), or None; and the client's
-    address (behind a proxy, run uvicorn with ``--proxy-headers`` so that is the real client)."""
+    address (behind a proxy, HYOJUNKA_FORWARDED_ALLOW_IPS makes that the real client)."""
     headers = Headers(scope=scope)
     scheme, _, secret = headers.get("authorization", "").partition(" ")
     token = None
@@ -51,14 +71,21 @@ def caller_key(scope: Scope) -> tuple[str | None, str]:
     return token, client[0] if client else "unknown"
 
 
-class RateLimit:
-    """ASGI middleware: counts every request under ``/api/`` against its caller's limits.
+def mark_verified(state: object) -> None:
+    """Called by whatever verified a request's bearer token (``request.state``)."""
+    setattr(state, TOKEN_VERIFIED, True)
 
-    A request with a token counts against the token; one without, against its address. Every
-    401 answer to a token counts against a second budget of its address (the same limits):
-    once an address has spent it on tokens that were refused (made up, revoked, expired), a
-    token from there that this process has not seen accepted is answered 429 before it costs
-    a database read, while tokens already accepted from that address go on being served."""
+
+class RateLimit:
+    """ASGI middleware: counts every request under ``/api/`` against its caller's limits,
+    and every form the pages are sent against its address.
+
+    A request with an accepted token counts against the token; any other against its
+    address: one without a token in one budget, one with a token not yet accepted (made up,
+    revoked, expired, or new) in another, so a flood of made-up tokens neither goes
+    unlimited nor starves requests without one, and tokens already accepted from that
+    address go on being served. A token is accepted once a route verified it, never because
+    a route answered without looking at it."""
 
     def __init__(
         self,
@@ -67,10 +94,16 @@ class RateLimit:
         per_address: str,
         storage: str = "async+memory://",
         remembered: int = 10_000,
+        sign_in_per_address: str = "",
+        page_forms_per_address: str = "",
+        page_refusal: PageRefusal | None = None,
     ) -> None:
         self.app = app
         self.per_token = parse_limits(per_token)
         self.per_address = parse_limits(per_address)
+        self.sign_in = parse_limits(sign_in_per_address)
+        self.page_forms = parse_limits(page_forms_per_address)
+        self.page_refusal = page_refusal
         # The async flavour of the store, so counting never blocks the event loop.
         uri = storage if storage.startswith("async+") else f"async+{storage}"
         self.limiter = MovingWindowRateLimiter(storage_from_string(uri))
@@ -79,17 +112,37 @@ class RateLimit:
         self.remembered = remembered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIX):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        elif scope["path"].startswith(LIMITED_PREFIX):
+            await self._api(scope, receive, send)
+        elif scope["method"] not in SAFE_METHODS:
+            await self._page_form(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _page_form(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _, address = caller_key(scope)
+        path = scope["path"]
+        sign_in = path == "/login" or path.startswith("/login/")
+        kind, items = ("sign_in", self.sign_in) if sign_in else ("page_form", self.page_forms)
+        refused = await self._hit(items, kind, address)
+        if refused is None:
+            await self.app(scope, receive, send)
+        elif self.page_refusal is None:
+            await self._refuse(*refused, send)
+        else:
+            wait = await self._wait(*refused)
+            await self.page_refusal(scope, wait)(scope, receive, send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         token, address = caller_key(scope)
         if token is None:
             refused = await self._hit(self.per_address, "address", address)
+        elif token in self.accepted:
+            refused = await self._hit(self.per_token, "token", token)
         else:
-            refused = None
-            if token not in self.accepted:
-                refused = await self._spent(self.per_address, "refused", address)
-            refused = refused or await self._hit(self.per_token, "token", token)
+            refused = await self._hit(self.per_address, "unverified", address)
         if refused is not None:
             await self._refuse(*refused, send)
             return
@@ -105,8 +158,7 @@ class RateLimit:
         if token is not None:
             if status == 401:
                 self.accepted.pop(token, None)
-                await self._hit(self.per_address, "refused", address)
-            elif status:
+            elif scope.get("state", {}).get(TOKEN_VERIFIED):
                 self.accepted[token] = None
                 self.accepted.move_to_end(token)
                 if len(self.accepted) > self.remembered:
@@ -121,18 +173,12 @@ class RateLimit:
                 return item, kind, who
         return None
 
-    async def _spent(
-        self, items: list[RateLimitItem], kind: str, who: str
-    ) -> tuple[RateLimitItem, str, str] | None:
-        """The limit already reached, without counting this request."""
-        for item in items:
-            if not await self.limiter.test(item, kind, who):
-                return item, kind, who
-        return None
+    async def _wait(self, item: RateLimitItem, kind: str, who: str) -> int:
+        stats = await self.limiter.get_window_stats(item, kind, who)
+        return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def _refuse(self, item: RateLimitItem, kind: str, who: str, send: Send) -> None:
-        stats = await self.limiter.get_window_stats(item, kind, who)
-        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        wait = await self._wait(item, kind, who)
         body = json.dumps(
             {
                 "type": "about:blank",

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     rate_limit_per_token: str = "50/second;1500/minute"
     rate_limit_per_address: str = "20/second;600/minute"
     rate_limit_storage: str = "async+memory://"
+    # The pages, per client address: signing in (each attempt a token lookup), and every
+    # other form they post (a bulk acknowledgement is hundreds of workflow updates). Reading
+    # a page is not limited.
+    rate_limit_sign_in_per_address: str = "30/minute;600/hour"
+    rate_limit_page_forms_per_address: str = "10/second;300/minute"
     # Signs the pages' CSRF cookie. Required in production (shared by every API process);
     # in development each process makes its own when it is left empty.
     secret_key: str = ""
@@ -139,7 +144,12 @@ class Settings(BaseSettings):
             raise ValueError("HYOJUNKA_TEMPORAL_TLS_CERT and _KEY are given together or not at all")
         return self
 
-    @field_validator("rate_limit_per_token", "rate_limit_per_address")
+    @field_validator(
+        "rate_limit_per_token",
+        "rate_limit_per_address",
+        "rate_limit_sign_in_per_address",
+        "rate_limit_page_forms_per_address",
+    )
     @classmethod
     def _limits_parse(cls, value: str) -> str:
         from limits import parse_many
