@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
+from asgi_csrf import DEFAULT_SIGNING_NAMESPACE as CSRF_NAMESPACE
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI, Request, Response
+from itsdangerous.url_safe import URLSafeSerializer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -167,6 +173,60 @@ class RouteOfRequest:
         await self.app(scope, receive, sending)
 
 
+class CsrfOfSession:
+    """Binds the pages' CSRF token to the browser's page session (outside asgi-csrf, which
+    checks that a form's token is its cookie's and that the cookie is signed by us).
+
+    A signed-in browser's CSRF cookie must be the one derived from its session (an HMAC of
+    the session's secret, signed as asgi-csrf signs its tokens): a form sent with any other
+    is refused, so a token taken from another session, an attacker's own planted with its
+    cookie in a victim's browser say, does nothing. A page read with any other gets the
+    session's own, in the request asgi-csrf sees and in a cookie for the next form."""
+
+    def __init__(self, app: ASGIApp, signing_secret: str, secure: bool, send_failed: Any) -> None:
+        self.app = app
+        self.key = hashlib.sha256(b"hyojunka page csrf\0" + signing_secret.encode()).digest()
+        self.signer = URLSafeSerializer(signing_secret)
+        self.cookie_attributes = "Path=/; SameSite=Strict" + ("; Secure" if secure else "")
+        self.send_failed = send_failed
+
+    def token_of(self, session_secret: str) -> str:
+        bound = hmac.new(self.key, session_secret.encode(), hashlib.sha256).hexdigest()
+        return self.signer.dumps(bound, CSRF_NAMESPACE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        cookies = cookie_parser(Headers(scope=scope).get("cookie", ""))
+        session = cookies.get(pages.COOKIE)
+        if not session:  # signing in: asgi-csrf's own token, until there is a session
+            await self.app(scope, receive, send)
+            return
+        token = self.token_of(session)
+        if secrets.compare_digest(cookies.get(pages.CSRF_COOKIE, ""), token):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            await self.send_failed(scope, send, None)
+            return
+        cookies[pages.CSRF_COOKIE] = token
+        header = "; ".join(f"{k}={v}" for k, v in cookies.items()).encode("latin-1")
+        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+        scope = {**scope, "headers": [*headers, (b"cookie", header)]}
+        set_cookie = f"{pages.CSRF_COOKIE}={token}; {self.cookie_attributes}".encode("latin-1")
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"set-cookie", set_cookie)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
 def _busy_page(scope: Scope, wait: int) -> ASGIApp:
     """A page's form past its address's limit: said in Japanese, with Retry-After."""
     return pages.error_page(Request(scope), 429, {"Retry-After": str(wait)})
@@ -219,15 +279,23 @@ def create_app(
     # Every form of the pages carries the session's CSRF token (a signed double-submit
     # cookie); a POST from another site is refused. The API is exempt: it takes bearer
     # tokens only, never a cookie, for anything that writes.
+    signing_secret = settings.secret_key or secrets.token_urlsafe(32)
     app.add_middleware(
         asgi_csrf,
-        signing_secret=settings.secret_key or secrets.token_urlsafe(32),
+        signing_secret=signing_secret,
         cookie_name=pages.CSRF_COOKIE,
         cookie_samesite="Strict",
         cookie_secure=settings.public_url.startswith("https"),
         always_protect={"/login", "/logout"},
         skip_if_scope=lambda scope: scope["path"].startswith("/api/"),
         send_csrf_failed=pages.csrf_failed,
+    )
+    # Outside asgi-csrf: a signed-in browser's token is its session's (CsrfOfSession).
+    app.add_middleware(
+        CsrfOfSession,
+        signing_secret=signing_secret,
+        secure=settings.public_url.startswith("https"),
+        send_failed=pages.csrf_failed,
     )
     app.add_middleware(RequestLog, max_body=settings.max_body_bytes)
 

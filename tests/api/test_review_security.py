@@ -12,12 +12,14 @@ import re
 from dataclasses import asdict
 from ipaddress import ip_address
 
+import httpx
 import openpyxl
 import pytest
 import structlog
 from sqlmodel import Session
 
 from api.auth import PAGE_COOKIE, open_page_session
+from api.pages import CSRF_COOKIE
 from readmodel import outbound
 from readmodel.outbound import IPAddress
 from runtime.logs import redact_path, redacting_access_log
@@ -222,3 +224,37 @@ async def test_a_channel_id_in_use_by_another_body_is_not_described(
     )
     listed = await api.http.get("/api/v1/channels", headers=api.auth("pm"))
     assert [c["url"] for c in listed.json()["items"]] == [ours["url"]]
+
+
+async def test_a_csrf_token_of_one_session_is_refused_in_another(api: Api) -> None:
+    """The pages' CSRF token is bound to the page session: one taken from another session
+    (an attacker's own, say, planted with its cookie in a victim's browser) is refused."""
+    api.token("observer_b", "observer")
+    first = await signed_in(api, "observer", "/reports")
+    first_cookie = api.http.cookies.get(CSRF_COOKIE)
+    transport = api.http._transport
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as other:
+        with Session(api.engine) as session:
+            secret = open_page_session(session, api.tokens["observer_b"], 1.0)
+        assert secret
+        other.cookies.set(PAGE_COOKIE, secret)
+        assert (await other.get("/reports")).status_code == 200
+        # The first session's token, with its cookie, sent from the second session.
+        other.cookies.clear()
+        other.cookies.set(PAGE_COOKIE, secret)
+        other.cookies.set(CSRF_COOKIE, first_cookie)
+        refused = await other.post("/logout", data={"csrftoken": first})
+        assert refused.status_code == 403
+        assert "<html" in refused.text
+        other.cookies.clear()
+        other.cookies.set(PAGE_COOKIE, secret)
+        assert (await other.get("/reports")).status_code == 200  # still signed in
+        # Its own token works.
+        page = await other.get("/reports")
+        own = html.unescape(re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1))
+        assert own != first
+        signed_out = await other.post("/logout", data={"csrftoken": own})
+        assert signed_out.status_code == 303
+        assert (await other.get("/reports")).status_code == 303  # to the sign-in page
+    # The first session is untouched and its own token still works.
+    assert (await api.http.post("/logout", data={"csrftoken": first})).status_code == 303
