@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors, metrics, pages
 from api.ratelimit import RateLimit
@@ -298,6 +299,11 @@ def create_app(
         send_failed=pages.csrf_failed,
     )
     app.add_middleware(RequestLog, max_body=settings.max_body_bytes)
+    trusted = [h.strip() for h in settings.forwarded_allow_ips.split(",") if h.strip()]
+    if trusted:
+        # Outermost: the limits, the logs and the pages see the client the trusted proxy
+        # names, however the process was started (uvicorn by default trusts 127.0.0.1 only).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
 
     app.include_router(health.router)
 

@@ -61,7 +61,7 @@ def parse_limits(value: str) -> list[RateLimitItem]:
 def caller_key(scope: Scope) -> tuple[str | None, str]:
     """Whom a request is counted against: its bearer token, by the same hash the token table
     keeps (so no database read is needed to tell tokens apart), or None; and the client's
-    address (behind a proxy, HYOJUNKA_FORWARDED_ALLOW_IPS makes that the real client)."""
+    address (behind a proxy, HYOJUNKA_FORWARDED_ALLOW_IPS makes it the real client's)."""
     headers = Headers(scope=scope)
     scheme, _, secret = headers.get("authorization", "").partition(" ")
     token = None

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # a page is not limited.
     rate_limit_sign_in_per_address: str = "30/minute;600/hour"
     rate_limit_page_forms_per_address: str = "10/second;300/minute"
+    # The proxies (addresses or CIDRs, comma-separated; "*" for any) whose X-Forwarded-For
+    # and X-Forwarded-Proto the API believes: behind an ingress or a reverse proxy, its
+    # addresses, or every client is the proxy's one address to the limits and the logs.
+    # Empty: none (the API is reached directly; a client's own header is ignored).
+    forwarded_allow_ips: str = ""
     # Signs the pages' CSRF cookie. Required in production (shared by every API process);
     # in development each process makes its own when it is left empty.
     secret_key: str = ""
@@ -156,6 +161,19 @@ class Settings(BaseSettings):
 
         if value.strip():
             parse_many(value)  # raises ValueError on a notation it cannot read
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (i.strip() for i in value.split(",")):
+            if item and item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"forwarded_allow_ips entry {item!r}: {exc}") from exc
         return value
 
     @field_validator("outbound_allow")

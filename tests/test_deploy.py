@@ -215,3 +215,29 @@ def test_the_secret_example_is_refused_as_it_stands() -> None:
             database_url=example["HYOJUNKA_DATABASE_URL"],
             secret_key=example["HYOJUNKA_SECRET_KEY"],
         )
+
+
+def test_the_api_believes_forwarded_headers_from_the_configured_proxies_only() -> None:
+    """Behind the ingress every request comes from its address: the API is told which
+    proxies' X-Forwarded-For to believe, so rate limits and logs see each client."""
+    config = next(d for d in _manifests() if d["kind"] == "ConfigMap")
+    trusted = config["data"]["HYOJUNKA_FORWARDED_ALLOW_IPS"]
+    assert trusted and "*" not in trusted  # the ingress's range, not anyone
+    assert Settings(forwarded_allow_ips=trusted).forwarded_allow_ips == trusted
+    api = next(d for d in _manifests() if d["metadata"]["name"] == "hyojunka-api")
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    sources = [s.get("configMapRef", {}).get("name") for s in container["envFrom"]]
+    assert config["metadata"]["name"] in sources
+    with pytest.raises(ValueError, match="forwarded_allow_ips"):
+        Settings(forwarded_allow_ips="10.0.0.0/8,the-ingress")
+
+
+def test_compose_passes_the_trusted_proxies_to_the_api() -> None:
+    done = _compose_config({**SECRETS, "HYOJUNKA_FORWARDED_ALLOW_IPS": "172.30.0.5"})
+    assert done.returncode == 0, done.stderr
+    api = json.loads(done.stdout)["services"]["api"]
+    assert api["environment"]["HYOJUNKA_FORWARDED_ALLOW_IPS"] == "172.30.0.5"
+    Settings(**_hyojunka_settings(api["environment"]))
+    done = _compose_config(SECRETS)  # published directly: no proxy is trusted by default
+    api = json.loads(done.stdout)["services"]["api"]
+    assert api["environment"]["HYOJUNKA_FORWARDED_ALLOW_IPS"] == ""

@@ -160,3 +160,25 @@ async def test_rate_limit_page_sign_in_and_forms_count_per_address(
         statuses[(await http.post("/logout", data={"csrftoken": token})).status_code] += 1
     assert statuses == {303: PER_ADDRESS, 429: PER_ADDRESS}, statuses
     assert (await http.get("/login")).status_code == 200  # reading a page is not limited
+
+
+async def test_rate_limit_tells_clients_apart_behind_a_trusted_proxy(
+    dev_env: WorkflowEnvironment, database_url: str
+) -> None:
+    """Behind the ingress every request comes from its address: the client it names in
+    X-Forwarded-For is counted instead, when that proxy is one the settings trust, and only
+    then (a client cannot name itself someone else)."""
+    limits = {"rate_limit_per_address": f"{PER_ADDRESS}/minute"}
+    for trusted, apart in (("127.0.0.1/32", True), ("", False)):
+        settings = Settings(database_url=database_url, forwarded_allow_ips=trusted, **limits)
+        app = create_app(settings, client=dev_env.client, engine=make_engine(database_url))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                first = {"X-Forwarded-For": "203.0.113.7"}
+                for _ in range(PER_ADDRESS):
+                    assert (await http.get("/api/v1/projects", headers=first)).status_code == 401
+                assert (await http.get("/api/v1/projects", headers=first)).status_code == 429
+                second = {"X-Forwarded-For": "198.51.100.9"}
+                answer = await http.get("/api/v1/projects", headers=second)
+                assert answer.status_code == (401 if apart else 429), trusted
