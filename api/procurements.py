@@ -214,6 +214,7 @@ async def create(ctx: Context, caller: Caller, body: ProcurementCreate) -> Procu
     procurement is not started twice, and only the members not yet in it join."""
     inp = await ctx.db.run(_check_create, caller, body)
     wid = workflow_id(body.id)
+    joined: set[str] = set()
     try:
         handle = await ctx.temporal(
             ctx.client.start_workflow(
@@ -229,8 +230,7 @@ async def create(ctx: Context, caller: Caller, body: ProcurementCreate) -> Procu
         held = await ctx.temporal(handle.query(JointProcurementWorkflow.state), wid)
         if not _same_creation(held, body, caller):
             raise id_in_use(body.id) from exc
-        inp = held
-    joined = set(getattr(inp, "members", []))
+        joined = set(held.members)
     for project_id in body.members:
         member = Membership(f"migration-{project_id}", caller.actor, ctx.request_id)
         if member.workflow_id in joined:
