@@ -39,6 +39,8 @@ class Caller:
     lg_code: str | None = None
     prefecture: str | None = None
     vendor_id: str | None = None
+    # A person (signed in to the pages, or by a personal token): their actions are theirs.
+    person_id: int | None = None
 
     @property
     def actor(self) -> str:
@@ -148,18 +150,27 @@ def create_token(
 
 
 _TOKENS = t.ApiToken.__table__  # type: ignore[attr-defined]
-# Every request asks this: one indexed lookup of the few columns a Caller needs.
-_CALLER_QUERY = sa_select(
-    _TOKENS.c.id,
-    _TOKENS.c.name,
-    _TOKENS.c.role,
-    _TOKENS.c.lg_code,
-    _TOKENS.c.prefecture,
-    _TOKENS.c.vendor_id,
-    _TOKENS.c.revoked_at,
-    _TOKENS.c.expires_on,
-    _TOKENS.c.last_used_at,
-).where(_TOKENS.c.token_hash == bindparam("token_hash"))
+_PEOPLE = t.Person.__table__  # type: ignore[attr-defined]
+# Every request asks this: one indexed lookup of the few columns a Caller needs (with the
+# person a personal token belongs to: it dies with them, and acts in their name).
+_CALLER_QUERY = (
+    sa_select(
+        _TOKENS.c.id,
+        _TOKENS.c.name,
+        _TOKENS.c.role,
+        _TOKENS.c.lg_code,
+        _TOKENS.c.prefecture,
+        _TOKENS.c.vendor_id,
+        _TOKENS.c.revoked_at,
+        _TOKENS.c.expires_on,
+        _TOKENS.c.last_used_at,
+        _TOKENS.c.person_id,
+        _PEOPLE.c.name.label("person_name"),
+        _PEOPLE.c.active.label("person_active"),
+    )
+    .select_from(_TOKENS.outerjoin(_PEOPLE, _PEOPLE.c.id == _TOKENS.c.person_id))
+    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
+)
 # Last use is kept to the minute: one small write a minute per token, not one per request.
 _TOUCH = (
     sa_update(_TOKENS)
@@ -178,6 +189,8 @@ def caller_for(session: Session, secret: str) -> Caller | None:
 def _valid(session: Session, row: Any) -> Caller | None:
     if row is None or row.revoked_at is not None or row.id is None:
         return None
+    if row.person_id is not None and not row.person_active:
+        return None  # a deactivated person's tokens die with them
     now = datetime.now(UTC)
     if row.expires_on is not None and row.expires_on < jst_today(now):
         return None
@@ -185,14 +198,40 @@ def _valid(session: Session, row: Any) -> Caller | None:
     if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > USE_RESOLUTION:
         session.execute(_TOUCH, {"token_id": row.id, "now": now})
         session.commit()
-    return Caller(row.id, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id)
+    name = row.person_name if row.person_id is not None else row.name
+    return Caller(row.id, name, row.role, row.lg_code, row.prefecture, row.vendor_id, row.person_id)
 
 
 def caller_by_id(session: Session, token_id: int) -> Caller | None:
     """Who token ``token_id`` speaks for, if it is still valid: what a calendar feed it
     created may show."""
-    query = sa_select(*_CALLER_QUERY.selected_columns).where(_TOKENS.c.id == token_id)
+    query = (
+        sa_select(*_CALLER_QUERY.selected_columns)
+        .select_from(_TOKENS.outerjoin(_PEOPLE, _PEOPLE.c.id == _TOKENS.c.person_id))
+        .where(_TOKENS.c.id == token_id)
+    )
     return _valid(session, session.execute(query).first())
+
+
+_PERSON_QUERY = sa_select(
+    _PEOPLE.c.id,
+    _PEOPLE.c.name,
+    _PEOPLE.c.role,
+    _PEOPLE.c.lg_code,
+    _PEOPLE.c.prefecture,
+    _PEOPLE.c.vendor_id,
+).where(_PEOPLE.c.active.is_(True))
+
+
+def _person_caller(row: Any) -> Caller | None:
+    if row is None:
+        return None
+    return Caller(0, row.name, row.role, row.lg_code, row.prefecture, row.vendor_id, row.id)
+
+
+def caller_of_person(session: Session, person_id: int) -> Caller | None:
+    """Who an active person is, as a caller (what a calendar feed they made may show)."""
+    return _person_caller(session.execute(_PERSON_QUERY.where(_PEOPLE.c.id == person_id)).first())
 
 
 # ---- browser sessions ------------------------------------------------------------------
@@ -200,16 +239,25 @@ def caller_by_id(session: Session, token_id: int) -> Caller | None:
 PAGE_COOKIE = "hyojunka_session"
 
 _SESSIONS = t.PageSession.__table__  # type: ignore[attr-defined]
-# A browser's caller: the token's columns, through a session that is still open.
+_OPEN_SESSION = (
+    _SESSIONS.c.id == bindparam("session_hash"),
+    _SESSIONS.c.ended_at.is_(None),
+    _SESSIONS.c.expires_at > bindparam("now"),
+)
+# A browser's caller: the token's columns, through a session that is still open ...
 _SESSION_QUERY = (
     sa_select(*_CALLER_QUERY.selected_columns)
-    .select_from(_TOKENS.join(_SESSIONS, _SESSIONS.c.token_id == _TOKENS.c.id))
-    .where(
-        _SESSIONS.c.id == bindparam("session_hash"),
-        _SESSIONS.c.ended_at.is_(None),
-        _SESSIONS.c.expires_at > bindparam("now"),
+    .select_from(
+        _TOKENS.join(_SESSIONS, _SESSIONS.c.token_id == _TOKENS.c.id).outerjoin(
+            _PEOPLE, _PEOPLE.c.id == _TOKENS.c.person_id
+        )
     )
+    .where(*_OPEN_SESSION)
 )
+# ... or the person's, through an open session of theirs, while they are active.
+_PERSON_SESSION_QUERY = _PERSON_QUERY.select_from(
+    _PEOPLE.join(_SESSIONS, _SESSIONS.c.person_id == _PEOPLE.c.id)
+).where(*_OPEN_SESSION)
 
 
 def open_page_session(session: Session, token: str, hours: float) -> str | None:
@@ -236,7 +284,10 @@ def caller_for_page(session: Session, secret: str) -> Caller | None:
     """Who a browser's cookie signs in: nobody once the session has ended or expired, or
     its token was revoked or expired."""
     params = {"session_hash": hash_token(secret), "now": datetime.now(UTC)}
-    return _valid(session, session.execute(_SESSION_QUERY, params).first())
+    row = session.execute(_SESSION_QUERY, params).first()
+    if row is not None:
+        return _valid(session, row)
+    return _person_caller(session.execute(_PERSON_SESSION_QUERY, params).first())
 
 
 def end_page_session(session: Session, secret: str) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from icalendar import Calendar, Event
 from sqlmodel import Session, col, select
 
-from api.auth import Caller, caller_by_id
+from api.auth import Caller, caller_by_id, caller_of_person
 from api.commands import visible_project
 from api.errors import HTTPProblem, field_error
 from api.schemas import CalendarFeedCreate, CalendarFeedCreated, CalendarFeedPublic, FeedKind
@@ -62,7 +63,8 @@ def create_feed(
     secret = FEED_PREFIX + secrets.token_urlsafe(32)
     row = t.CalendarFeed(
         secret_hash=_hash(secret),
-        token_id=caller.token_id,
+        token_id=None if caller.person_id is not None else caller.token_id,
+        person_id=caller.person_id,
         kind=body.kind,
         target=body.target,
         created_at=datetime.now(UTC),
@@ -74,18 +76,37 @@ def create_feed(
     return CalendarFeedCreated.of(row, url=url)
 
 
+def _owned_by(caller: Caller) -> Any:
+    if caller.person_id is not None:
+        return col(t.CalendarFeed.person_id) == caller.person_id
+    return col(t.CalendarFeed.token_id) == caller.token_id
+
+
+def _owns(caller: Caller, row: t.CalendarFeed) -> bool:
+    if caller.person_id is not None:
+        return row.person_id == caller.person_id
+    return row.token_id is not None and row.token_id == caller.token_id
+
+
+def _reader(session: Session, row: t.CalendarFeed) -> Caller | None:
+    """Whom a feed reads as: its maker, while their token is valid or they are active."""
+    if row.person_id is not None:
+        return caller_of_person(session, row.person_id)
+    return caller_by_id(session, row.token_id) if row.token_id is not None else None
+
+
 def feeds(session: Session, caller: Caller) -> list[CalendarFeedPublic]:
     """The caller's own feeds (an admin's: everyone's), newest first."""
     query = select(t.CalendarFeed).order_by(col(t.CalendarFeed.id).desc())
     if caller.role != Role.ADMIN:
-        query = query.where(t.CalendarFeed.token_id == caller.token_id)
+        query = query.where(_owned_by(caller))
     return [CalendarFeedPublic.of(r) for r in session.exec(query).all()]
 
 
 def revoke_feed(session: Session, caller: Caller, feed_id: int) -> CalendarFeedPublic:
     """The address answers 404 from now on; only its creator (or an admin) revokes it."""
     row = session.get(t.CalendarFeed, feed_id)
-    if row is None or (caller.role != Role.ADMIN and row.token_id != caller.token_id):
+    if row is None or (caller.role != Role.ADMIN and not _owns(caller, row)):
         raise HTTPProblem(404, f"no calendar feed {feed_id}")
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
@@ -101,7 +122,7 @@ def render(session: Session, secret: str, public_url: str) -> bytes:
     row = session.exec(
         select(t.CalendarFeed).where(t.CalendarFeed.secret_hash == _hash(secret))
     ).first()
-    reader = caller_by_id(session, row.token_id) if row and row.revoked_at is None else None
+    reader = _reader(session, row) if row and row.revoked_at is None else None
     if row is None or reader is None:
         raise HTTPProblem(404, "no such calendar feed")
     projects = reader.scope(select(t.Project))

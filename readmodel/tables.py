@@ -61,6 +61,8 @@ class ApiToken(SQLModel, table=True):
     expires_on: date | None = None
     # When it was last presented, to the minute.
     last_used_at: datetime | None = _ts()
+    # A person's own token (made on /me): it dies with the person.
+    person_id: int | None = Field(default=None, index=True)
 
 
 class PageSession(SQLModel, table=True):
@@ -69,10 +71,62 @@ class PageSession(SQLModel, table=True):
 
     __tablename__ = "page_session"
     id: str = Field(primary_key=True)  # sha256 of the cookie's secret
-    token_id: int = Field(index=True)
+    # Signed in with an API token, or as a person (e-mail link, identity provider).
+    token_id: int | None = Field(default=None, index=True)
+    person_id: int | None = Field(default=None, index=True)
     created_at: datetime | None = _ts()
     expires_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
+
+
+class Person(SQLModel, table=True):
+    """Someone who signs in to the pages: a role and its scope as a token has, and how they
+    want notices by mail. Deactivated, never deleted: the audit trail names them."""
+
+    __tablename__ = "person"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str  # as given
+    # The address lower-cased: unique, so that no two people share one whatever its case.
+    email_key: str = Field(unique=True, index=True)
+    role: str = Field(index=True)
+    lg_code: str | None = Field(default=None, index=True)
+    prefecture: str | None = Field(default=None, index=True)
+    vendor_id: str | None = Field(default=None, index=True)
+    active: bool = True
+    notify: str = "each"  # each | daily | none
+    created_by: str | None = None
+    created_at: datetime | None = _ts()
+    last_sign_in: datetime | None = _ts()
+    deactivated_at: datetime | None = _ts()
+
+
+class SignInLink(SQLModel, table=True):
+    """A single-use sign-in link sent by mail: the secret is in the link, its hash here."""
+
+    __tablename__ = "sign_in_link"
+    id: str = Field(primary_key=True)  # sha256 of the link's secret
+    person_id: int = Field(index=True)
+    purpose: str  # sign_in | invitation
+    created_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts()
+    used_at: datetime | None = _ts()
+
+
+class MailQueue(SQLModel, table=True):
+    """Notices kept for a person who reads them once a day (notify = daily), until the day's
+    message is sent."""
+
+    __tablename__ = "mail_queue"
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(index=True)
+    notification_id: str
+    project_id: str
+    subject: str
+    text: str
+    link: str
+    queued_at: datetime | None = _ts()
+    sent_at: datetime | None = _ts(index=True)
 
 
 class CalendarFeed(SQLModel, table=True):
@@ -82,7 +136,9 @@ class CalendarFeed(SQLModel, table=True):
     __tablename__ = "calendar_feed"
     id: int | None = Field(default=None, primary_key=True)
     secret_hash: str = Field(unique=True, index=True)  # sha256 of the address's secret
-    token_id: int = Field(index=True)
+    # Made by a token, or by a person (it then lives as long as the person is active).
+    token_id: int | None = Field(default=None, index=True)
+    person_id: int | None = Field(default=None, index=True)
     kind: str  # project | body | vendor
     target: str
     created_at: datetime | None = _ts()
@@ -277,6 +333,8 @@ class DeliveryAttempt(SQLModel, table=True):
     outcome: str  # delivered | failed
     status_code: int | None = None
     error: str | None = None
+    # A mail's recipient (shown to admin and the body's pm only); none for webhooks.
+    recipient: str | None = None
 
 
 Index("ix_event_project_kind", Event.project_id, Event.kind)  # type: ignore[arg-type]

@@ -105,6 +105,21 @@ class Settings(BaseSettings):
     # 5,000 rungs took 3-4.5 minutes to drain on a shared 2-core machine (benchmarks.wave),
     # and a notice arriving after its digest has gone starts another message.
     notification_digest_seconds: float = 300.0
+    # Mail: notices to people, invitations and sign-in links. smtp://host:port,
+    # smtp+starttls://user:password@host:587 or smtps://user:password@host:465; empty: every
+    # message is written to mail_dir (a Maildir; default data_dir/mail) instead of sent.
+    smtp_url: SecretStr = SecretStr("")
+    mail_from: str = "hyojunka <noreply@hyojunka.localhost>"
+    mail_dir: Path | None = None
+    # Sign-in through the body's or prefecture's OpenID provider (authorization code with
+    # PKCE); empty issuer: not offered. The redirect URI is {public_url}/login/oidc/callback.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_label: str = "所属団体のアカウントでログイン"
+    # How long a mailed sign-in link and an invitation's link stay valid.
+    sign_in_link_minutes: float = 15.0
+    invitation_link_days: float = 7.0
     # Where the worker serves Prometheus metrics ("127.0.0.1:9464"); empty: not served.
     worker_metrics_address: str = ""
     # Where the worker answers its probes, /healthz and /readyz ("0.0.0.0:8081"); empty: not.
