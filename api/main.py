@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics, pages
+from api import errors, metrics, pages, people_pages, signin
 from api.ratelimit import RateLimit
 from api.routers import (
     admin,
@@ -34,6 +34,7 @@ from api.routers import (
     imports,
     notifications,
     oversight,
+    people,
     procurements,
     projects,
     reports,
@@ -322,6 +323,9 @@ def create_app(
     app.include_router(templates.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
+    app.include_router(people.router)
+    app.include_router(signin.router)
+    app.include_router(people_pages.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.LoginRequired, pages.to_login)
     return app

@@ -180,6 +180,49 @@ class TokenCreated(TokenPublic):
     token: str
 
 
+Notify = Literal["each", "daily", "none"]
+
+
+class PersonCreate(_Strict):
+    """An invitation: the person is made now and mailed a sign-in link valid 7 days."""
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=254)
+    role: Role
+    lg_code: str | None = Field(default=None, max_length=16)
+    prefecture: str | None = Field(default=None, max_length=16)
+    vendor_id: str | None = Field(default=None, max_length=64)
+
+
+class PersonUpdate(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    notify: Notify | None = None
+
+
+class PersonPublic(Public):
+    id: int
+    name: str
+    email: str
+    role: str
+    lg_code: str | None = None
+    prefecture: str | None = None
+    vendor_id: str | None = None
+    active: bool
+    notify: str
+    last_sign_in: datetime | None = None
+
+
+class PersonInvited(PersonPublic):
+    # Whether the invitation mail went out; if not, POST /api/v1/people/{id}/invitation
+    # sends it again.
+    invitation_sent: bool = True
+
+
+class PersonalTokenCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    expires_on: date | None = Field(default=None, description="the last day it is valid (JST)")
+
+
 class DecisionPublic(Public):
     outcome: str
     by: str

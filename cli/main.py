@@ -114,6 +114,49 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
         return made
 
 
+DEMO_PEOPLE: dict[str, str] = {
+    "admin": "運用 管理者",
+    "observer": "総務 省子",
+    "prefecture": "東京 都子",
+    "pm": "千代田 担当",
+    "approver": "千代田 承認",
+    "vendor": "デモ ベンダ",
+}
+
+
+def _first_start_people(engine: Engine, settings: Settings) -> list[tuple[str, str, str]] | None:
+    """On a database with no people: one demo person per role (the demo body's, prefecture's
+    and vendor's), each with a sign-in link valid as an invitation's (7 days)."""
+    from api import people
+    from api.commands import OPERATOR
+    from api.schemas import PersonCreate
+
+    with Session(engine) as session:
+        if session.exec(select(t.Person)).first() is not None:
+            return None
+        scope: dict[Scope, dict[str, str]] = {
+            Scope.ALL: {},
+            Scope.PREFECTURE: {"prefecture": DEMO_LG_CODE[:2]},
+            Scope.LG_CODE: {"lg_code": DEMO_LG_CODE},
+            Scope.VENDOR: {"vendor_id": DEMO_VENDOR[0]},
+        }
+        made: list[tuple[str, str, str]] = []
+        base = settings.public_url.rstrip("/")
+        for role in ROLES:
+            body = PersonCreate.model_validate(
+                {
+                    "name": DEMO_PEOPLE.get(role, role),
+                    "email": f"{role}@demo.hyojunka.example",
+                    "role": role,
+                    **scope[scope_of(role)],
+                }
+            )
+            person = people.add_person(session, OPERATOR, body)
+            secret = people.issue_link(session, person, people.INVITATION, settings)
+            made.append((role, person.email, f"{base}/login/link/{secret}"))
+        return made
+
+
 async def cmd_up(settings: Settings) -> int:
     from cli.devserver import dev_server_command
     from cli.supervisor import (
@@ -152,6 +195,7 @@ async def cmd_up(settings: Settings) -> int:
         upgrade_schema(settings.resolved_database_url)
         engine = make_engine(settings.resolved_database_url)
         tokens = _first_start_tokens(engine)
+        demo_people = _first_start_people(engine, settings)
         engine.dispose()
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         children = [
@@ -171,6 +215,14 @@ async def cmd_up(settings: Settings) -> int:
             _out("\nTokens (shown once; only their hashes are stored):")
             for role, scope, secret in tokens:
                 _out(f"  {role:<10} {scope:<12} {secret}")
+        if demo_people:
+            _out("\nDemo people: open a link to sign in as that person (valid 7 days, once;")
+            _out("afterwards ask /login for a new link by e-mail):")
+            for role, email, link in demo_people:
+                _out(f"  {role:<10} {email:<34} {link}")
+        if not settings.smtp_url.get_secret_value():
+            mail = settings.mail_dir or settings.data_dir / "mail"
+            _out(f"\nMail is not sent (no HYOJUNKA_SMTP_URL): every message is in {mail.resolve()}")
         _out("\nCtrl-C stops everything; `hyojunka up` again resumes every project.\n")
         await Supervisor(settings, children).run()
         return 0
@@ -303,6 +355,73 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return _as_operator(
         settings,
         lambda session: f"revoked {commands.revoke_token(session, commands.OPERATOR, args.id).id}",
+    )
+
+
+def cmd_person_add(settings: Settings, args: argparse.Namespace) -> int:
+    """A person made by the operator (the first admin, scripts), mailed an invitation; the
+    sign-in link is printed too."""
+    from api import people
+    from api.commands import OPERATOR
+    from api.schemas import PersonCreate
+
+    made: list[tuple[Any, str]] = []
+
+    def add(session: Session) -> str:
+        body = PersonCreate.model_validate(
+            {
+                "name": args.name,
+                "email": args.email,
+                "role": args.role,
+                **{
+                    k: v
+                    for k, v in (
+                        ("lg_code", args.lg_code),
+                        ("prefecture", args.prefecture),
+                        ("vendor_id", args.vendor),
+                    )
+                    if v
+                },
+            }
+        )
+        person = people.add_person(session, OPERATOR, body)
+        secret = people.issue_link(session, person, people.INVITATION, settings)
+        made.append((person, secret))
+        link = f"{settings.public_url.rstrip('/')}/login/link/{secret}"
+        return f"{person.id}\t{person.role}\t{person.email}\nsign-in link (7 days, once): {link}"
+
+    status = _as_operator(settings, add)
+    if status == 0 and made:
+        person, secret = made[0]
+        if not asyncio.run(people.send_link(settings, person, secret, people.INVITATION)):
+            sys.stderr.write("hyojunka: the invitation mail could not be sent\n")
+    return status
+
+
+def cmd_person_list(settings: Settings, args: argparse.Namespace) -> int:
+    from api import people
+    from api.commands import OPERATOR
+
+    def listing(session: Session) -> str:
+        page = people.list_people(session, OPERATOR, 500, 0, role=args.role, q=args.q)
+        lines = [
+            f"{x.id}\t{x.role}\t{x.name}\t{x.email}"
+            f"\t{x.lg_code or x.prefecture or x.vendor_id or '-'}\t{x.notify}"
+            f"\t{'active' if x.active else 'inactive'}\tlast sign-in {_when(x.last_sign_in)}"
+            for x in page.items
+        ]
+        return "\n".join(["id\trole\tname\te-mail\tscope\tnotify\tstate\tlast sign-in", *lines])
+
+    return _as_operator(settings, listing)
+
+
+def cmd_person_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from api import people
+    from api.commands import OPERATOR
+
+    return _as_operator(
+        settings,
+        lambda session: f"deactivated {people.remove_person(session, OPERATOR, args.id).email}",
     )
 
 
@@ -518,6 +637,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--revoked", action=argparse.BooleanOptionalAction, default=None)
     tr = tok.add_parser("revoke", help="revoke a token at once")
     tr.add_argument("id", type=int)
+    per = group("person", "people: accounts that sign in to the pages")
+    pa = per.add_parser("add", help="add a person and mail them an invitation (link printed)")
+    pa.add_argument("--name", required=True)
+    pa.add_argument("--email", required=True)
+    pa.add_argument("--role", required=True, choices=[role.value for role in ROLES])
+    pa.add_argument("--lg-code")
+    pa.add_argument("--prefecture")
+    pa.add_argument("--vendor")
+    pl = per.add_parser("list", help="list people")
+    pl.add_argument("--role")
+    pl.add_argument("--q", help="part of a name or e-mail")
+    pr = per.add_parser("remove", help="deactivate a person (never deleted) at once")
+    pr.add_argument("id", type=int)
     imp = sub.add_parser(
         "import",
         help="import projects from a CSV file (as POST /api/v1/imports); the service must run",
@@ -576,6 +708,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "revoke": cmd_token_revoke,
             }
             return token_commands[args.token_command](settings, args)
+        elif cmd == "person":
+            person_commands = {
+                "add": cmd_person_add,
+                "list": cmd_person_list,
+                "remove": cmd_person_remove,
+            }
+            return person_commands[args.person_command](settings, args)
         elif cmd == "vendor":
             return cmd_vendor_create(settings, args)
         elif cmd == "template":

@@ -68,3 +68,42 @@ def test_a_template_is_stored_from_a_json_file_and_a_bad_one_refused(tmp_path: P
     bad.write_text(json.dumps({"id": "city", "version": "3", "name": "市", "tasks": cyclic}))
     refused = _hyojunka(tmp_path, "template", "add", str(bad))
     assert refused.returncode == 2 and "cycle" in refused.stderr
+
+
+def test_people_from_the_command_line_get_a_link_and_are_deactivated_not_deleted(
+    tmp_path: Path,
+) -> None:
+    import email
+    import email.policy
+    import mailbox
+
+    added = _hyojunka(
+        tmp_path,
+        *("person", "add", "--name", "最初の 管理者", "--email", "Admin@City.Example.jp"),
+        *("--role", "admin"),
+    )
+    assert added.returncode == 0, added.stderr
+    assert "/login/link/lnk_" in added.stdout
+    # No mail server set: the invitation is in the Maildir, in Japanese, with the same link.
+    box = mailbox.Maildir(tmp_path / "data" / "mail", create=False)
+    (stored,) = list(box)
+    message = email.message_from_bytes(stored.as_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "【hyojunka】システム標準化 移行管理への招待"
+    link = added.stdout.split("sign-in link (7 days, once): ")[1].strip()
+    assert link in str(message.get_body(preferencelist=("plain",)).get_content())
+    taken = _hyojunka(
+        tmp_path,
+        *("person", "add", "--name", "別人", "--email", "admin@city.example.jp"),
+        *("--role", "observer"),
+    )
+    assert taken.returncode == 2 and "already in use" in taken.stderr
+    unscoped = _hyojunka(
+        tmp_path, "person", "add", "--name", "担当", "--email", "pm@city.example.jp", "--role", "pm"
+    )
+    assert unscoped.returncode == 2 and "lg_code" in unscoped.stderr
+    listed = _hyojunka(tmp_path, "person", "list")
+    assert "最初の 管理者" in listed.stdout and "active" in listed.stdout
+    person_id = added.stdout.split("\t")[0]
+    removed = _hyojunka(tmp_path, "person", "remove", person_id)
+    assert removed.returncode == 0, removed.stderr
+    assert "inactive" in _hyojunka(tmp_path, "person", "list").stdout

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
@@ -20,6 +22,7 @@ from readmodel import tables as t
 from readmodel.db import make_engine
 from readmodel.registry import registry
 from runtime.settings import Settings
+from tests.smtp import Mailbox, smtp_server
 from worker.runner import build_worker
 from workflows.businesses import BUSINESSES, PREFECTURE_BUSINESSES
 from workflows.calendar import add_months
@@ -74,8 +77,17 @@ def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
             return pair
 
 
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    """The suite's SMTP server: invitations, sign-in links and notices arrive here."""
+    with smtp_server() as box:
+        yield box
+
+
 @pytest.fixture
-async def api(dev_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[Api]:
+async def api(
+    dev_env: WorkflowEnvironment, database_url: str, mailbox: Mailbox, tmp_path: Path
+) -> AsyncIterator[Api]:
     queue = f"api-{uuid.uuid4().hex}"
     # Delivery tests' receivers listen on 127.0.0.2, the one private address allowed here;
     # the rest of loopback stays refused, as the channel tests expect.
@@ -83,6 +95,8 @@ async def api(dev_env: WorkflowEnvironment, database_url: str) -> AsyncIterator[
     settings = Settings(
         task_queue=queue,
         database_url=database_url,
+        smtp_url=SecretStr(mailbox.url),
+        mail_dir=tmp_path / "mail",
         outbound_allow=RECEIVER_HOST + "/32",
         notification_digest_seconds=0.5,
         # A test sends the first requests of a dozen new tokens, and refused ones, within a
