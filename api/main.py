@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics, pages, people_pages, signin
+from api import errors, metrics, oidc, pages, people_pages, signin
 from api.ratelimit import RateLimit
 from api.routers import (
     admin,
@@ -328,4 +328,5 @@ def create_app(
     app.include_router(people_pages.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.LoginRequired, pages.to_login)
+    oidc.install(app, settings)
     return app
