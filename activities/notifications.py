@@ -1,6 +1,8 @@
-"""Delivery of notifications over httpx: generic JSON webhooks and Slack-compatible hooks.
+"""Delivery of notifications: generic JSON webhooks and Slack-compatible hooks over httpx, and
+mail to the people of a notice's audience (activities/mail.py).
 
-Every attempt is written to ``delivery_attempt`` with its outcome. A failed attempt raises so
+Every attempt is written to ``delivery_attempt`` with its outcome (for mail, one row per
+recipient). A failed attempt raises so
 Temporal retries it with backoff; the delivery id stays the same on every attempt so a
 receiver can drop repeats.
 """
@@ -19,8 +21,10 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.mail import MAIL_CHANNEL_ID, MAIL_KIND, NoticeMail, anyone_wants
 from readmodel import tables as t
 from readmodel.outbound import RefusedAddress
+from runtime.mail import MailSender
 from workflows.model import Channel, Delivery, Notification
 from workflows.notification import DELIVER_ACTIVITY, RESOLVE_ACTIVITY
 from workflows.procurement import PROCUREMENT_PREFIX
@@ -64,23 +68,36 @@ def notice_link(public_url: str, project_id: str) -> str:
 
 
 class NotificationActivities:
-    """One shared httpx client and the read-model engine, both built by the worker. The
-    client is to be activities.outbound's, which sends only to allowed addresses."""
+    """One shared httpx client, the mail sender and the read-model engine, all built by the
+    worker. The client is to be activities.outbound's, which sends only to allowed addresses;
+    without a mail sender no notice goes by mail."""
 
     def __init__(
-        self, engine: Engine, http: httpx.AsyncClient, channels: list[Channel], public_url: str
+        self,
+        engine: Engine,
+        http: httpx.AsyncClient,
+        channels: list[Channel],
+        public_url: str,
+        mail: MailSender | None = None,
     ) -> None:
         self._engine = engine
         self._http = http
         self._channels = channels
         self._public_url = public_url.rstrip("/")
+        self._mail = NoticeMail(engine, mail, public_url) if mail is not None else None
 
     @activity.defn(name=RESOLVE_ACTIVITY)
     async def resolve_channels(self, note: Notification) -> list[Channel]:
         """The channels that should hear ``note``, by id and kind only: an address (a Slack
         hook's is its secret) never enters a workflow's history, where anyone with the
-        Temporal UI could read it; the delivery looks it up when it sends."""
+        Temporal UI could read it; the delivery looks it up when it sends.
+
+        Mail is one channel for the whole audience, named only when someone of it wants mail
+        now: a body without people costs no activity, and the people themselves (addresses
+        included) are looked up by the delivery as it sends."""
         found = list(self._channels) + await asyncio.to_thread(self._body_channels, note.lg_code)
+        if self._mail is not None and await asyncio.to_thread(anyone_wants, self._engine, note):
+            found.append(Channel(id=MAIL_CHANNEL_ID, kind=MAIL_KIND, url="", lg_code=note.lg_code))
         return [replace(ch, url="") for ch in found]
 
     def _body_channels(self, lg_code: str) -> list[Channel]:
@@ -103,6 +120,14 @@ class NotificationActivities:
     async def deliver_notification(self, d: Delivery) -> int:
         info = activity.info()
         link = notice_link(self._public_url, d.notification.project_id)
+        if d.channel.kind == MAIL_KIND:
+            if self._mail is None:
+                raise ApplicationError(
+                    f"delivery {d.delivery_id}: this worker sends no mail",
+                    type="MailNotConfigured",
+                    non_retryable=True,
+                )
+            return await self._mail.deliver(d, info.attempt, link)
         body = slack_body(d, link) if d.channel.kind == "slack" else webhook_body(d, link)
         url = await asyncio.to_thread(self._address_of, d.channel)
         if url is None:

@@ -160,7 +160,8 @@ class MailSender:
         """Where messages go, for logs (never the password)."""
         if self.server is None:
             return f"maildir:{self.maildir}"
-        return f"{self.server.security}://{self.server.host}:{self.server.port}"
+        scheme = {"none": "smtp", "starttls": "smtp+starttls", "tls": "smtps"}
+        return f"{scheme[self.server.security]}://{self.server.host}:{self.server.port}"
 
     def message(
         self, to: str, subject: str, body: str, message_id: str, to_name: str | None = None

@@ -22,6 +22,7 @@ from temporalio.client import (
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
 from activities.outbound import guarded_client
 from activities.procurement import ProcurementActivities
@@ -29,9 +30,12 @@ from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
 from activities.snapshot import SnapshotActivities
 from readmodel.channels import parse_channels
+from runtime.mail import MailSender
 from runtime.settings import Settings
 from worker.health import serving_health
 from workflows.digest import DigestWorkflow
+from workflows.mail import SCHEDULE_ID as DAILY_MAIL_SCHEDULE_ID
+from workflows.mail import DailyMailInput, DailyMailWorkflow
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.procurement import JointProcurementWorkflow
@@ -49,6 +53,7 @@ WORKFLOWS = [
     JointProcurementWorkflow,
     ProgressSnapshotWorkflow,
     DigestWorkflow,
+    DailyMailWorkflow,
 ]
 
 
@@ -61,9 +66,14 @@ async def build_worker(
     queue = task_queue or settings.task_queue
     # Checking the channels may resolve their names: not on the event loop.
     channels = await asyncio.to_thread(parse_channels, settings.channels, policy)
+    # A malformed HYOJUNKA_SMTP_URL stops the worker here, naming the setting.
+    mail = MailSender.from_settings(settings)
     async with guarded_client(policy, timeout=httpx.Timeout(10.0)) as http:
         readmodel = ReadModelActivities(engine)
-        notifications = NotificationActivities(engine, http, channels, settings.public_url)
+        notifications = NotificationActivities(
+            engine, http, channels, settings.public_url, mail=mail
+        )
+        mails = MailActivities(engine, mail, settings.public_url)
         reconcile = ReconcileActivities(client, engine, queue)
         procurements = ProcurementActivities(client, engine)
         snapshots = SnapshotActivities(engine)
@@ -78,6 +88,7 @@ async def build_worker(
                     readmodel.find_stale_tasks,
                     notifications.resolve_channels,
                     notifications.deliver_notification,
+                    mails.send_daily_mail,
                     reconcile.reconcile_read_model,
                     procurements.project_procurement,
                     procurements.procurement_member_update,
@@ -136,6 +147,37 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     await ensure_survey_schedule(client, task_queue)
     await ensure_reconcile_schedule(client, task_queue)
     await ensure_snapshot_schedule(client, task_queue)
+    await ensure_daily_mail_schedule(client, task_queue)
+
+
+async def ensure_daily_mail_schedule(client: Client, task_queue: str) -> None:
+    """The daily round-up of notices by mail: 09:30 JST Monday to Friday, after the 09:00
+    wave of rungs has gathered (its activity leaves out holidays)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            DailyMailWorkflow.run,
+            DailyMailInput(),
+            id="daily-mail-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_week=[ScheduleRange(1, 5)],
+                    hour=[ScheduleRange(9)],
+                    minute=[ScheduleRange(30)],
+                    second=[ScheduleRange(0)],
+                )
+            ],
+            time_zone_name="Asia/Tokyo",
+        ),
+        # A round-up still retrying a mail server that is down is left to finish.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(DAILY_MAIL_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def ensure_snapshot_schedule(client: Client, task_queue: str) -> None:
