@@ -19,6 +19,7 @@ from api.schemas import PROBLEM_RESPONSES, Page, Public
 from readmodel import tables as t
 from readmodel.channels import ChannelError, check_channel, check_public_url
 from readmodel.registry import lg_code_problem
+from runtime.mail import MAIL_CHANNEL_ID
 from workflows.roles import Action
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"], responses=PROBLEM_RESPONSES)
@@ -48,10 +49,15 @@ class DeliveryPublic(Public):
     outcome: str
     status_code: int | None
     error: str | None
+    recipient: str | None = Field(
+        None,
+        description="a mail's recipient address (one attempt per person); null for a "
+        "webhook, and withheld like status_code and error",
+    )
     redacted: bool = Field(
         False,
-        description="status_code and error are withheld: only the admin and the pm of the "
-        "project's local body see them",
+        description="status_code, error and recipient are withheld: only the admin and the pm "
+        "of the project's local body see them",
     )
 
 
@@ -84,7 +90,7 @@ def create_channel(
         check_public_url(body.url, settings.outbound_policy, name_addresses=False)
     except ChannelError as exc:
         raise field_error(["body", "url"], str(exc)) from exc
-    if session.get(t.NotificationChannel, body.id) is not None:
+    if body.id == MAIL_CHANNEL_ID or session.get(t.NotificationChannel, body.id) is not None:
         # Channel ids are one namespace for the deployment (deliveries name them): the
         # answer says the id is in use, in the same words whichever body holds it, and
         # nothing about that channel.
@@ -133,7 +139,8 @@ def list_deliveries(
     offset: Offset = 0,
 ) -> Page[DeliveryPublic]:
     """Every delivery attempt and its outcome, over the projects the caller can see; its
-    status code and error only to the admin and the pm of the project's body."""
+    status code, error and recipient (a mail's address) only to the admin and the pm of the
+    project's body."""
     query = caller.scope(
         select(t.DeliveryAttempt, t.Project.lg_code).join(
             t.Project,
@@ -147,13 +154,16 @@ def list_deliveries(
     if outcome is not None:
         query = query.where(t.DeliveryAttempt.outcome == outcome)
 
-    # Status codes and errors tell what answers where (a port-scan oracle): they are for
-    # those who manage the body's channels; every other reader sees only the outcome.
+    # Status codes and errors tell what answers where (a port-scan oracle), and a mail's
+    # recipient is a person's address: they are for those who manage the body's channels
+    # and people; every other reader sees only the outcome.
     def delivery(row: Any) -> DeliveryPublic:
         attempt, lg_code = row
         if _may_manage(caller, _Body(lg_code)):
             return DeliveryPublic.of(attempt)
-        return DeliveryPublic.of(attempt, status_code=None, error=None, redacted=True)
+        return DeliveryPublic.of(
+            attempt, status_code=None, error=None, recipient=None, redacted=True
+        )
 
     order = (col(t.DeliveryAttempt.id),)
     return paged(session, query, order, limit, offset, delivery)

@@ -153,3 +153,7 @@ async def tls_smtp_server() -> AsyncIterator[tuple[MailServer, ssl.SSLContext]]:
         yield server, client_context
     finally:
         server.stop()
+
+
+# The API in-process with its worker (tests/api/conftest.py), for the deliveries' answers.
+from tests.api.conftest import api, mailbox, project  # noqa: E402, F401
