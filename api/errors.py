@@ -57,12 +57,11 @@ class HTTPProblem(Exception):
         self.japanese = japanese
 
 
-def problem_response(
-    status: int,
-    detail: str,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
+def problem_body(
+    status: int, detail: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A problem (RFC 9457) as a JSON object: a response's body, or one item's answer in a
+    bulk request."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": TITLES.get(status, "Error"),
@@ -71,6 +70,16 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    return body
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = problem_body(status, detail, errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -32,6 +32,7 @@ from api.routers import (
     calendar,
     health,
     imports,
+    milestones,
     notifications,
     oversight,
     people,
@@ -72,9 +73,16 @@ class RequestLog:
     """Binds a request id to every log line of a request and logs each answer once, with its
     status and duration, including failures no handler caught (answered as problem+json)."""
 
-    def __init__(self, app: ASGIApp, max_body: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int | None = None,
+        larger: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        # Paths that take larger bodies than the rest (the bulk feed's thousands of items).
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,12 +112,13 @@ class RequestLog:
             await send(message)
 
         t0 = time.perf_counter()
+        max_body = self.larger.get(scope["path"], self.max_body)
         declared = request_headers.get("content-length", "")
-        if self.max_body is not None and declared.isdigit() and int(declared) > self.max_body:
+        if max_body is not None and declared.isdigit() and int(declared) > max_body:
             # Refused before a byte of it is read (FastAPI's own limit covers bodies that
             # do not declare their length).
             too_large = errors.problem_response(
-                413, f"the request body is larger than {self.max_body} bytes"
+                413, f"the request body is larger than {max_body} bytes"
             )
             try:
                 await too_large(scope, receive, send_with_id)
@@ -123,8 +132,8 @@ class RequestLog:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if self.max_body is not None and received > self.max_body:
-                raise _TooLarge(self.max_body)
+            if max_body is not None and received > max_body:
+                raise _TooLarge(max_body)
             return message
 
         try:
@@ -299,7 +308,11 @@ def create_app(
         secure=settings.public_url.startswith("https"),
         send_failed=pages.csrf_failed,
     )
-    app.add_middleware(RequestLog, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLog,
+        max_body=settings.max_body_bytes,
+        larger={"/api/v1/milestones": settings.max_bulk_body_bytes},
+    )
     trusted = [h.strip() for h in settings.forwarded_allow_ips.split(",") if h.strip()]
     if trusted:
         # Outermost: the limits, the logs and the pages see the client the trusted proxy
@@ -324,6 +337,7 @@ def create_app(
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(people.router)
+    app.include_router(milestones.router)
     app.include_router(signin.router)
     app.include_router(people_pages.router)
     app.include_router(pages.router)

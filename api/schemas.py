@@ -322,6 +322,30 @@ class MilestoneAnswer(BaseModel):
     task: TaskPublic
 
 
+class BulkMilestoneItem(_Strict):
+    """One item of the bulk feed: the single route's body with its project and its key."""
+
+    project_id: str = Field(min_length=1, max_length=200)
+    task_key: str = Field(max_length=64)
+    status: Literal["in_progress", "done", "failed"]
+    percent: int | None = Field(default=None, ge=0, le=100)
+    note: str | None = Field(default=None, max_length=2000)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class BulkMilestoneResult(BaseModel):
+    index: int
+    status: int
+    milestone_id: str | None = None
+    duplicate: bool | None = None
+    task: TaskPublic | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BulkMilestoneAnswer(BaseModel):
+    results: list[BulkMilestoneResult]
+
+
 class ApprovalPublic(Public):
     project_id: str
     gate_key: str

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     prefecture_days_after: int = EscalationLadder.prefecture_days_after
     # The largest request body accepted (bytes); larger ones get 413 before being read.
     max_body_bytes: int = 1_048_576
+    # The bulk milestone feed's (up to 5,000 items with their notes).
+    max_bulk_body_bytes: int = 16_777_216
     # Requests under /api/ per token, and per client address for those without one, in the
     # ``limits`` package's notation ("50/second;1500/minute"); past them, 429 with Retry-After.
     # Empty: no limit. Counted per API process unless rate_limit_storage names a shared store.
