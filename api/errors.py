@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -132,13 +133,16 @@ def _for_person(request: Request) -> bool:
     return not (path.startswith("/api/") or path in ("/metrics", "/healthz", "/readyz"))
 
 
-def _page(request: Request, status: int, headers: dict[str, str] | None = None) -> Response:
-    from api.pages import error_page  # pages import this module: only when needed
-
-    return error_page(request, status, headers)
+PageOfError = Callable[[Request, int, "dict[str, str] | None"], Response]
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, page: PageOfError) -> None:
+    """Answer every failure as problem+json to the API, and with ``page`` (the web room's
+    Japanese error page, handed in by api/main.py) to a browser."""
+
+    def _page(request: Request, status: int, headers: dict[str, str] | None = None) -> Response:
+        return page(request, status, headers)
+
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> Response:
         if _for_person(request):

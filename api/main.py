@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api import errors, metrics, oidc, pages, people_pages, signin
+from api import errors, metrics
 from api.ratelimit import RateLimit
 from api.routers import (
     admin,
@@ -41,6 +41,8 @@ from api.routers import (
     reports,
     templates,
 )
+from api.web import oidc, pages, signin
+from api.web import people as people_pages
 from readmodel.db import ReadModel, engine_for
 from runtime.logs import redact_access_log, redact_path
 from runtime.settings import Settings, get_settings
@@ -274,7 +276,7 @@ def create_app(
         version="1.0.0",
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, pages.error_page)
 
     app.add_middleware(RouteOfRequest)  # added first: innermost, next to the router
     # Inside RequestLog (the last added is outermost), so a 429 is logged and counted too.

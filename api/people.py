@@ -22,6 +22,7 @@ from sqlmodel import Session, col, or_, select
 
 from api.auth import Caller, TokenScopeError, check_token_scope, create_token, hash_token
 from api.errors import HTTPProblem, field_error
+from api.queries import paged
 from api.schemas import (
     Page,
     PersonalTokenCreate,
@@ -259,8 +260,6 @@ def list_people(
         query = query.where(
             or_(func.lower(col(t.Person.name)).like(like), col(t.Person.email_key).like(like))
         )
-    from api.queries import paged  # the query layer's paging, shared by every list
-
     return paged(
         session, query, (col(t.Person.name), col(t.Person.id)), limit, offset, PersonPublic.of
     )

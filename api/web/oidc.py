@@ -30,9 +30,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.middleware.sessions import SessionMiddleware
 
-from api import pages, signin
 from api.auth import caller_for_page
 from api.people import PersonProblem, open_person_session, person_for_sign_in
+from api.web import pages, signin
 from runtime.settings import Settings
 
 log = structlog.get_logger(__name__)

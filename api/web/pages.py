@@ -41,7 +41,7 @@ from api.schemas import (
     ReplanIn,
     TaskChangeIn,
 )
-from api.timeline import gantt
+from api.web.timeline import gantt
 from readmodel import tables as t
 from readmodel.registry import registry
 from runtime.settings import Settings

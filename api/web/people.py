@@ -13,8 +13,8 @@ from sqlmodel import Session
 from api import people
 from api.deps import ContextDep, SessionDep
 from api.errors import HTTPProblem
-from api.pages import PageCaller, _back, _problem_ja, _render
 from api.schemas import PersonalTokenCreate, PersonCreate, PersonUpdate
+from api.web.pages import PageCaller, _back, _problem_ja, _render
 from readmodel import tables as t
 from workflows.vocabulary import Role
 

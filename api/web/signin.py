@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from api import people
 from api.deps import SessionDep
-from api.pages import COOKIE, _landing, _render
+from api.web.pages import COOKIE, _landing, _render
 from readmodel import tables as t
 from runtime.settings import Settings
 

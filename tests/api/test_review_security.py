@@ -19,7 +19,7 @@ import structlog
 from sqlmodel import Session
 
 from api.auth import PAGE_COOKIE, open_page_session
-from api.pages import CSRF_COOKIE
+from api.web.pages import CSRF_COOKIE
 from readmodel import outbound
 from readmodel.outbound import IPAddress
 from runtime.logs import redact_path, redacting_access_log

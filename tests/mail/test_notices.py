@@ -88,7 +88,7 @@ async def mail_queue(
 
 def page_exists(link: str) -> bool:
     """Whether a link is one of the pages' routes (the project page, the escalations page)."""
-    from api.pages import router
+    from api.web.pages import router
 
     scope = {"type": "http", "method": "GET", "path": urlsplit(link).path}
     return any(route.matches(scope)[0] == Match.FULL for route in router.routes)

@@ -107,7 +107,7 @@ async def login(browser: Browser, site: Site, role: str, **options: object) -> P
     page = await browser.new_page(locale="ja-JP", **options)  # type: ignore[arg-type]
     await page.goto(f"{site.base}/login")
     await page.fill("#token", site.tokens[role])
-    await page.click("button[type=submit]")
+    await page.click("#token-form button[type=submit]")
     landing = "進捗集計" if role in ("observer", "prefecture") else "プロジェクト一覧"
     await expect(page.locator("h1")).to_contain_text(landing)
     return page

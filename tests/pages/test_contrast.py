@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-BASE = (Path(__file__).parents[2] / "api" / "templates" / "base.html").read_text()
+BASE = (Path(__file__).parents[2] / "api" / "web" / "templates" / "base.html").read_text()
 COLOURS = dict(re.findall(r"--(\w+):(#[0-9a-fA-F]{6})", BASE))
 BACKGROUNDS = {"white": "#ffffff", "page": "#f5f7fa", "table header": "#eef2f7"}
 

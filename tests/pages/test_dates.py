@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from api.pages import jst, wareki
+from api.web.pages import jst, wareki
 
 
 def test_dates_are_written_in_the_japanese_era() -> None:

@@ -44,7 +44,7 @@ async def test_login_refuses_a_bad_token_in_japanese(browser: Browser, site: Sit
     assert page.url.endswith("/login")
     assert await page.get_attribute("html", "lang") == "ja"
     await page.fill("#token", "hyj_wrong")
-    await page.click("button[type=submit]")
+    await page.click("#token-form button[type=submit]")
     await expect(page.get_by_role("alert")).to_have_text("トークンが正しくありません")
 
 
