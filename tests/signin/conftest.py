@@ -81,11 +81,12 @@ async def serve(
     expected_client_id: str = CLIENT_ID,
     id_token_claims: bool = True,
     issuer: str | None = None,
+    **more: Any,
 ) -> AsyncIterator[SignInSite]:
     """The provider (unless ``with_provider`` is false) and the app configured for it.
     ``expected_client_id``: the client id the app is configured with, which the provider
     knows only when it is ``CLIENT_ID``; ``issuer``: the app's issuer instead of the
-    provider's."""
+    provider's; ``more``: other settings."""
     port = free_port(APP_HOST)
     base = f"http://{APP_HOST}:{port}"
     secret = uuid.uuid4().hex
@@ -99,6 +100,7 @@ async def serve(
             oidc_client_id=expected_client_id,
             oidc_client_secret=secret,  # type: ignore[arg-type]
             oidc_label="テスト市のアカウントでログイン",
+            **more,
         )
         engine = make_engine(database_url)
         app = create_app(settings, client=dev_env.client, engine=engine)
