@@ -34,6 +34,7 @@ from api.schemas import (
 )
 from readmodel import tables as t
 from readmodel.registry import registry
+from runtime.mail import MailConfigError, MailError, MailSender, message_id
 from runtime.settings import Settings
 from workflows import roles
 from workflows.roles import Scope
@@ -460,16 +461,13 @@ def issue_link(session: Session, person: t.Person, purpose: str, settings: Setti
 async def send_link(settings: Settings, person: t.Person, secret: str, purpose: str) -> bool:
     """Mail a link; whether it went (a failure is logged, never shown to an anonymous
     asker: the sign-in page answers the same whatever happens)."""
-    from runtime.mail import MailSender
-
     subject, body = link_mail(settings, person, secret, purpose)
-    domain = settings.public_url.split("//")[-1].split("/")[0].split(":")[0] or "localhost"
-    message_id = f"<{purpose}.{hash_token(secret)[:32]}@{domain}>"
+    stable_id = message_id(f"{purpose}.{hash_token(secret)[:32]}", settings.public_url)
     try:
         await MailSender.from_settings(settings).send(
-            person.email, subject, body, message_id, to_name=person.name
+            person.email, subject, body, stable_id, to_name=person.name
         )
-    except Exception as exc:  # noqa: BLE001 - any failure of the mail server: say so, go on
+    except (MailError, MailConfigError) as exc:
         log.warning("link mail failed", purpose=purpose, person_id=person.id, error=str(exc))
         return False
     if settings.smtp_url.get_secret_value() == "":
