@@ -1,26 +1,29 @@
 """The bulk milestone feed: a vendor's many milestones in one request, each item exactly the
 single route's command (the same checks, the same per-item Idempotency-Key, the same
-answer), run concurrently with bounded parallelism (one project's items in the order
-given) and answered in input order. A bad
+answer), one project's items applied in the order given in one workflow update, projects
+side by side with bounded parallelism, answered in input order. A bad
 item fails alone with its own problem; a repeat of the whole feed answers every item as a
 duplicate and changes nothing, so a feed cut off by a crash is simply sent again."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
+from sqlmodel import Session
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api import commands
 from api.auth import Caller
 from api.commands import Context, require
-from api.errors import HTTPProblem, from_rpc_error, from_update_error, problem_body
+from api.errors import HTTPProblem, from_rpc_error, from_update_error, problem_body, refused
 from api.schemas import BulkMilestoneItem, MilestoneIn
+from workflows import core
+from workflows.migration import MAX_BATCH, MigrationWorkflow
 from workflows.roles import Action
 
 MAX_ITEMS = 5000
@@ -55,58 +58,126 @@ def _loc(field: str, msg: str) -> dict[str, Any]:
 async def feed(
     ctx: Context, caller: Caller, items: list[Any], parallel: int
 ) -> list[dict[str, Any]]:
-    """Every item's answer, in input order. One project's items are applied in the order
-    given (a feed is its tools' log: started, 50 %, done), different projects' side by
-    side, at most ``parallel`` at once."""
+    """Every item's answer, in input order. Each item passes the single route's checks; a
+    project's items that pass go to its workflow together, in the order given, in updates
+    of at most MAX_BATCH (one workflow task and one read-model write for many milestones);
+    different projects side by side, at most ``parallel`` at once."""
     require(caller, Action.MILESTONE)
-    by_project: dict[str, list[int]] = {}
-    for i, raw in enumerate(items):
-        key = str(raw.get("project_id")) if isinstance(raw, dict) else f"#{i}"
-        by_project.setdefault(key, []).append(i)
     answers: list[dict[str, Any]] = [{} for _ in items]
+    by_project: dict[str, list[tuple[int, BulkMilestoneItem]]] = {}
+    for index, raw in enumerate(items):
+        try:
+            item = BulkMilestoneItem.model_validate(raw)
+        except ValidationError as exc:
+            errors: list[dict[str, Any]] = [
+                {"loc": ["body", "items", index, *e["loc"]], "msg": e["msg"]} for e in exc.errors()
+            ]
+            answers[index] = _failed(index, HTTPProblem(422, errors[0]["msg"], errors=errors))
+            continue
+        by_project.setdefault(item.project_id, []).append((index, item))
     gate = asyncio.Semaphore(parallel)
 
-    async def in_order(indexes: list[int]) -> None:
-        for i in indexes:
-            async with gate:
-                answers[i] = await _item(ctx, caller, i, items[i])
+    async def project(project_id: str, given: list[tuple[int, BulkMilestoneItem]]) -> None:
+        async with gate:
+            for start in range(0, len(given), MAX_BATCH):
+                chunk = given[start : start + MAX_BATCH]
+                for index, answer in await _batch(ctx, caller, project_id, chunk):
+                    answers[index] = answer
 
-    await asyncio.gather(*(in_order(indexes) for indexes in by_project.values()))
+    await asyncio.gather(*(project(pid, given) for pid, given in by_project.items()))
     return answers
 
 
-async def _item(ctx: Context, caller: Caller, index: int, raw: Any) -> dict[str, Any]:
-    try:
-        item = BulkMilestoneItem.model_validate(raw)
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = [
-            {"loc": ["body", "items", index, *e["loc"]], "msg": e["msg"]} for e in exc.errors()
-        ]
-        return _failed(index, HTTPProblem(422, errors[0]["msg"], errors=errors))
-    body = MilestoneIn(
+def _body(item: BulkMilestoneItem) -> MilestoneIn:
+    return MilestoneIn(
         task_key=item.task_key, status=item.status, percent=item.percent, note=item.note
     )
-    own = replace(ctx, idempotency_key=item.idempotency_key)
+
+
+async def _batch(
+    ctx: Context, caller: Caller, project_id: str, chunk: list[tuple[int, BulkMilestoneItem]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """One project's items: the API's checks in one short session, then one update."""
+
+    def checks(session: Session) -> list[tuple[int, Any]]:
+        out: list[tuple[int, Any]] = []
+        for index, item in chunk:
+            try:
+                wid, recorded = commands.milestone_target(
+                    session, caller, project_id, _body(item), item.idempotency_key
+                )
+            except HTTPProblem as p:
+                out.append((index, p))
+                continue
+            out.append((index, (wid, recorded)))
+        return out
+
+    checked = await ctx.db.run(checks)
+    answers: list[tuple[int, dict[str, Any]]] = []
+    passed: list[tuple[int, core.MilestoneReport]] = []
+    wid = ""
+    by_index = dict(chunk)
+    for index, outcome in checked:
+        if isinstance(outcome, HTTPProblem):
+            answers.append((index, _failed(index, outcome)))
+            continue
+        wid, recorded = outcome
+        item = by_index[index]
+        passed.append(
+            (
+                index,
+                commands.milestone_report(ctx, caller, _body(item), item.idempotency_key, recorded),
+            )
+        )
+    if not passed:
+        return answers
+    reports = [r for _, r in passed]
+    # The same items again make the same update id, so a feed sent twice while its first
+    # update is still running is answered once by Temporal as well as by the workflow.
+    digest = hashlib.sha256("\n".join(r.idempotency_key for r in reports).encode()).hexdigest()
     try:
-        answer = await commands.report_milestone(own, caller, item.project_id, body)
+        outcomes = await ctx.temporal(
+            ctx.client.get_workflow_handle(wid).execute_update(
+                MigrationWorkflow.report_milestones,
+                core.MilestoneBatch(reports, ctx.request_id),
+                id=f"milestones-{digest[:40]}",
+            ),
+            wid,
+        )
     except HTTPProblem as p:
-        return _failed(index, p)
+        return answers + [(i, _failed(i, p)) for i, _ in passed]
     except WorkflowUpdateFailedError as exc:
-        return _failed(index, from_update_error(exc))
+        problem = from_update_error(exc)
+        return answers + [(i, _failed(i, problem)) for i, _ in passed]
     except RPCError as exc:
-        return _failed(index, from_rpc_error(exc, ctx.settings.retry_after_seconds))
-    return {
-        "index": index,
-        "status": 200,
-        "milestone_id": answer.milestone_id,
-        "duplicate": answer.duplicate,
-        "task": answer.task.model_dump(mode="json"),
-    }
+        problem = from_rpc_error(exc, ctx.settings.retry_after_seconds)
+        return answers + [(i, _failed(i, problem)) for i, _ in passed]
+    for (index, report), outcome in zip(passed, outcomes, strict=True):
+        if outcome.result is None:
+            answers.append(
+                (index, _failed(index, refused(outcome.kind, outcome.message, outcome.japanese)))
+            )
+            continue
+        try:
+            answer = commands.milestone_answer(report, outcome.result)
+        except HTTPProblem as p:
+            answers.append((index, _failed(index, p)))
+            continue
+        answers.append(
+            (
+                index,
+                {
+                    "index": index,
+                    "status": 200,
+                    "milestone_id": answer.milestone_id,
+                    "duplicate": answer.duplicate,
+                    "task": answer.task.model_dump(mode="json"),
+                },
+            )
+        )
+    return answers
 
 
 def _failed(index: int, p: HTTPProblem) -> dict[str, Any]:
-    return {
-        "index": index,
-        "status": p.status,
-        "problem": problem_body(p.status, p.detail, p.errors),
-    }
+    body = problem_body(p.status, p.detail, p.errors)
+    return {"index": index, "status": p.status, "problem": body}

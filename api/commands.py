@@ -422,6 +422,43 @@ def _milestone_seen(
     return wid, row.milestone_id
 
 
+def milestone_target(
+    session: Session, caller: Caller, project_id: str, body: MilestoneIn, key: str
+) -> tuple[str, str]:
+    """The single route's checks of a milestone (scope, the task's owner, a key used for
+    another milestone): its project's workflow, and the milestone id the read model holds
+    for ``key``, if any. Raises HTTPProblem as the route answers."""
+    return _milestone_seen(session, caller, project_id, body, key)
+
+
+def milestone_report(
+    ctx: Context, caller: Caller, body: MilestoneIn, key: str, recorded: str
+) -> core.MilestoneReport:
+    """The report the workflow gets for a milestone the API let through."""
+    return pick(
+        core.MilestoneReport,
+        body,
+        idempotency_key=key,
+        actor=caller.actor,
+        request_id=ctx.request_id,
+        fingerprint=_fingerprint(body.model_dump(mode="json")),
+        attempt_id=uuid.uuid4().hex,
+        recorded_id=recorded,
+        vendor_id=_writing_vendor(caller),
+    )
+
+
+def milestone_answer(report: core.MilestoneReport, result: Any) -> MilestoneAnswer:
+    """What the vendor is told: the first answer to the key, a duplicate when it was not
+    this attempt; 409 when the key was first used for another milestone."""
+    duplicate = result.attempt_id != report.attempt_id
+    if duplicate and result.fingerprint != report.fingerprint:
+        raise HTTPProblem(409, "this Idempotency-Key was already used for a different milestone")
+    return MilestoneAnswer(
+        milestone_id=result.milestone_id, duplicate=duplicate, task=task_from_view(result.task)
+    )
+
+
 async def report_milestone(
     ctx: Context, caller: Caller, project_id: str, body: MilestoneIn
 ) -> MilestoneAnswer:
@@ -429,18 +466,7 @@ async def report_milestone(
     if key is None or not key.strip():
         raise HTTPProblem(400, "the Idempotency-Key header is required")
     wid, recorded = await ctx.db.run(_milestone_seen, caller, project_id, body, key)
-    fingerprint = _fingerprint(body.model_dump(mode="json"))
-    report = pick(
-        core.MilestoneReport,
-        body,
-        idempotency_key=key,
-        actor=caller.actor,
-        request_id=ctx.request_id,
-        fingerprint=fingerprint,
-        attempt_id=uuid.uuid4().hex,
-        recorded_id=recorded,
-        vendor_id=_writing_vendor(caller),
-    )
+    report = milestone_report(ctx, caller, body, key, recorded)
     # The key is the update id: Temporal answers a repeat with the first result, and the
     # workflow keeps every key's answer across continue-as-new.
     result = await ctx.temporal(
@@ -449,12 +475,7 @@ async def report_milestone(
         ),
         wid,
     )
-    duplicate = result.attempt_id != report.attempt_id
-    if duplicate and result.fingerprint != fingerprint:
-        raise HTTPProblem(409, "this Idempotency-Key was already used for a different milestone")
-    return MilestoneAnswer(
-        milestone_id=result.milestone_id, duplicate=duplicate, task=task_from_view(result.task)
-    )
+    return milestone_answer(report, result)
 
 
 def _gate_target(

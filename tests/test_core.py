@@ -734,3 +734,32 @@ def test_a_new_run_carries_only_the_newest_of_what_the_read_model_holds() -> Non
     # before a crash) is no repeat: the report is recorded.
     stale = replace(report("k9", "system_setup", IN_PROGRESS, 90), recorded_id=f"m{seq + 7}")
     assert not m.report_milestone(stale, NOW).duplicate and m.s.seq > seq
+
+
+# ---- a vendor's bulk feed ----------------------------------------------------------------
+
+
+def test_a_batch_applies_each_report_in_order_and_a_refused_one_alone() -> None:
+    from workflows.core import MilestoneBatch
+
+    m = project()
+    complete_before(m, "system_setup")
+    batch = MilestoneBatch(
+        [
+            report("a", "system_setup", IN_PROGRESS, 40),
+            report("b", "training", DONE),  # the municipality's task: refused alone
+            report("c", "system_setup", DONE),
+            report("d", "data_migration", IN_PROGRESS, 10),  # reached now that setup is done
+        ]
+    )
+    outcomes = m.report_milestones(batch, NOW)
+    assert [o.code or "ok" for o in outcomes] == ["ok", "not_vendor_task", "ok", "ok"]
+    assert outcomes[1].kind == FORBIDDEN and outcomes[1].japanese
+    assert m.s.tasks["system_setup"].status == DONE
+    assert m.s.tasks["data_migration"].percent == 10
+    seq = m.s.seq
+    again = m.report_milestones(batch, NOW)  # the same feed again: nothing changes
+    assert m.s.seq == seq
+    assert [o.result.milestone_id for o in again if o.result] == [
+        o.result.milestone_id for o in outcomes if o.result
+    ]

@@ -330,6 +330,26 @@ class MilestoneReport:
 
 
 @dataclass
+class MilestoneBatch:
+    """One project's milestones from a vendor's bulk feed, applied in the order given in one
+    update, each exactly as ``report_milestone`` (one refused leaves the others to apply)."""
+
+    reports: list[MilestoneReport] = field(default_factory=list)
+    request_id: str = ""
+
+
+@dataclass
+class MilestoneOutcome:
+    """One report of a batch: its result, or the refusal's kind, code and words."""
+
+    result: MilestoneResult | None = None
+    kind: str = ""
+    code: str = ""
+    message: str = ""
+    japanese: str = ""
+
+
+@dataclass
 class GateDecisionInput:
     gate_key: str
     outcome: str
@@ -766,6 +786,16 @@ class Migration:
         )
         self.s.milestones[report.idempotency_key] = result
         return result
+
+    def report_milestones(self, batch: MilestoneBatch, now: datetime) -> list[MilestoneOutcome]:
+        """Each report in turn, as ``report_milestone``; a refusal is that report's answer."""
+        outcomes: list[MilestoneOutcome] = []
+        for report in batch.reports:
+            try:
+                outcomes.append(MilestoneOutcome(result=self.report_milestone(report, now)))
+            except Refusal as r:
+                outcomes.append(MilestoneOutcome(None, r.kind, r.code, r.message, r.japanese))
+        return outcomes
 
     def decide_gate(self, decision: GateDecisionInput, now: datetime) -> TaskView:
         """Approval completes the gate; rejection reopens the work it judged."""

@@ -87,6 +87,8 @@ GENERATION_3 = frozenset(
     }
 )
 _GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3)
+# The most milestones one bulk update to a project carries (the API cuts larger ones up).
+MAX_BATCH = 100
 PROJECTION_TIMEOUT = timedelta(seconds=30)
 PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -450,6 +452,21 @@ class MigrationWorkflow:
     def _validate_milestone(self, report: core.MilestoneReport) -> None:
         if report.idempotency_key not in self._s.milestones and not self._m.let_go_answer(report):
             _validate(lambda: self._m.check_milestone(report))
+
+    @workflow.update
+    async def report_milestones(self, batch: core.MilestoneBatch) -> list[core.MilestoneOutcome]:
+        """A vendor's bulk feed for this project: every report in the order given, in one
+        update and one write to the read model; each answered as ``report_milestone``."""
+        return await self._commit(
+            lambda: self._m.report_milestones(batch, workflow.now()), batch.request_id
+        )
+
+    @report_milestones.validator
+    def _validate_milestones(self, batch: core.MilestoneBatch) -> None:
+        if not 0 < len(batch.reports) <= MAX_BATCH:
+            raise ApplicationError(
+                f"a batch holds 1 to {MAX_BATCH} milestones", type=core.INVALID, non_retryable=True
+            )
 
     @workflow.update
     async def decide_gate(self, decision: core.GateDecisionInput) -> TaskView:

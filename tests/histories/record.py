@@ -35,6 +35,7 @@ from workflows.core import (
     GateDecisionInput,
     Holding,
     JointCompletion,
+    MilestoneBatch,
     MilestoneReport,
     ReplanInput,
     TaskProgress,
@@ -283,6 +284,23 @@ async def scenario_clock(env: WorkflowEnvironment, queue: str) -> WorkflowHandle
     return h
 
 
+async def scenario_bulk(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A vendor's bulk feed: a batch of milestones in one update, one of them refused, and
+    the same batch again (every report a repeat)."""
+    h = await start(env.client, queue, new_input(await future_target(env)))
+    await finish_until(h, stop_before="system_setup")
+    reports = [
+        MilestoneReport(f"b{n}", "system_setup", "in_progress", "vendor:acme", percent=10 * n)
+        for n in range(3)
+    ]
+    reports.append(MilestoneReport("b-bad", "training", "done", "vendor:acme"))
+    reports.append(MilestoneReport("b-done", "system_setup", "done", "vendor:acme"))
+    batch = MilestoneBatch(reports)
+    await h.execute_update(MigrationWorkflow.report_milestones, batch, id="milestones-1")
+    await h.execute_update(MigrationWorkflow.report_milestones, batch, id="milestones-2")
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -295,6 +313,7 @@ SCENARIOS = {
     "digest": scenario_digest,
     "attributes": scenario_attributes,
     "clock": scenario_clock,
+    "bulk": scenario_bulk,
 }
 
 
