@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -22,6 +22,8 @@ _bearer = HTTPBearer(auto_error=False)
 # Pagination of every list (API.md: default 50, at most 500).
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=2**31)]
+# A row id in a path: what the database's integers hold (larger ones are 422, not a crash).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def get_engine(request: Request) -> Engine:

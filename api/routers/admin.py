@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from sqlmodel import col, select
 
 from api import commands, queries
-from api.deps import CallerDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, Limit, Offset, RowId, SessionDep
 from api.queries import paged
 from api.schemas import (
     PROBLEM_RESPONSES,
@@ -56,6 +56,6 @@ def list_tokens(
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, caller: CallerDep, session: SessionDep) -> Response:
+def revoke_token(token_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     commands.revoke_token(session, caller, token_id)
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 from sqlmodel import Session
 
 from api import people
-from api.deps import CallerDep, ContextDep, Limit, Offset, SessionDep
+from api.deps import CallerDep, ContextDep, Limit, Offset, RowId, SessionDep
 from api.schemas import (
     PROBLEM_RESPONSES,
     Page,
@@ -50,7 +50,7 @@ async def invite_person(body: PersonCreate, caller: CallerDep, ctx: ContextDep) 
 
 
 @router.post("/people/{person_id}/invitation", response_model=PersonInvited)
-async def invite_again(person_id: int, caller: CallerDep, ctx: ContextDep) -> PersonInvited:
+async def invite_again(person_id: RowId, caller: CallerDep, ctx: ContextDep) -> PersonInvited:
     """The invitation again (a lost mail, an expired link): a new link; the old ones stay
     valid until they expire or are used."""
 
@@ -87,13 +87,13 @@ def make_my_token(
 
 
 @router.delete("/people/me/tokens/{token_id}", status_code=204)
-def revoke_my_token(token_id: int, caller: CallerDep, session: SessionDep) -> Response:
+def revoke_my_token(token_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     people.revoke_personal_token(session, caller, token_id)
     return Response(status_code=204)
 
 
 @router.delete("/people/{person_id}", status_code=204)
-def deactivate_person(person_id: int, caller: CallerDep, session: SessionDep) -> Response:
+def deactivate_person(person_id: RowId, caller: CallerDep, session: SessionDep) -> Response:
     """Deactivated, never deleted: their sessions and personal tokens are refused from the
     next request; the audit trail keeps their name."""
     people.remove_person(session, caller, person_id)

@@ -29,7 +29,7 @@ from api.auth import (
     end_page_session,
     open_page_session,
 )
-from api.deps import MAX_IDEMPOTENCY_KEY, ContextDep, SessionDep
+from api.deps import MAX_IDEMPOTENCY_KEY, ContextDep, RowId, SessionDep
 from api.errors import HTTPProblem, from_rpc_error, from_update_error
 from api.schemas import (
     CalendarFeedCreate,
@@ -791,7 +791,7 @@ async def calendar_create(request: Request, caller: PageCaller, session: Session
 
 @router.post("/calendar/{feed_id}/revoke")
 def calendar_revoke(
-    request: Request, caller: PageCaller, session: SessionDep, feed_id: int
+    request: Request, caller: PageCaller, session: SessionDep, feed_id: RowId
 ) -> Response:
     try:
         calendar.revoke_feed(session, caller, feed_id)

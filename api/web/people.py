@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from api import people
-from api.deps import ContextDep, SessionDep
+from api.deps import ContextDep, RowId, SessionDep
 from api.errors import HTTPProblem
 from api.schemas import PersonalTokenCreate, PersonCreate, PersonUpdate
 from api.web.pages import PageCaller, _back, _problem_ja, _render
@@ -102,7 +102,7 @@ async def invite(request: Request, caller: PageCaller, ctx: ContextDep) -> Respo
 
 @router.post("/people/{person_id}/deactivate")
 def deactivate(
-    request: Request, caller: PageCaller, session: SessionDep, person_id: int
+    request: Request, caller: PageCaller, session: SessionDep, person_id: RowId
 ) -> Response:
     try:
         person = people.remove_person(session, caller, person_id)
@@ -170,7 +170,7 @@ def make_token(
 
 @router.post("/me/tokens/{token_id}/revoke")
 def revoke_token(
-    request: Request, caller: PageCaller, session: SessionDep, token_id: int
+    request: Request, caller: PageCaller, session: SessionDep, token_id: RowId
 ) -> Response:
     try:
         people.revoke_personal_token(session, caller, token_id)
