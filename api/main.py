@@ -40,9 +40,11 @@ from api.routers import (
     projects,
     reports,
     templates,
+    vendors,
 )
 from api.web import oidc, pages, signin
 from api.web import people as people_pages
+from api.web import vendors as vendor_pages
 from readmodel.db import ReadModel, engine_for
 from runtime.logs import redact_access_log, redact_path
 from runtime.settings import Settings, get_settings
@@ -340,8 +342,10 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(people.router)
     app.include_router(milestones.router)
+    app.include_router(vendors.router)
     app.include_router(signin.router)
     app.include_router(people_pages.router)
+    app.include_router(vendor_pages.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.LoginRequired, pages.to_login)
     oidc.install(app, settings)

@@ -7,9 +7,10 @@ import functools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
+from api import vendors
 from api.auth import Caller
 from api.commands import require, tasks_of, visible_project
 from api.schemas import (
@@ -54,6 +55,7 @@ def projects(
     limit: int,
     offset: int,
     extended: bool | None = None,
+    vendor_over_capacity: bool | None = None,
     **filters: str | None,
 ) -> Page[ProjectSummary]:
     query = caller.scope(select(t.Project))
@@ -63,12 +65,24 @@ def projects(
     if extended is not None:
         track = t.Project.extended_track
         query = query.where(track.is_not(None) if extended else track.is_(None))  # type: ignore[union-attr]
-    return paged(session, query, (col(t.Project.id),), limit, offset, ProjectSummary.of_row)
+    # Whether its go-live month is over its vendor's capacity: in SQL, for every row.
+    over = vendors.vendor_over_capacity()
+    if vendor_over_capacity is not None:
+        query = query.where(over if vendor_over_capacity else ~over)
+    rows: Any = query.add_columns(over)
+
+    def summary(r: Any) -> ProjectSummary:
+        return ProjectSummary.of_row(r[0], vendor_over_capacity=bool(r[1]))
+
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    found = session.execute(rows.order_by(col(t.Project.id)).offset(offset).limit(limit)).all()
+    return Page[ProjectSummary](items=[summary(r) for r in found], total=total)
 
 
 def project(session: Session, caller: Caller, project_id: str) -> ProjectPublic:
     row = visible_project(session, caller, project_id)
     answer = ProjectPublic.with_tasks(row, tasks_of(session, project_id))
+    answer.vendor_over_capacity = vendors.is_over_capacity(session, project_id)
     joint = procurement_of(session, project_id)
     if joint is not None and joint.status == ProcurementStatus.OPEN:
         answer.procurement_id = joint.id
@@ -234,6 +248,8 @@ def progress(
                 func.min(name),
                 func.min(column),  # the order: the group's own code
                 *(func.sum(getattr(t.Project, s)) for s in _COUNTED),
+                # The group's projects going live in a month over their vendor's capacity.
+                func.sum(case((vendors.vendor_over_capacity(), 1), else_=0)),
             )
             .group_by(column)
         )
@@ -241,6 +257,7 @@ def progress(
     prefectures = prefecture_names() if group_by == "prefecture" else {}
     rows = []
     for group, name, order, *sums in found:
+        over = {} if group_by == "task" else {"vendor_over_capacity": int(sums.pop() or 0)}
         counts = [int(c or 0) for c in sums]
         p = progress_from_counts(*counts)
         rows.append(
@@ -250,6 +267,7 @@ def progress(
                 "order": order,
                 "steps": sum(counts),
                 **{k: getattr(p, k) for k in REPORT_COLUMNS[3:]},
+                **over,
             }
         )
     rows.sort(key=lambda r: (r.pop("order"), r["group"]))

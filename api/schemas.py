@@ -283,6 +283,9 @@ class ProjectSummary(Public):
     past_deadline: bool = False
     # The go-live the project is heading for, from how late its open tasks run today.
     forecast_go_live: date | None = None
+    # True when its (forecast) go-live month has more of its vendor's go-lives than the
+    # vendor states it can carry (GET /api/v1/vendors/{id}/capacity); false once live.
+    vendor_over_capacity: bool = False
 
     @classmethod
     def of_row(cls, row: t.Project, **given: Any) -> Self:
@@ -486,3 +489,80 @@ class TemplatePublic(BaseModel):
 class TemplateMoveIn(_Strict):
     template: str = Field(min_length=3, max_length=97, description="ID@VERSION")
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class VendorCapacityIn(_Strict):
+    """What a vendor states it can carry in a month; a field left out keeps its value, null
+    unstates it (never over)."""
+
+    go_lives_per_month: int | None = Field(default=None, ge=0, le=100_000, strict=True)
+    tasks_per_month: int | None = Field(default=None, ge=0, le=1_000_000, strict=True)
+
+
+class CapacityStated(BaseModel):
+    go_lives_per_month: int | None = None
+    tasks_per_month: int | None = None
+
+
+class VendorCapacityStated(BaseModel):
+    """The answer of PUT /api/v1/vendors/{id}/capacity."""
+
+    vendor_id: str
+    capacity: CapacityStated
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class GoLivePublic(BaseModel):
+    """A project going live in a month: the day counted is its cutover's completion when it
+    went live already (``live``), else today's forecast."""
+
+    id: str
+    lg_code: str
+    body_name: str
+    prefecture: str
+    business: str
+    business_name: str
+    go_live: date
+    target_go_live: date
+    live: bool
+
+
+class VendorMonth(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    go_lives: int
+    tasks_due: int
+    tasks_done: int
+    tasks_open: int
+    tasks_overdue: int
+    # The vendor's whole load against what it stated (whatever part of it the caller sees).
+    over_capacity: bool
+    projects: list[GoLivePublic]
+
+
+class VendorCapacityPublic(BaseModel):
+    """A vendor's load by month against its stated capacity, over the projects the caller
+    may see."""
+
+    vendor_id: str
+    capacity: CapacityStated
+    months: list[VendorMonth]
+
+
+class VendorMonthRow(BaseModel):
+    """A row of the vendors' report: one vendor in one month."""
+
+    vendor_id: str
+    vendor_name: str
+    month: str
+    go_lives: int
+    tasks_due: int
+    tasks_done: int
+    tasks_open: int
+    tasks_overdue: int
+    go_lives_per_month: int | None
+    tasks_per_month: int | None
+    over_capacity: bool
+    # Its projects going live in the month, not yet live, when the month is over its stated
+    # go-lives: those carrying vendor_over_capacity.
+    projects_over_capacity: int

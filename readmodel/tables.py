@@ -338,3 +338,19 @@ class DeliveryAttempt(SQLModel, table=True):
 
 
 Index("ix_event_project_kind", Event.project_id, Event.kind)  # type: ignore[arg-type]
+
+
+class VendorCapacity(SQLModel, table=True):
+    """What a vendor states it can carry in a month (None: not stated, never over). Its load
+    is not stored: it is counted from its projects' go-lives and its tasks' due dates."""
+
+    __tablename__ = "vendor_capacity"
+    vendor_id: str = Field(primary_key=True, max_length=64)
+    go_lives_per_month: int | None = None
+    tasks_per_month: int | None = None
+    updated_at: datetime | None = _ts()
+    updated_by: str | None = None
+
+
+# A vendor's tasks by due month, read from the index alone (owner, then the due range).
+Index("ix_task_owner_due", Task.owner, Task.due_date, Task.status, Task.project_id)  # type: ignore[arg-type]

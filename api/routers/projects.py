@@ -52,6 +52,7 @@ def list_projects(
     health: str | None = None,
     vendor_id: str | None = None,
     extended: bool | None = None,
+    vendor_over_capacity: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ProjectSummary]:
@@ -63,7 +64,9 @@ def list_projects(
         health=health,
         vendor_id=vendor_id,
     )
-    return queries.projects(session, caller, limit, offset, extended, **filters)
+    return queries.projects(
+        session, caller, limit, offset, extended, vendor_over_capacity, **filters
+    )
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api import queries
+from api import queries, vendors
 from api.deps import CallerDep, SessionDep
 from api.schemas import PROBLEM_RESPONSES
 
@@ -31,15 +31,22 @@ def as_text(value: Any) -> Any:
     return value
 
 
-def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response:
-    """The figures as a file: CSV with a BOM (so Excel reads the Japanese names) or Excel."""
-    columns = list(queries.REPORT_COLUMNS)
-    name = f"progress-{group_by}"
+def spreadsheet(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    name: str,
+    format: str,
+    headers: list[str] | None = None,
+) -> Response:
+    """Rows as a file: CSV with a BOM (so Excel reads the Japanese names) or Excel, the
+    ``columns`` of each row under ``headers`` (default: the column names); text cells are
+    neutralised (``as_text``)."""
+    title = headers or columns
     if format == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({c: as_text(r[c]) for c in columns} for r in rows)
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(title)
+        writer.writerows([as_text(r[c]) for c in columns] for r in rows)
         return Response(
             buf.getvalue().encode("utf-8-sig"),
             media_type="text/csv; charset=utf-8",
@@ -49,8 +56,8 @@ def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "progress"
-    ws.append(columns)
+    ws.title = name.split("-")[0][:31]
+    ws.append(title)
     for r in rows:
         ws.append([as_text(r[c]) for c in columns])
     for row in ws.iter_rows(min_row=2):
@@ -64,6 +71,11 @@ def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
     )
+
+
+def download(rows: list[dict[str, Any]], group_by: str, format: str) -> Response:
+    """The progress figures as a file."""
+    return spreadsheet(rows, list(queries.REPORT_COLUMNS), f"progress-{group_by}", format)
 
 
 @router.get("/progress")
@@ -108,3 +120,51 @@ def progress_trend(
         business=business,
     )
     return {"group_by": group_by, "items": rows, "total": len(rows)}
+
+
+# The vendors' report as a file: each row's JSON field and its Japanese column heading.
+VENDOR_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("vendor_id", "ベンダID"),
+    ("vendor_name", "ベンダ名"),
+    ("month", "月"),
+    ("go_lives", "本番稼働数"),
+    ("go_lives_per_month", "稼働可能数（月）"),
+    ("tasks_due", "期限到来タスク数"),
+    ("tasks_done", "完了"),
+    ("tasks_open", "未完了"),
+    ("tasks_overdue", "期限超過"),
+    ("tasks_per_month", "対応可能タスク数（月）"),
+    ("over_capacity", "能力超過"),
+    ("projects_over_capacity", "能力超過の月に稼働する事業数"),
+)
+
+
+@router.get("/vendors")
+def vendors_report(
+    caller: CallerDep,
+    session: SessionDep,
+    start: Annotated[
+        str | None,
+        Query(alias="from", pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (default: this month)"),
+    ] = None,
+    months: Annotated[int, Query(ge=1, le=vendors.MAX_MONTHS)] = 12,
+    format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",
+) -> Any:
+    """Every vendor in each month: its go-lives and tasks against the capacity it states,
+    over the projects the caller can see (admin, observer; a prefecture its bodies')."""
+    first = vendors.parse_month(start)
+    rows = vendors.vendor_report(session, caller, first, months)
+    items = [r.model_dump() for r in rows]
+    if format == "json":
+        return {
+            "from": first.strftime("%Y-%m"),
+            "months": months,
+            "items": items,
+            "total": len(items),
+        }
+    for item in items:
+        item["over_capacity"] = "超過" if item["over_capacity"] else ""
+    columns = [c for c, _ in VENDOR_COLUMNS]
+    headings = [h for _, h in VENDOR_COLUMNS]
+    name = f"vendors-{first.strftime('%Y-%m')}"
+    return spreadsheet(items, columns, name, format, headings)
