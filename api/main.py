@@ -302,7 +302,9 @@ def create_app(
         cookie_samesite="Strict",
         cookie_secure=settings.public_url.startswith("https"),
         always_protect={"/login", "/logout"},
-        skip_if_scope=lambda scope: scope["path"].startswith("/api/"),
+        skip_if_scope=lambda scope: (
+            scope["path"].startswith("/api/") or vendor_pages.checks_its_own_csrf(scope["path"])
+        ),
         send_csrf_failed=pages.csrf_failed,
     )
     # Outside asgi-csrf: a signed-in browser's token is its session's (CsrfOfSession).
