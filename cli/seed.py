@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import hashlib
 import io
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -30,17 +31,66 @@ from workflows.model import EXTENDED_TRACK_LIMIT
 from workflows.procedure import DEFAULT_TEMPLATE
 from workflows.vocabulary import Ground
 
-# Vendors of the seeded projects (registered by the seed command when missing).
-SEED_VENDORS: tuple[tuple[str, str], ...] = (
-    ("seed-fujimi", "富士見システムズ株式会社"),
-    ("seed-sakura", "さくら情報サービス株式会社"),
-    ("seed-kita", "北日本電算株式会社"),
-    ("seed-minato", "みなと計算センター株式会社"),
-    ("seed-aozora", "あおぞらソリューションズ株式会社"),
-    ("seed-chikushi", "筑紫ネットワーク株式会社"),
-    ("seed-yamato", "大和行政システム株式会社"),
-    ("seed-ryukyu", "琉球データ株式会社"),
+# The vendors of the seeded projects, concentrated as the market is: five national vendors
+# carry about three quarters of the projects (Zipf-like: the first twice the second), and each
+# prefecture has a handful of regional ones sharing the rest. Each with the capacity it states
+# (go-lives and vendor tasks a month; None: not stated).
+NATIONAL_SHARE = 0.76
+NATIONAL_VENDORS: tuple[tuple[str, str, int | None, int | None], ...] = (
+    ("seed-fujimi", "富士見システムズ株式会社", 420, 2600),
+    ("seed-sakura", "さくら情報サービス株式会社", 210, 1300),
+    ("seed-yamato", "大和行政システム株式会社", 150, 900),
+    ("seed-minato", "みなと計算センター株式会社", 110, None),
+    ("seed-aozora", "あおぞらソリューションズ株式会社", None, None),
 )
+_REGIONAL_KINDS = (
+    "情報システム",
+    "電算",
+    "計算センター",
+    "データサービス",
+    "ソフトウェア",
+    "システムズ",
+)
+
+
+def _zipf(n: int) -> list[float]:
+    return [1 / (k + 1) for k in range(n)]
+
+
+@functools.cache
+def regional_vendors(prefecture_code: str) -> tuple[tuple[str, str], ...]:
+    """A prefecture's regional vendors (three to six, by its code): ids and Japanese names."""
+    count = 3 + int(prefecture_code) % 4
+    name = _prefecture_names()[prefecture_code].removesuffix("都").removesuffix("府")
+    name = name.removesuffix("県") if name != "北海道" else name
+    return tuple(
+        (f"seed-r{prefecture_code}-{k + 1}", f"{name}{_REGIONAL_KINDS[k]}株式会社")
+        for k in range(count)
+    )
+
+
+@functools.cache
+def _prefecture_names() -> dict[str, str]:
+    return {b.prefecture_code: b.prefecture_name for b in registry().bodies if b.is_prefecture}
+
+
+def vendor_for(lg_code: str, rng: random.Random) -> str:
+    """A national vendor (most projects, by Zipf weights) or one of the body's prefecture's
+    regional vendors."""
+    if rng.random() < NATIONAL_SHARE:
+        return rng.choices(NATIONAL_VENDORS, _zipf(len(NATIONAL_VENDORS)))[0][0]
+    regional = regional_vendors(lg_code[:2])
+    return rng.choices(regional, _zipf(len(regional)))[0][0]
+
+
+def seed_vendors() -> list[tuple[str, str]]:
+    """Every vendor the seed may assign: the national ones and every prefecture's."""
+    out = [(v, name) for v, name, _, _ in NATIONAL_VENDORS]
+    for code in sorted(_prefecture_names()):
+        out.extend(regional_vendors(code))
+    return out
+
+
 # The extended track's grounds as MIC counted them at the end of July 2025 (DOMAIN.md).
 GROUND_WEIGHTS: dict[Ground, int] = {
     Ground.MAINFRAME: 45,
@@ -131,7 +181,7 @@ def seed_project(lg_code: str, business: str, seed: int, today: date) -> SeedPro
     else:
         done = rng.randint(3, n - 3)
         target = _future(today, rng, 90, 540)
-    vendor = None if done < 12 and rng.random() < 0.15 else rng.choice(SEED_VENDORS)[0]
+    vendor = None if done < 12 and rng.random() < 0.15 else vendor_for(lg_code, rng)
     if vendor is None:
         done = min(done, 14)  # vendor tasks wait for a vendor
     cells: dict[str, str] = {}
@@ -182,13 +232,30 @@ def seed_csv(projects: list[SeedProject]) -> bytes:
 # ---- into a running service (the import path, then the extended-track declarations) ----
 
 
-def register_vendors(session: Session) -> int:
-    """The seed's vendors, those not yet registered; how many were added."""
+def register_vendors(session: Session, projects: list[SeedProject] | None = None) -> int:
+    """The seed's vendors (those ``projects`` use, or every one) not yet registered, each
+    national one with the capacity it states unless one is stated already; how many were
+    added."""
+    used = None if projects is None else {p.vendor_id for p in projects}
     added = 0
-    for vendor_id, name in SEED_VENDORS:
+    for vendor_id, name in seed_vendors():
+        if used is not None and vendor_id not in used:
+            continue
         if session.get(t.Vendor, vendor_id) is None:
             commands.register_vendor(session, OPERATOR, VendorCreate(id=vendor_id, name=name))
             added += 1
+    for vendor_id, _, go_lives, tasks in NATIONAL_VENDORS:
+        known = session.get(t.Vendor, vendor_id) is not None
+        if known and session.get(t.VendorCapacity, vendor_id) is None:
+            capacity = t.VendorCapacity(
+                vendor_id=vendor_id,
+                go_lives_per_month=go_lives,
+                tasks_per_month=tasks,
+                updated_at=datetime.now(UTC),
+                updated_by=OPERATOR.actor,
+            )
+            session.add(capacity)
+    session.commit()
     return added
 
 
