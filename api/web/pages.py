@@ -399,6 +399,7 @@ def project_list(
     prefecture: Code = None,
     lg_code: Code = None,
     business: Code = None,
+    vendor_over_capacity: bool | None = None,
     page: Annotated[int, Query(ge=1, le=2**20)] = 1,
 ) -> Response:
     """The projects the caller sees with each one's next due task, and, for those who work
@@ -412,7 +413,9 @@ def project_list(
         "lg_code": lg_code or None,
         "business": business or None,
     }
-    result = queries.projects(session, caller, size, offset, **filters)
+    result = queries.projects(
+        session, caller, size, offset, vendor_over_capacity=vendor_over_capacity, **filters
+    )
     today = jst_today(datetime.now(UTC))
     # What is theirs to do, for those who work on one body's or one vendor's tasks.
     due, due_total = (

@@ -1,26 +1,32 @@
-"""The vendor's desk (/vendors/{id}): its open work due this week and late, and its
-milestones fed in bulk from a CSV file, with each refused line said in Japanese."""
+"""Vendors' pages. /vendors: every vendor's load by month against what it states it can
+carry, as a heat map (admin, MIC observers, prefectures). /vendors/{id}: the vendor's desk,
+its projects by go-live month, its open work due this week and late, its capacity form
+and its milestones fed in bulk from a CSV file, each refused line said in Japanese."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.datastructures import UploadFile
 
-from api import bulk
+from api import bulk, vendors
 from api.auth import Caller
 from api.deps import ContextDep, SessionDep
 from api.errors import HTTPProblem
+from api.schemas import VendorCapacityIn
 from api.web.pages import (
     CSRF_COOKIE,
     CSRF_FIELD,
     STATUS_PROBLEM_JA,
     PageCaller,
+    _back,
+    _problem_ja,
     _render,
     error_page,
     templates,
@@ -48,9 +54,74 @@ def _csrf_ok(request: Request, given: object) -> bool:
 
 
 def desk_of(caller: Caller, vendor_id: str) -> bool:
-    """Whose desk this is: the vendor's own people, and the admin."""
+    """Who works at the desk (states capacity, uploads milestones): the vendor's own people,
+    and the admin."""
     return caller.role == Role.ADMIN or (
         caller.role == Role.VENDOR and caller.vendor_id == vendor_id
+    )
+
+
+def reads_desk(caller: Caller, vendor_id: str) -> bool:
+    """Who may look at it: those who work there, MIC observers and prefectures (over their
+    own bodies' projects)."""
+    return desk_of(caller, vendor_id) or caller.role in (Role.OBSERVER, Role.PREFECTURE)
+
+
+HEAT_MONTHS = 12
+
+
+def heat(go_lives: int, stated: int | None) -> str:
+    """A cell's shade: its go-lives against the stated capacity (or, not stated, their
+    number alone). The number is always written in the cell: colour is never all it says."""
+    if stated is not None and go_lives > stated:
+        return "over"
+    if go_lives == 0:
+        return "none"
+    if stated:
+        return "high" if go_lives * 10 >= stated * 8 else "mid" if go_lives * 2 >= stated else "low"
+    return "high" if go_lives >= 20 else "mid" if go_lives >= 5 else "low"
+
+
+@router.get("/vendors", response_class=HTMLResponse)
+def heat_map(
+    request: Request,
+    caller: PageCaller,
+    session: SessionDep,
+    start: Annotated[str | None, Query(alias="from", max_length=7)] = None,
+) -> Response:
+    """Vendors × months: go-lives (and the capacity stated) in each cell, the busiest first."""
+    try:
+        first = vendors.parse_month(start)
+        rows = vendors.vendor_report(session, caller, first, HEAT_MONTHS)
+    except HTTPProblem as p:
+        return error_page(request, p.status, caller=caller)
+    months = sorted({r.month for r in rows})
+    grid: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        v = grid.setdefault(
+            r.vendor_id,
+            {
+                "id": r.vendor_id,
+                "name": r.vendor_name,
+                "cells": {},
+                "load": 0,
+                "over": 0,
+                "stated": r.go_lives_per_month,
+            },
+        )
+        v["cells"][r.month] = r
+        v["load"] += r.go_lives
+        v["over"] += 1 if r.over_capacity else 0
+    ordered = sorted(grid.values(), key=lambda v: (-v["over"], -v["load"], v["id"]))
+    return _render(
+        request,
+        "vendors.html",
+        caller,
+        vendors=[v for v in ordered if v["load"] or v["stated"] is not None],
+        quiet=len([v for v in ordered if not v["load"] and v["stated"] is None]),
+        months=months,
+        heat=heat,
+        first=first,
     )
 
 
@@ -77,22 +148,59 @@ def _page(
     request: Request, caller: Caller, session: Session, vendor_id: str, **ctx: Any
 ) -> Response:
     vendor = session.get(t.Vendor, vendor_id)
-    if vendor is None or not desk_of(caller, vendor_id):
+    if vendor is None or not reads_desk(caller, vendor_id):
         return error_page(request, 404, caller=caller)
+    today = jst_today(datetime.now(UTC))
+    first = ctx.pop("first", None) or today.replace(day=1)
+    load = vendors.capacity(session, caller, vendor_id, first, HEAT_MONTHS)
     return _render(
         request,
         "vendor_desk.html",
         caller,
         vendor=vendor,
-        work=_work(session, vendor_id),
-        today=jst_today(datetime.now(UTC)),
+        load=load,
+        works=desk_of(caller, vendor_id),
+        work=_work(session, vendor_id) if desk_of(caller, vendor_id) else [],
+        today=today,
+        heat=heat,
         **ctx,
     )
 
 
+@router.post("/vendors/{vendor_id}/capacity")
+async def state_capacity(
+    request: Request, caller: PageCaller, session: SessionDep, vendor_id: str
+) -> Response:
+    """The capacity form: empty fields unstate (never over)."""
+    form = await request.form()
+    given: dict[str, int | None] = {}
+    for name in ("go_lives_per_month", "tasks_per_month"):
+        value = str(form.get(name) or "").strip()
+        if value and not value.isdigit():
+            return _back(f"/vendors/{vendor_id}", err="件数は0以上の整数で入力してください")
+        given[name] = int(value) if value else None
+    try:
+        vendors.set_capacity(session, caller, vendor_id, VendorCapacityIn(**given))
+    except HTTPProblem as p:
+        return _back(f"/vendors/{vendor_id}", err=_problem_ja(p))
+    except ValidationError:
+        return _back(f"/vendors/{vendor_id}", err="件数が大きすぎます")
+    return _back(f"/vendors/{vendor_id}", msg="対応できる件数を保存しました")
+
+
 @router.get("/vendors/{vendor_id}", response_class=HTMLResponse)
-def desk(request: Request, caller: PageCaller, session: SessionDep, vendor_id: str) -> Response:
-    return _page(request, caller, session, vendor_id, upload=None)
+def desk(
+    request: Request,
+    caller: PageCaller,
+    session: SessionDep,
+    vendor_id: str,
+    start: Annotated[str | None, Query(alias="from", max_length=7)] = None,
+) -> Response:
+    try:
+        first = vendors.parse_month(start)
+    except HTTPProblem as p:
+        return error_page(request, p.status, caller=caller)
+    return _page(request, caller, session, vendor_id, upload=None, first=first)
 
 
 def reason_ja(problem: dict[str, Any]) -> str:
@@ -102,10 +210,14 @@ def reason_ja(problem: dict[str, Any]) -> str:
     status = int(problem.get("status", 400))
     detail = str(problem.get("detail", ""))
     if status == 404:
-        return f"プロジェクトまたは作業が見つかりません（担当外のプロジェクトを含みます）：{detail}"
+        return "プロジェクトまたは作業が見つかりません（担当外のプロジェクトを含みます）"
     if status == 403:
-        return f"ベンダの担当ではない作業です：{detail}"
-    return f"{STATUS_PROBLEM_JA.get(status, 'エラー')}：{detail}"
+        return "ベンダの担当ではない作業です"
+    if status == 409:
+        return f"現在の状態では報告できません（{detail}）"
+    if status == 422:
+        return f"入力内容を確認してください（{detail}）"
+    return f"{STATUS_PROBLEM_JA.get(status, 'エラー')}（{detail}）"
 
 
 @router.post("/vendors/{vendor_id}/milestones", response_class=HTMLResponse)
