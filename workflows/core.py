@@ -80,11 +80,15 @@ PATCH_IMPORT_RULES = "progress-keeps-the-task-rules"
 PATCH_GATE_OVERDUE_TO_PM = "a-late-gate-s-overdue-rung-goes-to-the-pm"
 PATCH_HELD_GATES = "a-held-gate-does-not-await-a-decision"
 PATCH_NEWER_TEMPLATES = "a-project-moves-only-to-a-newer-template"
+# Not of a generation: a project asks for it (and records its marker) only on the rare turn
+# where it matters, a system live after its deadline that was never told.
+PATCH_LIVE_NOT_TOLD_LATE = "a-system-already-live-is-not-told-it-goes-live-late"
 
 FAILED = "failed"  # a vendor's report that the cutover failed; never a task's status
 APPROVE, REJECT = "approve", "reject"
 VENDOR_GATE = "vendor_selection"  # approving it may name the vendor
 ON_IMPORT = "on import"  # who decided a gate given as done when a project is registered
+GO_LIVE_TASK = "cutover"  # the task whose completion is the go-live
 
 # Each refusal: its kind, and what it says in English (the API) and Japanese (the pages).
 REFUSALS: dict[str, tuple[str, str, str]] = {
@@ -155,6 +159,19 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "「{name}」は判定待ちではありません",
     ),
     "not_future": (INVALID, "{field}: must be in the future", "日付は明日以降にしてください"),
+    "not_future_unless_live": (
+        INVALID,
+        "{field}: must be in the future, unless the system is already live (its cutover given "
+        "as done, on that date)",
+        "本番移行予定日は明日以降にしてください（稼働済みのシステムは、本番移行を完了とし、"
+        "稼働した日を本番移行予定日として登録します）",
+    ),
+    "live_on_cutover": (
+        INVALID,
+        "{field}: a system already live is registered with the day it went live, its cutover's "
+        "date {on}",
+        "稼働済みのシステムの本番移行予定日は、稼働した日（本番移行の完了日 {on}）にしてください",
+    ),
     "past_limit": (
         INVALID,
         "{field}: must be on or before {limit}",
@@ -502,6 +519,39 @@ class Migration:
         m._apply_progress(o.progress, now)
         m._refresh_gates(now)
         return m
+
+    @staticmethod
+    def live_progress(o: Opening, now: datetime) -> dict[str, TaskProgress]:
+        """The progress a new project is recorded with: a system already live (a target
+        go-live on or before today) whose cutover is given as done without a date went live
+        on its target, and its cutover is dated so."""
+        cutover = o.progress.get(GO_LIVE_TASK)
+        if (
+            o.target_go_live <= jst_today(now)
+            and cutover is not None
+            and cutover.status == DONE
+            and cutover.on is None
+        ):
+            return {**o.progress, GO_LIVE_TASK: replace(cutover, on=o.target_go_live)}
+        return o.progress
+
+    @staticmethod
+    def check_opening(o: Opening, now: datetime) -> None:
+        """A new project's target go-live. A plan goes live in the future (by the extended
+        track's limit at the latest). A system already live is registered as it stands, with
+        the day it went live: a target on or before today is accepted only with the cutover
+        given as done on that very date (``live_progress`` dates an undated one); the rest of
+        its progress is then checked as any project's under way (``start``)."""
+        name = "target_go_live"
+        if o.target_go_live > jst_today(now):
+            Migration.check_go_live(o.target_go_live, name, now)
+            return
+        cutover = o.progress.get(GO_LIVE_TASK)
+        has_cutover = any(spec.key == GO_LIVE_TASK for spec in o.template.tasks)
+        if not has_cutover or cutover is None or cutover.status != DONE or cutover.on is None:
+            raise Refusal("not_future_unless_live", field=name)
+        if cutover.on != o.target_go_live:
+            raise Refusal("live_on_cutover", field=name, on=cutover.on.isoformat())
 
     def _import(self, task: TaskState, p: TaskProgress, now: datetime) -> None:
         at = datetime.combine(p.on, time(0), tzinfo=JST) if p.on else now
@@ -1047,6 +1097,11 @@ class Migration:
         if s.target_go_live <= s.deadline or s.deadline_notice_for == s.deadline:
             return False
         if all_complete(s):
+            return False
+        # A system already live (registered so, or gone live since) went live when it did:
+        # telling it the plan is late would be news of nothing it can change.
+        went_live = GO_LIVE_TASK in s.tasks and s.tasks[GO_LIVE_TASK].status == DONE
+        if went_live and self.patched(PATCH_LIVE_NOT_TOLD_LATE):
             return False
         s.deadline_notice_for = s.deadline
         self.record(
