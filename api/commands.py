@@ -255,7 +255,6 @@ def creation_input(
     template = load_template(session, body.template or DEFAULT_TEMPLATE.id)
     if template is None:
         raise field_error(["body", "template"], f"unknown template {body.template!r}")
-    check_go_live(body.target_go_live, "target_go_live")
     inp = MigrationInput(
         lg_code=body.lg_code,
         business=business.slug,
@@ -273,8 +272,12 @@ def creation_input(
         digest_window_seconds=settings.notification_digest_seconds,
         rules=RULES,
     )
+    now = datetime.now(UTC)
+    # A system already live registers with the day it went live (its cutover's date).
+    inp.progress = core.Migration.live_progress(inp, now)
     try:  # the rules of a project under way, before anything starts
-        core.Migration.start(inp, datetime.now(UTC))
+        core.Migration.check_opening(inp, now)
+        core.Migration.start(inp, now)
     except core.Refusal as r:
         raise from_refusal(r) from r
     return inp

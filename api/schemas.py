@@ -77,7 +77,11 @@ class ProgressIn(_Strict):
 class ProjectCreate(_Strict):
     lg_code: str = Field(max_length=16, examples=["131016"])
     business: str = Field(max_length=64, examples=["resident_registry"])
-    target_go_live: date
+    target_go_live: date = Field(
+        description="The planned go-live, in the future (at the latest 2031-03-31); for a "
+        "system already live, whose progress gives the cutover as done, the day it went live "
+        "(the cutover's date, which it takes when the cutover is given without one)"
+    )
     vendor_id: str | None = Field(default=None, max_length=64)
     switching_vendor: bool = False
     # ID@VERSION: a stored template's name (64) and version (32) with the "@".
@@ -566,3 +570,87 @@ class VendorMonthRow(BaseModel):
     # Its projects going live in the month, not yet live, when the month is over its stated
     # go-lives: those carrying vendor_over_capacity.
     projects_over_capacity: int
+
+
+class RolloutCreate(_Strict):
+    """A template revision rolled out to the running projects on ``from``: in one prefecture
+    or body when given (a prefecture gives its own, or one of its bodies)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the version projects are on",
+    )
+    to: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="a newer version of the same template",
+    )
+    reason: str = Field(min_length=1, max_length=2000)
+    prefecture: str | None = Field(default=None, pattern=r"^(0[1-9]|[1-3][0-9]|4[0-7])$")
+    lg_code: str | None = Field(default=None, min_length=6, max_length=6)
+
+
+class RolloutRefusalPublic(BaseModel):
+    """A project left on its version, and why (its own rule's words)."""
+
+    project_id: str
+    code: str
+    reason: str
+    japanese: str | None = None
+
+
+class RolloutPublic(BaseModel):
+    """A rollout and its progress: ``moved`` + ``skipped`` + refused + ``remaining`` =
+    ``total``. ``skipped`` counts projects already on ``to`` or a newer version, or finished,
+    when the rollout reached them."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    template: str
+    from_: str = Field(alias="from")
+    to: str
+    reason: str
+    prefecture: str | None = None
+    lg_code: str | None = None
+    status: str = Field(description="running | completed")
+    moved: int
+    skipped: int
+    refused: list[RolloutRefusalPublic]
+    remaining: int
+    total: int
+    created_by: str
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: t.Rollout) -> RolloutPublic:
+        refused = [RolloutRefusalPublic(**x) for x in row.refused or []]
+        return cls.model_validate(
+            {
+                "id": row.id,
+                "template": row.template,
+                "from": row.from_version,
+                "to": row.to_version,
+                "reason": row.reason,
+                "prefecture": row.prefecture,
+                "lg_code": row.lg_code,
+                "status": row.status,
+                "moved": row.moved,
+                "skipped": row.skipped,
+                "refused": refused,
+                "remaining": row.remaining,
+                "total": row.moved + row.skipped + len(refused) + row.remaining,
+                "created_by": row.created_by,
+                "started_at": row.started_at,
+                "updated_at": row.updated_at,
+                "finished_at": row.finished_at,
+            }
+        )
