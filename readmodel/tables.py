@@ -354,3 +354,32 @@ class VendorCapacity(SQLModel, table=True):
 
 # A vendor's tasks by due month, read from the index alone (owner, then the due range).
 Index("ix_task_owner_due", Task.owner, Task.due_date, Task.status, Task.project_id)  # type: ignore[arg-type]
+
+
+class Rollout(SQLModel, table=True):
+    """A template revision rolled out to the running projects on one version (RolloutWorkflow):
+    its counts and each refused project with the reason, written only by its projection."""
+
+    __tablename__ = "rollout"
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str
+    template: str = Field(index=True)
+    from_version: str
+    to_version: str
+    reason: str
+    prefecture: str | None = None
+    lg_code: str | None = None
+    status: str = Field(index=True)
+    moved: int = 0
+    skipped: int = 0
+    refused_count: int = 0
+    # [{"project_id", "code", "reason", "japanese"}]
+    refused: list[dict[str, Any]] | None = _json()
+    remaining: int = 0
+    created_by: str
+    # Who started it ("token:ID" or "person:ID"): the one besides admin who reads it.
+    owner: str = Field(index=True)
+    started_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    seq: int = 0

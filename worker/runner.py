@@ -28,6 +28,7 @@ from activities.outbound import guarded_client
 from activities.procurement import ProcurementActivities
 from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
+from activities.rollout import RolloutActivities
 from activities.snapshot import SnapshotActivities
 from readmodel.channels import parse_channels
 from runtime.mail import MailSender
@@ -41,6 +42,7 @@ from workflows.notification import NotificationWorkflow
 from workflows.procurement import JointProcurementWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
+from workflows.rollout import RolloutWorkflow
 from workflows.snapshot import SCHEDULE_ID as SNAPSHOT_SCHEDULE_ID
 from workflows.snapshot import ProgressSnapshotWorkflow, SnapshotInput
 from workflows.survey import SCHEDULE_ID, SurveyReminderInput, SurveyReminderWorkflow
@@ -54,6 +56,7 @@ WORKFLOWS = [
     ProgressSnapshotWorkflow,
     DigestWorkflow,
     DailyMailWorkflow,
+    RolloutWorkflow,
 ]
 
 
@@ -77,6 +80,7 @@ async def build_worker(
         reconcile = ReconcileActivities(client, engine, queue)
         procurements = ProcurementActivities(client, engine)
         snapshots = SnapshotActivities(engine)
+        rollouts = RolloutActivities(client, engine)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(
@@ -93,6 +97,9 @@ async def build_worker(
                     procurements.project_procurement,
                     procurements.procurement_member_update,
                     snapshots.snapshot_progress,
+                    rollouts.rollout_page,
+                    rollouts.rollout_move_project,
+                    rollouts.project_rollout,
                 ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
