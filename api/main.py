@@ -39,6 +39,7 @@ from api.routers import (
     procurements,
     projects,
     reports,
+    rollouts,
     templates,
     vendors,
 )
@@ -340,6 +341,7 @@ def create_app(
     app.include_router(calendar.router)
     app.include_router(procurements.router)
     app.include_router(templates.router)
+    app.include_router(rollouts.router)
     app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(people.router)
