@@ -44,6 +44,7 @@ from workflows.core import (
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow, start_attributes
+from workflows.model import DEFAULT_DEADLINE
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -301,6 +302,32 @@ async def scenario_bulk(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     return h
 
 
+async def scenario_live(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A system already live, registered as the API registers it: gone live after the
+    deadline (never told it is late), its late review escalating at once, the
+    decommissioning waiting behind it, both then done: completed."""
+    today = (await env.get_current_time()).astimezone(JST).date()
+    on = today - timedelta(days=40)
+    assert on > DEFAULT_DEADLINE
+    progress = {
+        k: TaskProgress("done", on - timedelta(days=30)) for k in judged_by("cutover") if k != "rfp"
+    }
+    progress["cutover"] = TaskProgress("done", on)
+    inp = replace(new_input(on), progress=progress)
+    wid = f"live-{uuid.uuid4().hex[:8]}"
+    attrs = start_attributes(inp, await env.get_current_time())
+    h = await env.client.start_workflow(
+        MigrationWorkflow.run, inp, id=wid, task_queue=queue, search_attributes=attrs
+    )
+    await h.execute_update(MigrationWorkflow.sync)
+    await env.sleep(timedelta(days=3))
+    await finish(h, "post_go_live_review")
+    await env.sleep(timedelta(days=30))
+    await finish(h, "decommission")
+    await h.result()
+    return h
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -314,6 +341,7 @@ SCENARIOS = {
     "attributes": scenario_attributes,
     "clock": scenario_clock,
     "bulk": scenario_bulk,
+    "live": scenario_live,
 }
 
 
