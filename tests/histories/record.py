@@ -38,13 +38,15 @@ from workflows.core import (
     MilestoneBatch,
     MilestoneReport,
     ReplanInput,
+    TaskChange,
     TaskProgress,
     TemplateUpgrade,
     VendorAssignment,
 )
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow, start_attributes
-from workflows.model import DEFAULT_DEADLINE
+from workflows.model import DEFAULT_DEADLINE, workflow_id_for
+from workflows.procedure import DEFAULT_TEMPLATE
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -53,6 +55,8 @@ from workflows.procurement import (
     ProcurementInput,
     ProcurementTaskChange,
 )
+from workflows.rollout import RolloutInput, RolloutWorkflow
+from workflows.rollout import workflow_id as rollout_workflow_id
 from workflows.snapshot import ProgressSnapshotWorkflow, SnapshotInput
 
 HERE = Path(__file__).parent
@@ -328,6 +332,45 @@ async def scenario_live(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     return h
 
 
+async def scenario_rollout(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A revised template rolled out to a prefecture's three running projects, two at a time
+    and two to a run (continue-as-new): two move, the one with training under way is
+    refused and left as it was."""
+    target = await future_target(env, months=30)
+    projects = []
+    for lg_code in ("011002", "012025", "012033"):
+        inp = new_input(target, lg_code=lg_code)
+        wid = workflow_id_for(inp.lg_code, inp.business)
+        h = await env.client.start_workflow(MigrationWorkflow.run, inp, id=wid, task_queue=queue)
+        await h.execute_update(MigrationWorkflow.sync)
+        projects.append(h)
+    await projects[1].execute_update(
+        MigrationWorkflow.change_task, TaskChange("training", "in_progress", "pm:x", "pm")
+    )
+    newer = newer_template()
+    rollout = RolloutInput(
+        id=uuid.uuid4().hex[:12],
+        template=DEFAULT_TEMPLATE.name,
+        from_version=DEFAULT_TEMPLATE.version,
+        to_version=newer.version,
+        reason="改訂版",
+        created_by="admin:x",
+        owner="token:1",
+        prefecture="01",
+        target=newer,
+        concurrency=2,
+        per_run=2,
+    )
+    h = await env.client.start_workflow(
+        RolloutWorkflow.run, rollout, id=rollout_workflow_id(rollout.id), task_queue=queue
+    )
+    first_run = (await h.describe()).run_id
+    done = await env.client.get_workflow_handle_for(RolloutWorkflow.run, h.id).result()
+    assert (done.moved, [r.project_id for r in done.refused]) == (2, ["012025-resident_registry"])
+    assert done.runs == 2
+    return env.client.get_workflow_handle(h.id, run_id=first_run)
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -341,6 +384,7 @@ SCENARIOS = {
     "attributes": scenario_attributes,
     "clock": scenario_clock,
     "bulk": scenario_bulk,
+    "rollout": scenario_rollout,
     "live": scenario_live,
 }
 
