@@ -465,6 +465,105 @@ def cmd_template_add(settings: Settings, args: argparse.Namespace) -> int:
     return _as_operator(settings, store)
 
 
+class _RolloutBar:
+    """A progress bar on stderr for a rollout: projects handled, of all it has found."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("rollout"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task("rollout", total=None, counts="")
+        self.progress.start()
+
+    def __enter__(self) -> _RolloutBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, r: Any) -> None:
+        counts = f"moved {r.moved}  skipped {r.skipped}  refused {len(r.refused)}"
+        handled = r.moved + r.skipped + len(r.refused)
+        self.progress.update(self.task, total=r.total, completed=handled, counts=counts)
+
+
+async def roll_out(
+    settings: Settings, template_id: str, body: Any, every: float = 0.5
+) -> tuple[Any, float]:
+    """Start a rollout as the operator through the API's command and follow it in the read
+    model with a progress bar until it completes; the rollout and the seconds it took."""
+    import time
+
+    from api import rollouts
+    from api.commands import OPERATOR
+    from workflows.rollout import RolloutStatus
+
+    async with _service(settings) as ctx:
+        t0 = time.perf_counter()
+        r = await rollouts.start(ctx, OPERATOR, template_id, body)
+        sys.stderr.write(
+            f"rollout {r.id} started: it goes on if this command stops "
+            f"(GET /api/v1/rollouts/{r.id} follows it)\n"
+        )
+        with _RolloutBar() as bar:
+            bar(r)
+            while r.status != RolloutStatus.COMPLETED:
+                await asyncio.sleep(every)
+                r = await ctx.db.run(rollouts.rollout, OPERATOR, r.id)
+                bar(r)
+        return r, time.perf_counter() - t0
+
+
+def cmd_template_rollout(settings: Settings, args: argparse.Namespace) -> int:
+    """Move every running project on one version of a template to a newer one."""
+    from pydantic import ValidationError
+
+    from api.errors import HTTPProblem
+    from api.schemas import RolloutCreate
+
+    try:
+        body = RolloutCreate.model_validate(
+            {
+                "from": args.from_version,
+                "to": args.to_version,
+                "reason": args.reason,
+                "prefecture": args.prefecture,
+                "lg_code": args.lg_code,
+            }
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        sys.stderr.write(f"hyojunka: {error['loc'][0]}: {error['msg']}\n")
+        return 2
+    upgrade_schema(settings.resolved_database_url)
+    try:
+        r, seconds = asyncio.run(roll_out(settings, args.id, body))
+    except HTTPProblem as p:
+        sys.stderr.write(f"hyojunka: {p.detail}\n")
+        return 2
+    _out(
+        f"rollout {r.id}: {r.template}@{r.from_} -> {r.template}@{r.to}: moved {r.moved}, "
+        f"skipped {r.skipped}, refused {len(r.refused)} (of {r.total}) in {seconds:.1f} s"
+    )
+    for x in r.refused:
+        _out(f"  {x.project_id}: {x.reason}")
+    return 1 if r.refused else 0
+
+
 class _ImportBar:
     """A progress bar on stderr for an import: rows with an outcome, of all rows."""
 
@@ -675,6 +774,16 @@ def build_parser() -> argparse.ArgumentParser:
     tpl = group("template", "procedure templates")
     ta = tpl.add_parser("add", help="store a template version from a JSON file")
     ta.add_argument("file", help='{"id", "version", "name", "tasks": [...]}')
+    tro = tpl.add_parser(
+        "rollout",
+        help="move every running project on one version to a newer one (the service must run)",
+    )
+    tro.add_argument("id", help="the template, e.g. mic-handbook")
+    tro.add_argument("--from", dest="from_version", required=True, help="the version they are on")
+    tro.add_argument("--to", dest="to_version", required=True, help="the newer version")
+    tro.add_argument("--reason", required=True, help="recorded in each project's audit trail")
+    tro.add_argument("--prefecture", help="only this prefecture's bodies (2 digits)")
+    tro.add_argument("--lg-code", help="only this body")
     ven = group("vendor", "vendors")
     vc = ven.add_parser("create", help="register a vendor")
     vc.add_argument("--id", required=True)
@@ -718,7 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif cmd == "vendor":
             return cmd_vendor_create(settings, args)
         elif cmd == "template":
-            return cmd_template_add(settings, args)
+            template_commands = {"add": cmd_template_add, "rollout": cmd_template_rollout}
+            return template_commands[args.template_command](settings, args)
         elif cmd == "import":
             return cmd_import(settings, args)
         elif cmd == "seed":
