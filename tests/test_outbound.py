@@ -327,7 +327,10 @@ async def test_a_refused_delivery_is_recorded_failed_and_not_retried(
         lg_code=None,
     )
     async with guarded_client(OutboundPolicy(), timeout=5) as http:
-        activities = NotificationActivities(engine, http, [], "https://hyojunka.example.lg.jp")
+        # An operator's channel: its address is looked up from the configuration as it sends.
+        activities = NotificationActivities(
+            engine, http, [channel], "https://hyojunka.example.lg.jp"
+        )
         with pytest.raises(ApplicationError) as raised:
             await ActivityEnvironment().run(
                 activities.deliver_notification, Delivery("n1/hook", channel, note)

@@ -48,7 +48,7 @@ async def test_a_liaison_invites_a_pm_who_signs_in_hears_of_a_late_project_and_i
                 session.commit()
                 _, admin = create_token(session, role="admin", name="operator")
             api = httpx.AsyncClient(
-                base_url=site.base, headers={"Authorization": f"Bearer {admin}"}
+                base_url=site.base, headers={"Authorization": f"Bearer {admin}"}, timeout=60
             )
             async with build_worker(dev_env.client, site.engine, site.settings) as worker, worker:
                 # The operator invites the prefecture's liaison.
