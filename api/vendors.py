@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, case, func, literal, select
+from sqlalchemy import Date, Integer, and_, case, func, literal, select, tuple_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -207,28 +207,25 @@ def go_live(today: date, project: Any = t.Project) -> GoLive:
 def over_capacity_ids(today: date) -> Any:
     """The ids of the projects still to go live in a month with more of their vendor's
     go-lives (all of its projects) than it states it can carry."""
-    load_of = go_live(today, aliased(t.Project))
     cap = t.VendorCapacity
-    load: Any = load_of.join(
-        select(
-            load_of.project.vendor_id.label("vendor_id"),
-            load_of.month.label("month"),
-            func.count().label("n"),
-        )
-        .select_from(load_of.project)
-        .join(cap, cap.vendor_id == load_of.project.vendor_id)  # type: ignore[arg-type]
+    stating = select(col(cap.vendor_id)).where(col(cap.go_lives_per_month).is_not(None))
+    load_of = go_live(today, aliased(t.Project))
+    q = load_of.project
+    crowded: Any = load_of.join(
+        select(q.vendor_id, load_of.month)
+        .select_from(q)
+        .join(cap, cap.vendor_id == q.vendor_id)  # type: ignore[arg-type]
         .where(col(cap.go_lives_per_month).is_not(None))
     )
-    load = load.group_by(load_of.project.vendor_id, load_of.month).subquery()
+    crowded = crowded.group_by(q.vendor_id, load_of.month, cap.go_lives_per_month).having(
+        func.count() > cap.go_lives_per_month
+    )
     one = go_live(today, aliased(t.Project))
     p = one.project
-    query = one.join(
-        select(p.id).select_from(p).join(cap, cap.vendor_id == p.vendor_id)  # type: ignore[arg-type]
-    )
-    return query.join(load, and_(load.c.vendor_id == p.vendor_id, load.c.month == one.month)).where(
+    return one.join(select(p.id).select_from(p)).where(
+        col(p.vendor_id).in_(stating),
         one.live.is_(None),
-        col(cap.go_lives_per_month).is_not(None),
-        load.c.n > cap.go_lives_per_month,
+        tuple_(p.vendor_id, one.month).in_(crowded),
     )
 
 

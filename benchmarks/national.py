@@ -11,7 +11,10 @@ import path (``api.imports``, the operator's caller, ``import_concurrency`` crea
 flight), then the extended-track declarations. Beside it, in the same run and on the same dev
 server, raw Temporal: a trivial workflow started with its first update, as many at once.
 Then, sequentially, p50/p95 of the project list (unfiltered, and filtered by a prefecture),
-of the progress report by each grouping, of one project (API) and of its page (signed in);
+of the progress report by each grouping, of the vendors' report and of the largest vendor's
+capacity by month (the seed's vendors concentrated as the market is, the national ones stating
+their capacity), of the projects over their vendor's capacity, of one project (API) and of its
+page (signed in);
 and the peak resident memory of the worker (and of the API and the dev server).
 Last, once that stack has stopped (so the machine is its own), the 09:00 wave of
 ``benchmarks.wave`` for ``--wave`` simultaneous rungs (0 skips it), its report printed as
@@ -99,7 +102,7 @@ async def seed(up: Up, projects: list[SeedProject]) -> tuple[Timed, Timed, dict[
     settings = settings_for(up)
     engine = engine_for(settings)
     with Session(engine) as session:
-        register_vendors(session)
+        register_vendors(session, projects)
     client = await connect(settings)
     ctx = Context(ReadModel(engine), client, settings, request_id="benchmark-national")
     data = seed_csv(projects)
@@ -202,6 +205,20 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
                 {"group_by": g},
             )
         )
+    # Vendors at national scale: every vendor by month, and the largest vendor's own months.
+    served = Counter(p.vendor_id for p in projects if p.vendor_id is not None)
+    reads.append(("GET /api/v1/reports/vendors", "/api/v1/reports/vendors", {}))
+    if served:
+        largest = served.most_common(1)[0][0]
+        path = f"/api/v1/vendors/{largest}/capacity"
+        reads.append((f"GET {path} ({served[largest]} projects)", path, {}))
+    reads.append(
+        (
+            "GET /api/v1/projects?vendor_over_capacity=true",
+            "/api/v1/projects",
+            {"vendor_over_capacity": "true"},
+        )
+    )
     out: list[tuple[str, list[float]]] = []
     with httpx.Client(base_url=up.base, timeout=60) as http:
         for name, path, params in reads:
