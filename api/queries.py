@@ -65,18 +65,17 @@ def projects(
     if extended is not None:
         track = t.Project.extended_track
         query = query.where(track.is_not(None) if extended else track.is_(None))  # type: ignore[union-attr]
-    # Whether its go-live month is over its vendor's capacity: in SQL, for every row.
-    over = vendors.vendor_over_capacity()
+    # Whether its go-live month is over its vendor's capacity (worked out for all projects
+    # at once, and kept a short while: api/vendors.py).
+    over = vendors.OVER_CAPACITY.ids(session)
     if vendor_over_capacity is not None:
-        query = query.where(over if vendor_over_capacity else ~over)
-    rows: Any = query.add_columns(over)
+        crowded = vendors.OVER_CAPACITY.condition(session)
+        query = query.where(crowded if vendor_over_capacity else ~crowded)
 
-    def summary(r: Any) -> ProjectSummary:
-        return ProjectSummary.of_row(r[0], vendor_over_capacity=bool(r[1]))
+    def summary(r: t.Project) -> ProjectSummary:
+        return ProjectSummary.of_row(r, vendor_over_capacity=r.id in over)
 
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    found = session.execute(rows.order_by(col(t.Project.id)).offset(offset).limit(limit)).all()
-    return Page[ProjectSummary](items=[summary(r) for r in found], total=total)
+    return paged(session, query, (col(t.Project.id),), limit, offset, summary)
 
 
 def project(session: Session, caller: Caller, project_id: str) -> ProjectPublic:
@@ -249,7 +248,7 @@ def progress(
                 func.min(column),  # the order: the group's own code
                 *(func.sum(getattr(t.Project, s)) for s in _COUNTED),
                 # The group's projects going live in a month over their vendor's capacity.
-                func.sum(case((vendors.vendor_over_capacity(), 1), else_=0)),
+                func.sum(case((vendors.OVER_CAPACITY.condition(session), 1), else_=0)),
             )
             .group_by(column)
         )
