@@ -302,7 +302,7 @@ def create_app(
         cookie_name=pages.CSRF_COOKIE,
         cookie_samesite="Strict",
         cookie_secure=settings.public_url.startswith("https"),
-        always_protect={"/login", "/logout"},
+        always_protect={"/login", "/logout", "/login/email", "/login/link"},
         skip_if_scope=lambda scope: (
             scope["path"].startswith("/api/") or vendor_pages.checks_its_own_csrf(scope["path"])
         ),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from typing import Any
 
 import structlog
@@ -57,9 +59,18 @@ def email_key(email: str) -> str:
 
 
 def well_formed_email(email: str) -> bool:
-    """An address mail can be sent to: one @, a local part, a dotted domain, no spaces or
-    control characters (deliverability is the mail server's to judge)."""
+    """An address mail can be sent to: ASCII, one @, a local part, a dotted domain, no spaces
+    or control characters, and one the mail library writes as it is (deliverability is the
+    mail server's to judge)."""
     value = email.strip()
+    if not value.isascii():
+        return False  # a full-width ｔａｒｏ@… typed by mistake, say
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, HeaderParseError, IndexError):
+        return False
+    if parsed.addr_spec != value:
+        return False
     local, at, domain = value.rpartition("@")
     if not at or not local or "." not in domain or domain.startswith(".") or ".." in domain:
         return False
@@ -285,22 +296,36 @@ def add_person(
         raise field_error(["body", field], problem)
     if not well_formed_email(body.email):
         raise field_error(["body", "email"], "email: not a valid e-mail address")
-    if person_by_email(session, body.email) is not None:
-        raise HTTPProblem(409, "this e-mail address is already in use")
     rule = roles.scope_of(body.role)
-    person = t.Person(
-        name=body.name.strip(),
-        email=body.email.strip(),
-        email_key=email_key(body.email),
-        role=str(body.role),
-        lg_code=body.lg_code if rule is Scope.LG_CODE else None,
-        prefecture=body.prefecture if rule is Scope.PREFECTURE else None,
-        vendor_id=body.vendor_id if rule is Scope.VENDOR else None,
-        active=True,
-        notify="each",
-        created_by=caller.actor,
-        created_at=datetime.now(UTC),
-    )
+    fields: dict[str, Any] = {
+        "name": body.name.strip(),
+        "email": body.email.strip(),
+        "role": str(body.role),
+        "lg_code": body.lg_code if rule is Scope.LG_CODE else None,
+        "prefecture": body.prefecture if rule is Scope.PREFECTURE else None,
+        "vendor_id": body.vendor_id if rule is Scope.VENDOR else None,
+    }
+    earlier = person_by_email(session, body.email)
+    if earlier is not None and earlier.active:
+        raise HTTPProblem(409, "this e-mail address is already in use")
+    _name_free(session, fields, None if earlier is None else earlier.id)
+    if earlier is not None:
+        # Someone deactivated coming back (a transfer back, say): the same row, made active
+        # again with the role and scope of this invitation; the audit trail keeps its id.
+        person = earlier
+        for name, value in fields.items():
+            setattr(person, name, value)
+        person.active, person.deactivated_at, person.notify = True, None, "each"
+        person.created_by = caller.actor
+    else:
+        person = t.Person(
+            **fields,
+            email_key=email_key(body.email),
+            active=True,
+            notify="each",
+            created_by=caller.actor,
+            created_at=datetime.now(UTC),
+        )
     session.add(person)
     try:
         session.commit()
@@ -309,6 +334,32 @@ def add_person(
         raise HTTPProblem(409, "this e-mail address is already in use") from exc
     session.refresh(person)
     return person
+
+
+def _name_free(session: Session, fields: dict[str, Any], person_id: int | None) -> None:
+    """No two active people of one body, prefecture or vendor share a name: the audit trail
+    records a person's actions as ``{role}:{name}``, so a namesake could pass for them."""
+    same = select(t.Person.id).where(
+        func.lower(col(t.Person.name)) == str(fields["name"]).lower(),
+        col(t.Person.active).is_(True),
+        col(t.Person.lg_code) == fields["lg_code"]
+        if fields["lg_code"]
+        else col(t.Person.lg_code).is_(None),
+        col(t.Person.prefecture) == fields["prefecture"]
+        if fields["prefecture"]
+        else col(t.Person.prefecture).is_(None),
+        col(t.Person.vendor_id) == fields["vendor_id"]
+        if fields["vendor_id"]
+        else col(t.Person.vendor_id).is_(None),
+    )
+    if person_id is not None:
+        same = same.where(col(t.Person.id) != person_id)
+    if session.exec(same).first() is not None:
+        raise HTTPProblem(
+            409,
+            "someone of this name is already here: add what tells them apart (a section)",
+            japanese="同じ所属に同じ氏名の方がいます。所属課などを添えて区別してください",
+        )
 
 
 def _visible_person(session: Session, caller: Caller, person_id: int) -> t.Person:
@@ -360,6 +411,8 @@ def me(session: Session, caller: Caller) -> t.Person:
 def update_me(session: Session, caller: Caller, body: PersonUpdate) -> t.Person:
     person = me(session, caller)
     if body.name is not None:
+        scope = {"lg_code": person.lg_code, "prefecture": person.prefecture}
+        _name_free(session, {"name": body.name, **scope, "vendor_id": person.vendor_id}, person.id)
         person.name = body.name.strip()
     if body.notify is not None:
         person.notify = body.notify

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from readmodel import tables as t
 from workflows.calendar import jst_today
@@ -187,10 +187,25 @@ class TokenCreated(TokenPublic):
 Notify = Literal["each", "daily", "none"]
 
 
+def person_name(value: str | None) -> str | None:
+    """A person's name as it is written in mail and the audit trail: trimmed, not blank,
+    without control characters (a line break would end a mail header)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise ValueError("a name must not be blank")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a name must not hold control characters")
+    return value
+
+
 class PersonCreate(_Strict):
     """An invitation: the person is made now and mailed a sign-in link valid 7 days."""
 
     name: str = Field(min_length=1, max_length=200)
+
+    _name = field_validator("name")(person_name)
     email: str = Field(min_length=3, max_length=254)
     role: Role
     lg_code: str | None = Field(default=None, max_length=16)
@@ -201,6 +216,8 @@ class PersonCreate(_Strict):
 class PersonUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     notify: Notify | None = None
+
+    _name = field_validator("name")(person_name)
 
 
 class PersonPublic(Public):

@@ -20,6 +20,7 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -206,7 +207,13 @@ class MailSession:
         self, to: str, subject: str, body: str, message_id: str, to_name: str | None = None
     ) -> None:
         s = self._sender
-        msg = s.message(to, subject, body, message_id, to_name)
+        try:
+            msg = s.message(to, subject, body, message_id, to_name)
+        except (ValueError, HeaderParseError):
+            # An address or a name no message can carry: no retry will help, and the reason
+            # must not quote the address (it would end up in a workflow's history).
+            reason = "the address or name cannot be written in a message"
+            raise MailError(reason, permanent=True) from None
         if s.server is None:
             await asyncio.to_thread(_into_maildir, s.maildir, msg)
             return

@@ -14,7 +14,7 @@ from api import people
 from api.deps import ContextDep, RowId, SessionDep
 from api.errors import HTTPProblem
 from api.schemas import PersonalTokenCreate, PersonCreate, PersonUpdate
-from api.web.pages import PageCaller, _back, _problem_ja, _render
+from api.web.pages import PageCaller, _back, _problem_ja, _render, error_page
 from readmodel import tables as t
 from workflows.vocabulary import Role
 
@@ -45,8 +45,6 @@ def people_page(
     try:
         page = people.list_people(session, caller, 100, offset, q=q)
     except HTTPProblem:
-        from api.pages import error_page
-
         return error_page(request, 403, caller=caller)
     return _render(
         request,
@@ -97,7 +95,7 @@ async def invite(request: Request, caller: PageCaller, ctx: ContextDep) -> Respo
             err=f"{person.name} さんを登録しましたが、招待メールを送れませんでした。"
             "しばらくしてから再送してください。",
         )
-    return _back("/people", msg=f"{person.name} さん（{person.email}）に招待メールを送りました")
+    return _back("/people", msg=f"{person.name} さんに招待メールを送りました")
 
 
 @router.post("/people/{person_id}/deactivate")

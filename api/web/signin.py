@@ -3,10 +3,12 @@
 `POST /login/email` answers the same page, at once, whatever the address: the link is made
 and mailed after the answer has gone (so neither the words nor the time tell whether an
 address is known). `GET /login/link/{secret}` only shows a button: mail systems open links
-to scan them, and a scan must not use the link up; the button's `POST` does, and the
-browser gets a page session of the person's. The landing page is reached from a page of
-ours, so the session cookie (SameSite=Strict) goes with it even when the link was opened
-from a mail program.
+to scan them, and a scan must not use the link up; the button's `POST /login/link` (the
+secret in the form) does, and the browser gets a page session of the person's. The
+landing page is reached from a page of ours, so the session cookie (SameSite=Strict) goes
+with it even when the link was opened from a mail program. Both forms are CSRF-protected
+however they arrive (a form from another site carries no cookie of ours, which asgi-csrf
+would otherwise let through): no page elsewhere can sign a browser in as someone else.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from api import people
+from api.auth import caller_for_page
 from api.deps import SessionDep
 from api.web.pages import COOKIE, _landing, _render
 from readmodel import tables as t
@@ -85,8 +88,10 @@ def link_page(request: Request, secret: str) -> Response:
     return _render(request, "login_link.html", None, secret=secret)
 
 
-@router.post("/login/link/{secret}", response_class=HTMLResponse)
-def use_link(request: Request, session: SessionDep, secret: str) -> Response:
+@router.post("/login/link", response_class=HTMLResponse)
+def use_link(
+    request: Request, session: SessionDep, secret: Annotated[str, Form(max_length=200)]
+) -> Response:
     settings: Settings = request.app.state.settings
     person = people.use_link(session, secret)
     if person is None or person.id is None:
@@ -100,6 +105,4 @@ def use_link(request: Request, session: SessionDep, secret: str) -> Response:
         resp.status_code = 410
         return resp
     cookie = people.open_person_session(session, person.id, settings.page_session_hours)
-    from api.auth import caller_for_page
-
     return signed_in_page(request, cookie, settings, _landing(caller_for_page(session, cookie)))

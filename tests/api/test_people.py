@@ -56,7 +56,7 @@ class Browser:
     async def sign_in_with(self, link: str) -> httpx.Response:
         page = await self.get(link)
         assert page.status_code == 200 and "ログインする" in page.text
-        return await self.post(link)
+        return await self.post("/login/link", {"secret": link.rsplit("/", 1)[1]})
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -100,8 +100,8 @@ async def test_who_may_invite_whom_and_every_refusal_changes_nothing(
         ("pm", {"role": "approver", "lg_code": lg}),
         ("vendor", {"role": "vendor", "vendor_id": "acme"}),
     ]
-    for who, body in allowed:
-        resp = await invite(api, who, name="招待 花子", email=address("ok"), **body)
+    for n, (who, body) in enumerate(allowed):
+        resp = await invite(api, who, name=f"招待 花子{n}", email=address("ok"), **body)
         assert resp.status_code == 201, (who, body, resp.text)
         assert resp.json()["active"] and resp.json()["notify"] == "each"
     # An address in use, whatever its case, is a conflict.
@@ -280,3 +280,77 @@ async def test_each_sees_the_people_of_its_scope_only(api: Api, project: Project
     ).json()["items"][0]
     hidden = await api.http.delete(f"/api/v1/people/{vendor_person['id']}", headers=api.auth("pm"))
     assert_problem(hidden, 404)
+
+
+async def test_a_page_elsewhere_cannot_sign_a_browser_in_with_its_own_link(
+    api: Api, project: ProjectCtx, mailbox: Mailbox
+) -> None:
+    """Login CSRF: an attacker's own link posted from another site (no cookie of ours) is
+    refused and opens no session; so is a mail asked for that way."""
+    email = address("attacker")
+    await invite(api, "pm", name="攻撃 者", email=email, role="pm", lg_code=project.lg_code)
+    (mail,) = await mailbox.wait_for(email)
+    secret = link_in(mail).rsplit("/", 1)[1]
+    bare = httpx.AsyncClient(transport=api.http._transport, base_url="http://test")
+    try:
+        for path, data in (("/login/link", {"secret": secret}), ("/login/email", {"email": email})):
+            resp = await bare.post(path, data=data, headers={"Origin": "https://evil.example"})
+            assert resp.status_code == 403, (path, resp.status_code)
+            assert "hyojunka_session" not in resp.headers.get("set-cookie", "")
+    finally:
+        await bare.aclose()
+    # The link is still good for its owner.
+    browser = Browser(api)
+    try:
+        assert (await browser.sign_in_with(link_in(mail))).status_code == 200
+    finally:
+        await browser.aclose()
+
+
+async def test_addresses_and_names_mail_cannot_carry_are_refused_and_change_nothing(
+    api: Api, project: ProjectCtx
+) -> None:
+    before = people_count(api)
+    for email in (
+        "a,b@x.example.jp",
+        "a<b>@x.example.jp",
+        "a@b@x.example.jp",
+        "ｔａｒｏ@example.jp",
+    ):
+        resp = await invite(
+            api, "pm", name="宛先 不正", email=email, role="pm", lg_code=project.lg_code
+        )
+        assert_problem(resp, 422)
+    for name in ("改行\nあり", "   "):
+        resp = await invite(
+            api, "pm", name=name, email=address("n"), role="pm", lg_code=project.lg_code
+        )
+        assert_problem(resp, 422)
+    assert people_count(api) == before
+
+
+async def test_a_namesake_in_the_same_body_is_refused_and_a_leaver_can_come_back(
+    api: Api, project: ProjectCtx, mailbox: Mailbox
+) -> None:
+    lg = project.lg_code
+    first = await invite(api, "pm", name="高橋 一", email=address("t1"), role="pm", lg_code=lg)
+    assert first.status_code == 201
+    namesake = await invite(
+        api, "pm", name="高橋 一", email=address("t2"), role="approver", lg_code=lg
+    )
+    assert_problem(namesake, 409)
+    other_body = "011002" if lg != "011002" else "012025"
+    elsewhere = await invite(
+        api, "admin", name="高橋 一", email=address("t3"), role="pm", lg_code=other_body
+    )
+    assert elsewhere.status_code == 201  # another body's 高橋 一 is another person
+    # Deactivated, then invited again: the same person comes back, active.
+    email = address("back")
+    made = await invite(api, "pm", name="戻り 人", email=email, role="pm", lg_code=lg)
+    gone = await api.http.delete(f"/api/v1/people/{made.json()['id']}", headers=api.auth("pm"))
+    assert gone.status_code == 204
+    again = await invite(api, "pm", name="戻り 人", email=email, role="approver", lg_code=lg)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == made.json()["id"]
+    assert again.json()["active"] and again.json()["role"] == "approver"
+    await mailbox.wait_for(email, count=2)  # a new invitation
