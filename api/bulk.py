@@ -66,6 +66,17 @@ def items_from_csv(raw: bytes) -> tuple[list[dict[str, Any]], list[int]]:
         raise HTTPProblem(
             422, "the file is not UTF-8 text", japanese="ファイルがUTF-8ではありません"
         ) from exc
+    try:
+        return _csv_items(text)
+    except csv.Error as exc:  # a field past the csv module's limit, a stray quote...
+        raise HTTPProblem(
+            422,
+            f"the file is not CSV this feed reads: {exc}",
+            japanese=f"CSVとして読めない行があります（{exc}）",
+        ) from exc
+
+
+def _csv_items(text: str) -> tuple[list[dict[str, Any]], list[int]]:
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in CSV_COLUMNS if c not in header and c not in ("percent", "note")]

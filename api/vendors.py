@@ -600,12 +600,15 @@ def parse_month(value: str | None, today: date | None = None) -> date:
         return d.replace(day=1)
     try:
         year, month = value.split("-")
-        if len(year) != 4 or len(month) != 2:
+        if len(year) != 4 or len(month) != 2 or not (year + month).isascii():
+            raise ValueError(value)
+        # Months counted from it must stay within the calendar (year 9999 and before).
+        if not 2000 <= int(year) <= 2200:
             raise ValueError(value)
         return date(int(year), int(month), 1)
     except ValueError:
         raise HTTPProblem(
             422,
-            "from must be a month YYYY-MM",
-            errors=[{"loc": ["query", "from"], "msg": "must be a month YYYY-MM"}],
+            "from must be a month YYYY-MM between 2000 and 2200",
+            errors=[{"loc": ["query", "from"], "msg": "must be a month YYYY-MM, 2000 to 2200"}],
         ) from None

@@ -176,7 +176,7 @@ async def state_capacity(
     given: dict[str, int | None] = {}
     for name in ("go_lives_per_month", "tasks_per_month"):
         value = str(form.get(name) or "").strip()
-        if value and not value.isdigit():
+        if value and not (value.isascii() and value.isdigit()):
             return _back(f"/vendors/{vendor_id}", err="件数は0以上の整数で入力してください")
         given[name] = int(value) if value else None
     try:

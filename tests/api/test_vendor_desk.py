@@ -91,3 +91,35 @@ async def test_a_csv_upload_feeds_milestones_and_says_each_refused_line_in_japan
         assert (await browser.get("/vendors/other")).status_code == 404
     finally:
         await browser.aclose()
+
+
+async def test_what_the_desk_cannot_read_is_said_in_japanese_not_a_server_error(
+    api: Api,
+) -> None:
+    browser = await _desk(api, "vendor")
+    try:
+        page = await browser.get("/vendors/acme")
+        token = CSRF.search(page.text)
+        assert token
+        long_field = b"project_id,task_key,status,percent,note,idempotency_key\n" + (
+            b'"' + b"x" * 140_000 + b'",system_setup,in_progress,,,k\n'
+        )
+        sent = await browser.http.post(
+            "/vendors/acme/milestones",
+            data={"csrftoken": token.group(1)},
+            files={"file": ("long.csv", long_field, "text/csv")},
+        )
+        assert sent.status_code == 422 and "CSVとして読めない" in sent.text
+        token = CSRF.search(sent.text)
+        assert token
+        odd = await browser.post("/vendors/acme/capacity", {"go_lives_per_month": "²"})
+        assert odd.status_code == 303 and "err=" in odd.headers["location"]
+        for late in ("9999-12", "2300-01"):
+            resp = await browser.get(f"/vendors/acme?from={late}")
+            assert resp.status_code == 422
+            api_resp = await api.http.get(
+                "/api/v1/vendors/acme/capacity", params={"from": late}, headers=api.auth("vendor")
+            )
+            assert api_resp.status_code == 422
+    finally:
+        await browser.aclose()
