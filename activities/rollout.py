@@ -41,7 +41,9 @@ from workflows.rollout import (
 
 # The project's refusals that mean it is past the move already: on the new version, or on a
 # newer one (moved by hand, or by another rollout).
-_ALREADY_THERE = {"template_same", "template_older"}
+# Left as they are, not refused: already on the new version or a newer one, or moved to
+# another since they were listed.
+_ALREADY_THERE = {"template_same", "template_older", "template_moved"}
 
 
 def _in_scope(scope: RolloutScope) -> list[Any]:
@@ -96,7 +98,7 @@ def write_rollout(session: Session, r: RolloutRecord) -> None:
                 "status": str(s.status),
                 "moved": s.moved,
                 "skipped": s.skipped,
-                "refused_count": len(s.refused),
+                "refused_count": len(s.refused) + s.refused_beyond,
                 "refused": [asdict(x) for x in s.refused],
                 "remaining": s.remaining,
                 "created_by": r.created_by,
@@ -153,7 +155,9 @@ class RolloutActivities:
         """Send one project its upgrade. The update id makes a retry the same update; the
         project's own rule decides, and its refusal comes back as the outcome."""
         handle = self._client.get_workflow_handle(move.workflow_id)
-        upgrade = TemplateUpgrade(move.template, move.reason, move.actor, move.request_id)
+        upgrade = TemplateUpgrade(
+            move.template, move.reason, move.actor, move.request_id, expected=move.expected
+        )
         try:
             async with _heartbeating():
                 await handle.execute_update(

@@ -258,6 +258,11 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
         "the project already follows {new}",
         "このプロジェクトはすでに手順書 {new} に沿っています",
     ),
+    "template_moved": (
+        CONFLICT,
+        "the project is on {old}, not {expected}: left as it is",
+        "このプロジェクトは手順書 {old} に移っているため、そのままにしました",
+    ),
     "template_drops": (
         CONFLICT,
         "{new} drops tasks done or under way: {missing}",
@@ -420,6 +425,9 @@ class TemplateUpgrade:
     reason: str
     actor: str
     request_id: str = ""
+    # The version the mover expects the project on ("ID@VERSION"; a rollout's "from"): a
+    # project moved on since it was listed is left as it is.
+    expected: str = ""
 
 
 @dataclass
@@ -946,6 +954,8 @@ class Migration:
             raise self._no("template_other", new=new.id, old=s.template.id)
         if new.version == s.template.version:
             raise self._no("template_same", new=new.id)
+        if u.expected and u.expected != s.template.id:
+            raise self._no("template_moved", old=s.template.id, expected=u.expected)
         if newer_only and version_key(new.version) <= version_key(s.template.version):
             raise self._no("template_older", new=new.id, old=s.template.id)
         if not u.reason.strip():

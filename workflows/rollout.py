@@ -33,6 +33,8 @@ PROJECTION_ACTIVITY = "project_rollout"
 MOVED = "moved"
 SKIPPED = "skipped"  # already on the new version or a newer one, or finished, when reached
 REFUSED = "refused"
+# The refusals a rollout lists with their reasons (about 200 bytes each); more are counted.
+REFUSALS_LISTED = 2000
 # The refusal recorded when a project could not be reached after every retry.
 UNREACHABLE = "unreachable"
 
@@ -108,6 +110,8 @@ class RolloutMove:
     actor: str
     update_id: str
     request_id: str = ""
+    # The version the project must still be on to be moved ("ID@FROM").
+    expected: str = ""
 
 
 @dataclass
@@ -136,6 +140,9 @@ class RolloutState:
     moved: int = 0
     skipped: int = 0
     refused: list[RolloutRefusal] = field(default_factory=list)
+    # Refusals past the first REFUSALS_LISTED: counted, not listed, so that what a new run
+    # carries stays well under Temporal's payload limit however many are refused.
+    refused_beyond: int = 0
     # Projects in scope not yet handled, as last counted.
     remaining: int = 0
     # The last project handed to a move: a new run lists the projects after it.
@@ -322,6 +329,7 @@ class RolloutWorkflow:
             inp.created_by,
             update_id(inp.id, target.project_id),
             inp.request_id,
+            f"{inp.template}@{inp.from_version}",
         )
         try:
             outcome: RolloutOutcome = await workflow.execute_activity(
@@ -354,6 +362,8 @@ class RolloutWorkflow:
                 s.moved += 1
             elif outcome.result == SKIPPED:
                 s.skipped += 1
+            elif len(s.refused) >= REFUSALS_LISTED:
+                s.refused_beyond += 1
             else:
                 s.refused.append(
                     RolloutRefusal(
