@@ -84,6 +84,9 @@ from workflows.model import DEFAULT_DEADLINE, EXTENDED_TRACK_LIMIT, pick, workfl
 from workflows.procedure import (
     BUILTIN_TEMPLATES,
     DEFAULT_TEMPLATE,
+    PROGRAMME,
+    STANDARDISATION_ITEM,
+    TEMPLATE_TITLES,
     ProcedureTemplate,
     TemplateError,
     template_from_dict,
@@ -245,27 +248,39 @@ def creation_input(
         )
     ):
         raise HTTPProblem(403, f"a {caller.role} creates projects only for its own local body")
-    business = BY_SLUG.get(body.business)
-    if business is None:
-        raise field_error(["body", "business"], f"unknown business {body.business!r}")
-    if body_info.is_prefecture and business.slug not in PREFECTURE_BUSINESSES:
-        raise field_error(["body", "business"], f"a prefecture does not run {business.slug} itself")
-    if body.vendor_id is not None:
-        known_vendor(session, body.vendor_id)
     template = load_template(session, body.template or DEFAULT_TEMPLATE.id)
     if template is None:
         raise field_error(["body", "template"], f"unknown template {body.template!r}")
+    if template.kind == PROGRAMME:
+        # One a body: its id is the template's, its name the programme's, and its dates
+        # are the body's own (no legal deadline: the target is its deadline).
+        if body.business is not None:
+            raise field_error(
+                ["body", "business"], f"{template.id} is a programme of the body: no business"
+            )
+        slug, title, deadline = template.name, template_title(session, template), None
+    else:
+        business = BY_SLUG.get(body.business or "")
+        if business is None:
+            raise field_error(["body", "business"], f"unknown business {body.business!r}")
+        if body_info.is_prefecture and business.slug not in PREFECTURE_BUSINESSES:
+            raise field_error(
+                ["body", "business"], f"a prefecture does not run {business.slug} itself"
+            )
+        slug, title, deadline = business.slug, business.name, DEFAULT_DEADLINE
+    if body.vendor_id is not None:
+        known_vendor(session, body.vendor_id)
     inp = MigrationInput(
         lg_code=body.lg_code,
-        business=business.slug,
+        business=slug,
         body_name=body_info.full_name,
         prefecture=body_info.prefecture_code,
-        business_name=business.name,
+        business_name=title,
         target_go_live=body.target_go_live,
         template=template,
         vendor_id=body.vendor_id,
         switching_vendor=body.switching_vendor,
-        deadline=DEFAULT_DEADLINE,
+        deadline=deadline or body.target_go_live,
         ladder=settings.ladder,
         created_by=caller.actor,
         progress={k: core.TaskProgress(p.status, p.on) for k, p in body.progress.items()},
@@ -335,6 +350,12 @@ def _task_target(session: Session, caller: Caller, project_id: str, key: str) ->
     project = visible_project(session, caller, project_id)
     require(caller, Action.CHANGE_TASK)
     task = _task_row(session, project_id, key)
+    if project.kind == PROGRAMME and key == STANDARDISATION_ITEM:
+        raise HTTPProblem(
+            409,
+            f"{key} follows the body's migration projects: it is done once they are all live",
+            japanese="②情報システムの標準化は、この団体の移行プロジェクトがすべて稼働すると自動で完了します",
+        )
     if task.gate:
         raise HTTPProblem(409, f"{key} is a gate: an approver decides it")
     if not caller.acts_for(task.owner):
@@ -651,7 +672,18 @@ def load_template(session: Session, ref: str) -> ProcedureTemplate | None:
     row = session.get(t.StoredTemplate, (name, version)) if version else None
     if row is None:
         return None
-    return template_from_dict({"name": row.id, "version": row.version, "tasks": row.tasks})
+    return template_from_dict(
+        {"name": row.id, "version": row.version, "tasks": row.tasks, "kind": row.kind}
+    )
+
+
+def template_title(session: Session, template: ProcedureTemplate) -> str:
+    """What people read as a programme's name: the built-in one's, or the name stored with
+    the template."""
+    if template.name in TEMPLATE_TITLES:
+        return TEMPLATE_TITLES[template.name]
+    row = session.get(t.StoredTemplate, (template.name, template.version))
+    return row.name if row is not None else template.name
 
 
 def templates(session: Session) -> list[TemplatePublic]:
@@ -660,9 +692,10 @@ def templates(session: Session) -> list[TemplatePublic]:
         TemplatePublic(
             id=x.name,
             version=x.version,
-            name=x.name,
+            name=TEMPLATE_TITLES.get(x.name, x.name),
             tasks=[asdict(spec) for spec in x.tasks],
             builtin=True,
+            kind=x.kind,
         )
         for x in BUILTIN_TEMPLATES.values()
     ]
@@ -676,7 +709,9 @@ def store_template(session: Session, caller: Caller, body: TemplateIn) -> Templa
     gates only for the approver, no unknown dependency, no cycle)."""
     require(caller, Action.TEMPLATES)
     try:
-        template_from_dict({"name": body.id, "version": body.version, "tasks": body.tasks})
+        template_from_dict(
+            {"name": body.id, "version": body.version, "tasks": body.tasks, "kind": body.kind}
+        )
     except TemplateError as exc:
         raise field_error(["body", "tasks"], str(exc)) from exc
     ref = f"{body.id}@{body.version}"
@@ -688,6 +723,7 @@ def store_template(session: Session, caller: Caller, body: TemplateIn) -> Templa
         version=body.version,
         name=body.name,
         tasks=body.tasks,
+        kind=body.kind,
         created_by=caller.actor,
         created_at=datetime.now(UTC),
     )

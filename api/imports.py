@@ -169,7 +169,7 @@ def parse_import(data: bytes) -> list[ImportRow]:
     if repeated or "" in header:
         raise _not_csv(f"column names must be given once each ({', '.join(repeated) or 'empty'})")
     rows: list[ImportRow] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str | None], int] = {}
     for line, cells in records:
         row = _row(line, header, cells)
         if row.body is not None:

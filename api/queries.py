@@ -27,6 +27,7 @@ from readmodel import tables as t
 from readmodel.registry import registry
 from workflows.businesses import BY_SLUG
 from workflows.model import progress_from_counts
+from workflows.procedure import MIGRATION
 from workflows.roles import Action
 from workflows.vocabulary import EscalationStatus, Owner, ProcurementStatus, TaskStatus
 
@@ -49,6 +50,14 @@ def paged(
     return Page[Any](items=[item(r) for r in rows], total=total)
 
 
+def of_template(query: Any, template: str | None) -> Any:
+    """Projects on template ``template`` (its id, any version) or, by default, the
+    migrations (API.md: lists and reports take ?template=, default the migration)."""
+    if template:
+        return query.where(col(t.Project.template).like(f"{template}@%"))
+    return query.where(col(t.Project.kind) == MIGRATION)
+
+
 def projects(
     session: Session,
     caller: Caller,
@@ -56,9 +65,10 @@ def projects(
     offset: int,
     extended: bool | None = None,
     vendor_over_capacity: bool | None = None,
+    template: str | None = None,
     **filters: str | None,
 ) -> Page[ProjectSummary]:
-    query = caller.scope(select(t.Project))
+    query = of_template(caller.scope(select(t.Project)), template)
     for name in PROJECT_FILTERS:
         if filters.get(name) is not None:
             query = query.where(getattr(t.Project, name) == filters[name])
@@ -187,7 +197,7 @@ def prefecture_names() -> dict[str, str]:
 
 def _scoped_projects(caller: Caller, filters: dict[str, str | None]) -> Any:
     """The projects counted: the caller's scope narrowed by the drill-down filters."""
-    query = caller.scope(select(t.Project))
+    query = of_template(caller.scope(select(t.Project)), filters.get("template"))
     for field in REPORT_FILTERS:
         if filters.get(field) is not None:
             query = query.where(getattr(t.Project, field) == filters[field])
@@ -199,7 +209,11 @@ def _by_step(session: Session, caller: Caller, filters: dict[str, str | None]) -
     (key, status, position, name) alone, each step's name and order then read from its first
     entry (at national scale the names' aggregate tripled the scan); narrowed, through each
     chosen project's own rows."""
-    everything = caller.sees_all and not any(filters.values())
+    # Every task row of the country counts only while no programme shares the table.
+    programmes = session.execute(
+        select(t.Project.id).where(col(t.Project.kind) != MIGRATION).limit(1)
+    ).first()
+    everything = caller.sees_all and not any(filters.values()) and programmes is None
     columns: list[Any] = [t.Task.key, t.Task.status, func.count()]
     if not everything:
         columns += [func.min(t.Task.name), func.min(t.Task.position)]

@@ -76,7 +76,13 @@ class ProgressIn(_Strict):
 
 class ProjectCreate(_Strict):
     lg_code: str = Field(max_length=16, examples=["131016"])
-    business: str = Field(max_length=64, examples=["resident_registry"])
+    business: str | None = Field(
+        default=None,
+        max_length=64,
+        examples=["resident_registry"],
+        description="required for a migration; none for a programme (a template of kind "
+        "programme: the project is the body's, its id {lg_code}-{template id})",
+    )
     target_go_live: date = Field(
         description="The planned go-live, in the future (at the latest 2031-03-31); for a "
         "system already live, whose progress gives the cutover as done, the day it went live "
@@ -304,6 +310,8 @@ class ProjectSummary(Public):
     past_deadline: bool = False
     # The go-live the project is heading for, from how late its open tasks run today.
     forecast_go_live: date | None = None
+    # migration (one body × one business) or programme (the body's DX plan, say).
+    kind: str = "migration"
     # True when its (forecast) go-live month has more of its vendor's go-lives than the
     # vendor states it can carry (GET /api/v1/vendors/{id}/capacity); false once live.
     vendor_over_capacity: bool = False
@@ -496,6 +504,11 @@ class TemplateIn(_Strict):
     version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     name: str = Field(min_length=1, max_length=200)
     tasks: list[dict[str, Any]] = Field(min_length=1, max_length=200)
+    kind: Literal["migration", "programme"] = Field(
+        default="migration",
+        description="migration: one body × one business; programme: one a body (its id is "
+        "{lg_code}-{template id}), with the body's own target dates",
+    )
 
 
 class TemplatePublic(BaseModel):
@@ -504,6 +517,7 @@ class TemplatePublic(BaseModel):
     name: str
     tasks: list[dict[str, Any]]
     builtin: bool = False
+    kind: str = "migration"
     created_at: datetime | None = None
 
 

@@ -174,6 +174,7 @@ class StoredTemplate(SQLModel, table=True):
     version: str = Field(primary_key=True)
     name: str
     tasks: list[dict[str, Any]] | None = _json()
+    kind: str = "migration"
     created_by: str
     created_at: datetime | None = _ts()
 
@@ -218,6 +219,8 @@ class Project(SQLModel, table=True):
     vendor_id: str | None = Field(default=None, index=True)
     switching_vendor: bool = False
     template: str
+    # migration (one body × one business) or programme (one a body: its DX plan, say).
+    kind: str = Field(default="migration", index=True)
     target_go_live: date
     deadline: date
     # As of the last write; today's is worked out from the two terms below (ForecastTerms).

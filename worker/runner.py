@@ -15,6 +15,7 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
@@ -26,6 +27,7 @@ from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
 from activities.outbound import guarded_client
 from activities.procurement import ProcurementActivities
+from activities.programme import ProgrammeActivities
 from activities.projection import ReadModelActivities
 from activities.reconcile import ReconcileActivities
 from activities.rollout import RolloutActivities
@@ -40,6 +42,8 @@ from workflows.mail import DailyMailInput, DailyMailWorkflow
 from workflows.migration import MigrationWorkflow
 from workflows.notification import NotificationWorkflow
 from workflows.procurement import JointProcurementWorkflow
+from workflows.programme import SCHEDULE_ID as PROGRAMME_SCHEDULE_ID
+from workflows.programme import FollowInput, ProgrammeFollowWorkflow
 from workflows.reconcile import SCHEDULE_ID as RECONCILE_SCHEDULE_ID
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
 from workflows.rollout import RolloutWorkflow
@@ -57,6 +61,7 @@ WORKFLOWS = [
     DigestWorkflow,
     DailyMailWorkflow,
     RolloutWorkflow,
+    ProgrammeFollowWorkflow,
 ]
 
 
@@ -81,6 +86,7 @@ async def build_worker(
         procurements = ProcurementActivities(client, engine)
         snapshots = SnapshotActivities(engine)
         rollouts = RolloutActivities(client, engine)
+        programmes = ProgrammeActivities(client, engine)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(
@@ -97,6 +103,7 @@ async def build_worker(
                     procurements.project_procurement,
                     procurements.procurement_member_update,
                     snapshots.snapshot_progress,
+                    programmes.follow_programme_items,
                     rollouts.rollout_page,
                     rollouts.rollout_move_project,
                     rollouts.project_rollout,
@@ -155,6 +162,25 @@ async def ensure_schedules(client: Client, task_queue: str) -> None:
     await ensure_reconcile_schedule(client, task_queue)
     await ensure_snapshot_schedule(client, task_queue)
     await ensure_daily_mail_schedule(client, task_queue)
+    await ensure_programme_follow_schedule(client, task_queue)
+
+
+async def ensure_programme_follow_schedule(client: Client, task_queue: str) -> None:
+    """Every ten minutes: a body's DX plan follows its migration projects (its item ②)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ProgrammeFollowWorkflow.run,
+            FollowInput(),
+            id="programme-follow-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=10))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(PROGRAMME_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def ensure_daily_mail_schedule(client: Client, task_queue: str) -> None:

@@ -457,6 +457,8 @@ class ProjectRow(ProjectFacts):
     # The forecast's terms (ForecastTerms): ``forecast_go_live`` is as of the write.
     forecast_slip_days: int = 0
     forecast_slips_from: date | None = None
+    # The template's kind: migration or programme.
+    kind: str = "migration"
 
 
 @dataclass
@@ -501,7 +503,8 @@ RESYNC = "resync"
 
 
 def project_row(snap: ProjectSnapshot) -> ProjectRow:
-    return pick(ProjectRow, snap, snap.state, template=snap.state.template.id)
+    template = snap.state.template
+    return pick(ProjectRow, snap, snap.state, template=template.id, kind=template.kind)
 
 
 def task_rows(state: MigrationState) -> dict[str, TaskRow]:

@@ -10,8 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES: tuple[str, ...] = ("current_state", "fit_gap", "procurement", "migration", "cutover")
+# The migration's five stages, then the DX plan's four steps (自治体DX全体手順書).
+STAGES: tuple[str, ...] = (
+    "current_state",
+    "fit_gap",
+    "procurement",
+    "migration",
+    "cutover",
+    "dx_step0",
+    "dx_step1",
+    "dx_step2",
+    "dx_step3",
+)
 OWNERS: tuple[str, ...] = ("municipality", "vendor", "approver")
+# A migration is one body × one business under the legal deadline; a programme is one per
+# body (its id the template's), with the target dates the body sets itself.
+MIGRATION, PROGRAMME = "migration", "programme"
+KINDS: tuple[str, ...] = (MIGRATION, PROGRAMME)
 
 STAGE_NAMES_JA: dict[str, str] = {
     "current_state": "現状分析",
@@ -19,6 +34,10 @@ STAGE_NAMES_JA: dict[str, str] = {
     "procurement": "ベンダ調達",
     "migration": "移行",
     "cutover": "本番移行",
+    "dx_step0": "ステップ0 認識共有・機運醸成",
+    "dx_step1": "ステップ1 全体方針の決定",
+    "dx_step2": "ステップ2 推進体制の整備",
+    "dx_step3": "ステップ3 DXの取組みの実行",
     "completed": "完了",
 }
 
@@ -45,6 +64,7 @@ class ProcedureTemplate:
     name: str
     version: str
     tasks: list[TaskSpec]
+    kind: str = MIGRATION
 
     @property
     def id(self) -> str:
@@ -63,6 +83,8 @@ def validate_template(template: ProcedureTemplate) -> ProcedureTemplate:
         raise TemplateError("template needs a name and a version")
     if not template.tasks:
         raise TemplateError(f"template {template.id} has no tasks")
+    if template.kind not in KINDS:
+        raise TemplateError(f"template {template.id}: kind must be one of {', '.join(KINDS)}")
     seen: set[str] = set()
     for spec in template.tasks:
         if not spec.key:
@@ -123,7 +145,10 @@ def template_from_dict(data: dict[str, Any]) -> ProcedureTemplate:
             for t in data["tasks"]
         ]
         template = ProcedureTemplate(
-            name=str(data["name"]), version=str(data["version"]), tasks=tasks
+            name=str(data["name"]),
+            version=str(data["version"]),
+            tasks=tasks,
+            kind=str(data.get("kind", MIGRATION)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TemplateError(f"malformed template: {exc!r}") from exc
@@ -353,4 +378,124 @@ DEFAULT_TEMPLATE = validate_template(
     )
 )
 
-BUILTIN_TEMPLATES: dict[str, ProcedureTemplate] = {DEFAULT_TEMPLATE.id: DEFAULT_TEMPLATE}
+# The DX plan's item ② (情報システムの標準化): not reported by hand, it follows the body's
+# migration projects and is done when every one of them is live or not applicable.
+STANDARDISATION_ITEM = "standardisation"
+_STEP2 = ("dx_organisation", "dx_talent", "dx_planning", "dx_prefecture_collaboration")
+
+
+def _priority(key: str, name: str, name_en: str) -> TaskSpec:
+    # Step 3's priority items start once the organisation and the plan stand; due at the
+    # plan's target date.
+    return _t("dx_step3", key, name, name_en, "municipality", _STEP2, 0)
+
+
+# A body's whole DX plan (自治体DX推進計画), from the structure of MIC's 自治体DX全体手順書:
+# steps 0-3, step 2's four items, step 3's eight priority items. Who owns each item, the
+# one decision point (the overall policy, decided by the body's leadership) and the offsets
+# (months before the plan's target date) are this product's planning defaults, not MIC's.
+DX_PLAN_TEMPLATE = validate_template(
+    ProcedureTemplate(
+        name="dx-plan",
+        version="1.0",
+        kind=PROGRAMME,
+        tasks=[
+            _t(
+                "dx_step0",
+                "dx_leadership_awareness",
+                "首長・幹部の認識共有",
+                "Leadership shares the aims",
+                "municipality",
+                (),
+                -36,
+            ),
+            _t(
+                "dx_step0",
+                "dx_staff_momentum",
+                "職員の機運醸成",
+                "Build momentum among staff",
+                "municipality",
+                ("dx_leadership_awareness",),
+                -34,
+            ),
+            _t(
+                "dx_step1",
+                "dx_policy_draft",
+                "全体方針（ビジョン・工程表）の策定",
+                "Draft the overall policy (vision and roadmap)",
+                "municipality",
+                ("dx_staff_momentum",),
+                -32,
+            ),
+            _t(
+                "dx_step1",
+                "gate_dx_policy",
+                "全体方針の決定",
+                "Decide the overall policy",
+                "approver",
+                ("dx_policy_draft",),
+                -31,
+                gate=True,
+            ),
+            _t(
+                "dx_step2",
+                "dx_organisation",
+                "組織体制の整備",
+                "Set up the organisation",
+                "municipality",
+                ("gate_dx_policy",),
+                -29,
+            ),
+            _t(
+                "dx_step2",
+                "dx_talent",
+                "デジタル人材の確保・育成",
+                "Secure and train digital talent",
+                "municipality",
+                ("gate_dx_policy",),
+                -26,
+            ),
+            _t(
+                "dx_step2",
+                "dx_planning",
+                "計画的な取組",
+                "Plan the work",
+                "municipality",
+                ("gate_dx_policy",),
+                -28,
+            ),
+            _t(
+                "dx_step2",
+                "dx_prefecture_collaboration",
+                "都道府県と市区町村の連携による推進体制の整備",
+                "Work together with the prefecture",
+                "municipality",
+                ("gate_dx_policy",),
+                -26,
+            ),
+            _priority("dx_frontyard", "① フロントヤード改革", "Front-yard reform"),
+            _priority(
+                STANDARDISATION_ITEM,
+                "② 情報システムの標準化",
+                "Standardise the information systems",
+            ),
+            _priority("dx_commonisation", "③ 共通化等の推進", "Common use of systems"),
+            _priority("dx_el_qr", "④ 公金収納におけるeL-QRの活用", "eL-QR for public payments"),
+            _priority(
+                "dx_my_number_card",
+                "⑤ マイナンバーカードの取得支援・利用の推進",
+                "My Number Card uptake and use",
+            ),
+            _priority("dx_security", "⑥ セキュリティ対策の徹底", "Thorough security"),
+            _priority("dx_ai", "⑦ AIの利用推進", "Use of AI"),
+            _priority("dx_telework", "⑧ テレワークの推進", "Telework"),
+        ],
+    )
+)
+# What people read as a programme's name (a migration's is its business's).
+TEMPLATE_TITLES: dict[str, str] = {DX_PLAN_TEMPLATE.name: "自治体DX推進計画"}
+
+BUILTIN_TEMPLATES: dict[str, ProcedureTemplate] = {
+    DEFAULT_TEMPLATE.id: DEFAULT_TEMPLATE,
+    DX_PLAN_TEMPLATE.id: DX_PLAN_TEMPLATE,
+}

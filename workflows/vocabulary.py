@@ -62,6 +62,10 @@ class Stage(Vocabulary):
     PROCUREMENT = "procurement", "ベンダ調達"
     MIGRATION = "migration", "移行"
     CUTOVER = "cutover", "本番移行"
+    DX_STEP0 = "dx_step0", "ステップ0 認識共有・機運醸成"
+    DX_STEP1 = "dx_step1", "ステップ1 全体方針の決定"
+    DX_STEP2 = "dx_step2", "ステップ2 推進体制の整備"
+    DX_STEP3 = "dx_step3", "ステップ3 DXの取組みの実行"
     COMPLETED = "completed", "完了"
 
 

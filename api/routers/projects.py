@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 
 from api import commands, queries
 from api.deps import (
@@ -53,6 +53,10 @@ def list_projects(
     vendor_id: str | None = None,
     extended: bool | None = None,
     vendor_over_capacity: bool | None = None,
+    template: Annotated[
+        str | None,
+        Query(max_length=64, description="a template's id (any version); default: migrations"),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ProjectSummary]:
@@ -65,7 +69,7 @@ def list_projects(
         vendor_id=vendor_id,
     )
     return queries.projects(
-        session, caller, limit, offset, extended, vendor_over_capacity, **filters
+        session, caller, limit, offset, extended, vendor_over_capacity, template, **filters
     )
 
 

@@ -87,11 +87,19 @@ def progress_report(
     prefecture: Code = None,
     lg_code: Code = None,
     business: Code = None,
+    template: Code = None,
 ) -> Any:
     """MIC's counts and rates per group; ``prefecture``, ``lg_code`` and ``business``
-    narrow the projects counted (the roll-up's drill-down)."""
+    narrow the projects counted (the roll-up's drill-down); ``template`` chooses the
+    procedure (a template's id; default: the migrations), ``group_by=task`` its steps."""
     rows = queries.progress(
-        session, caller, group_by, prefecture=prefecture, lg_code=lg_code, business=business
+        session,
+        caller,
+        group_by,
+        prefecture=prefecture,
+        lg_code=lg_code,
+        business=business,
+        template=template,
     )
     if format == "json":
         return {"group_by": group_by, "items": rows, "total": len(rows)}

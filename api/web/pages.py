@@ -400,6 +400,7 @@ def project_list(
     lg_code: Code = None,
     business: Code = None,
     vendor_over_capacity: bool | None = None,
+    template: Code = None,
     page: Annotated[int, Query(ge=1, le=2**20)] = 1,
 ) -> Response:
     """The projects the caller sees with each one's next due task, and, for those who work
@@ -414,7 +415,13 @@ def project_list(
         "business": business or None,
     }
     result = queries.projects(
-        session, caller, size, offset, vendor_over_capacity=vendor_over_capacity, **filters
+        session,
+        caller,
+        size,
+        offset,
+        vendor_over_capacity=vendor_over_capacity,
+        template=template,
+        **filters,
     )
     today = jst_today(datetime.now(UTC))
     # What is theirs to do, for those who work on one body's or one vendor's tasks.
@@ -423,7 +430,7 @@ def project_list(
         if caller.lg_code or caller.vendor_id
         else ([], 0)
     )
-    kept = {k: v for k, v in filters.items() if v}
+    kept = {k: v for k, v in {**filters, "template": template}.items() if v}
     return _render(
         request,
         "projects.html",
@@ -436,6 +443,8 @@ def project_list(
         page_no=page,
         pages=max(1, -(-result.total // size)),
         next_due=queries.next_due(session, [p.id for p in result.items]),
+        procedures=_procedures(session),
+        template=template or "",
         due=due,
         due_total=due_total,
         today=today,
@@ -451,11 +460,18 @@ def rollup(
     prefecture: Code = None,
     lg_code: Code = None,
     business: Code = None,
+    template: Code = None,
 ) -> Response:
     """MIC's figures over what the caller sees, from the nation down to one body's
     systems and by step: the same figures, from the same query, as
-    ``/api/v1/reports/progress``."""
-    filters = {"prefecture": prefecture, "lg_code": lg_code, "business": business}
+    ``/api/v1/reports/progress``; for the migrations, or another procedure (a body's DX
+    plan, say) chosen by its template."""
+    filters = {
+        "prefecture": prefecture,
+        "lg_code": lg_code,
+        "business": business,
+        "template": template,
+    }
     filters = {k: v for k, v in filters.items() if v}
     if by not in queries.REPORT_GROUPS:
         # One level below what is chosen, or below what the caller's scope fixes.
@@ -494,8 +510,20 @@ def rollup(
         filters=filters,
         query=urlencode(filters),
         trail=trail,
-        trend=queries.trend(session, caller, None, 12, **filters),
+        # The month-end snapshots are the migrations'.
+        trend=[] if template else queries.trend(session, caller, None, 12, **filters),
+        template=template or "",
+        procedures=_procedures(session),
     )
+
+
+def _procedures(session: Session) -> list[tuple[str, str]]:
+    """The procedures a roll-up can be of: the migrations, then each other template by id."""
+    seen: dict[str, str] = {}
+    for x in commands.templates(session):
+        if x.kind != "migration":
+            seen.setdefault(x.id, x.name)
+    return [("", "システム標準化（移行）"), *sorted(seen.items())]
 
 
 @router.get("/projects/new", response_class=HTMLResponse)
@@ -526,6 +554,12 @@ def project_detail(
         return error_page(request, 404, caller=caller)
     today = jst_today(datetime.now(UTC))
     joint = queries.procurement_of(session, project_id) if project.procurement_id else None
+    # A body's DX plan: its item ② follows the body's migration projects, listed with it.
+    migrations = (
+        queries.projects(session, caller, 100, 0, lg_code=project.lg_code).items
+        if project.kind == "programme"
+        else []
+    )
     events = queries.events(session, caller, project_id, 500, 0).items
     escalations = queries.escalations(session, caller, 500, 0, project_id=project_id).items
     return _render(
@@ -549,6 +583,7 @@ def project_detail(
             and x.status not in (TaskStatus.DONE, TaskStatus.NOT_APPLICABLE)
         },
         vendor_name=_vendor_name(session, project.vendor_id),
+        migrations=migrations,
     )
 
 

@@ -46,7 +46,7 @@ from workflows.core import (
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow, start_attributes
 from workflows.model import DEFAULT_DEADLINE, workflow_id_for
-from workflows.procedure import DEFAULT_TEMPLATE
+from workflows.procedure import DEFAULT_TEMPLATE, DX_PLAN_TEMPLATE
 from workflows.procurement import (
     JOINT_STEPS,
     JointProcurementWorkflow,
@@ -55,6 +55,7 @@ from workflows.procurement import (
     ProcurementInput,
     ProcurementTaskChange,
 )
+from workflows.programme import FollowInput, ProgrammeFollowWorkflow
 from workflows.rollout import RolloutInput, RolloutWorkflow
 from workflows.rollout import workflow_id as rollout_workflow_id
 from workflows.snapshot import ProgressSnapshotWorkflow, SnapshotInput
@@ -371,6 +372,30 @@ async def scenario_rollout(env: WorkflowEnvironment, queue: str) -> WorkflowHand
     return env.client.get_workflow_handle(h.id, run_id=first_run)
 
 
+async def scenario_programme(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A body's DX plan (the programme template) with a step done, and the follower's turn
+    over the read model (no plan's item ② yet to complete)."""
+    inp = replace(
+        new_input(await future_target(env, months=40)),
+        business="dx-plan",
+        business_name="自治体DX推進計画",
+        template=DX_PLAN_TEMPLATE,
+    )
+    h = await start(env.client, queue, inp)
+    await h.execute_update(
+        MigrationWorkflow.change_task,
+        TaskChange("dx_leadership_awareness", "done", "pm:x", "pm"),
+    )
+    follow = await env.client.start_workflow(
+        ProgrammeFollowWorkflow.run,
+        FollowInput(),
+        id=f"follow-{uuid.uuid4().hex[:8]}",
+        task_queue=queue,
+    )
+    await follow.result()
+    return follow
+
+
 SCENARIOS = {
     "full": scenario_full,
     "ladder": scenario_ladder,
@@ -386,6 +411,7 @@ SCENARIOS = {
     "bulk": scenario_bulk,
     "rollout": scenario_rollout,
     "live": scenario_live,
+    "programme": scenario_programme,
 }
 
 
