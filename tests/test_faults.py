@@ -162,10 +162,15 @@ def _report(name: str, counts: dict[str, object]) -> None:
 
 
 async def _killer(
-    up: Up, names: list[str], stop: asyncio.Event, every: float, most: int = 4
+    up: Up,
+    names: list[str],
+    stop: asyncio.Event,
+    every: float,
+    most: int = 4,
+    done: list[int] | None = None,
 ) -> int:
     """SIGKILL the named children together every few seconds, ``most`` times at most, so the
-    stream also gets to finish against restarted processes."""
+    stream also gets to finish against restarted processes; ``done`` counts them as they go."""
     kills = 0
     while not stop.is_set() and kills < most:
         try:
@@ -182,6 +187,8 @@ async def _killer(
                 except ProcessLookupError:
                     continue
         kills += 1
+        if done is not None:
+            done.append(kills)
         for name in names:
             old = children.get(name)
             if old:
@@ -195,8 +202,15 @@ async def _run_with_kills(tmp_path: Path, names: list[str], every: float) -> dic
             projects = await _create_projects(up, http)
         ledger = Ledger()
         stop = asyncio.Event()
-        killer = asyncio.create_task(_killer(up, names, stop, every))
+        done: list[int] = []
+        killer = asyncio.create_task(_killer(up, names, stop, every, done=done))
         await _stream(up, projects, ledger, MILESTONES)
+        # A fast machine may finish the stream before the second kill: it still comes,
+        # before the audit, so that every run has survived at least two.
+        deadline = asyncio.get_running_loop().time() + 90
+        while len(done) < 2 and not killer.done():  # noqa: ASYNC110 - counted by the killer
+            assert asyncio.get_running_loop().time() < deadline, "the second kill never came"
+            await asyncio.sleep(0.2)
         stop.set()
         kills = await killer
         await asyncio.to_thread(up.wait_ready)
