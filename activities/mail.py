@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deliveries import record_attempt
 from readmodel import tables as t
 from readmodel.registry import registry
 from runtime.mail import MAIL_CHANNEL_ID, MailError, MailSender, message_id
@@ -240,25 +241,9 @@ class NoticeMail:
 
     def _record(self, d: Delivery, attempt: int, recipient: str, error: MailError | None) -> None:
         outcome = "delivered" if error is None else "failed"
-        activity.metric_meter().create_counter(
-            "hyojunka_notification_attempts", "Notification delivery attempts, by outcome"
-        ).add(1, {"outcome": outcome, "kind": MAIL_KIND})
-        with Session(self._engine) as session:
-            session.add(
-                t.DeliveryAttempt(
-                    delivery_id=d.delivery_id,
-                    notification_id=d.notification.id,
-                    project_id=d.notification.project_id,
-                    channel_id=d.channel.id,
-                    attempt=attempt,
-                    at=datetime.now(UTC),
-                    outcome=outcome,
-                    status_code=error.code if error is not None else None,
-                    error=error.reason if error is not None else None,
-                    recipient=recipient,
-                )
-            )
-            session.commit()
+        code = error.code if error is not None else None
+        reason = error.reason if error is not None else None
+        record_attempt(self._engine, d, attempt, outcome, code, reason, recipient)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deliveries import record_attempt
 from activities.mail import MAIL_CHANNEL_ID, MAIL_KIND, NoticeMail, anyone_wants
 from readmodel import tables as t
 from readmodel.outbound import RefusedAddress
@@ -177,21 +177,4 @@ class NotificationActivities:
     def _record(
         self, d: Delivery, attempt: int, outcome: str, status: int | None, error: str | None
     ) -> None:
-        activity.metric_meter().create_counter(
-            "hyojunka_notification_attempts", "Notification delivery attempts, by outcome"
-        ).add(1, {"outcome": outcome, "kind": d.channel.kind})
-        with Session(self._engine) as session:
-            session.add(
-                t.DeliveryAttempt(
-                    delivery_id=d.delivery_id,
-                    notification_id=d.notification.id,
-                    project_id=d.notification.project_id,
-                    channel_id=d.channel.id,
-                    attempt=attempt,
-                    at=datetime.now(UTC),
-                    outcome=outcome,
-                    status_code=status,
-                    error=error,
-                )
-            )
-            session.commit()
+        record_attempt(self._engine, d, attempt, outcome, status, error)
