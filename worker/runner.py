@@ -150,8 +150,13 @@ async def ensure_survey_schedule(client: Client, task_queue: str) -> None:
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+    await _keep_schedule(client, SCHEDULE_ID, schedule)
+
+
+async def _keep_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """Create ``schedule`` unless it exists (an operator's changes to it are kept)."""
     try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
         pass
 
@@ -177,10 +182,7 @@ async def ensure_programme_follow_schedule(client: Client, task_queue: str) -> N
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=10))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    try:
-        await client.create_schedule(PROGRAMME_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
+    await _keep_schedule(client, PROGRAMME_SCHEDULE_ID, schedule)
 
 
 async def ensure_daily_mail_schedule(client: Client, task_queue: str) -> None:
@@ -207,10 +209,7 @@ async def ensure_daily_mail_schedule(client: Client, task_queue: str) -> None:
         # A round-up still retrying a mail server that is down is left to finish.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    try:
-        await client.create_schedule(DAILY_MAIL_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
+    await _keep_schedule(client, DAILY_MAIL_SCHEDULE_ID, schedule)
 
 
 async def ensure_snapshot_schedule(client: Client, task_queue: str) -> None:
@@ -236,10 +235,7 @@ async def ensure_snapshot_schedule(client: Client, task_queue: str) -> None:
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    try:
-        await client.create_schedule(SNAPSHOT_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
+    await _keep_schedule(client, SNAPSHOT_SCHEDULE_ID, schedule)
 
 
 async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
@@ -264,7 +260,4 @@ async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
         # A night's run still going the next night is left to finish.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    try:
-        await client.create_schedule(RECONCILE_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
+    await _keep_schedule(client, RECONCILE_SCHEDULE_ID, schedule)
