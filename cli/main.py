@@ -99,20 +99,22 @@ def _first_start_tokens(engine: Engine) -> list[tuple[str, str, str]] | None:
             demo = VendorCreate(id=DEMO_VENDOR[0], name=DEMO_VENDOR[1])
             commands.register_vendor(session, commands.OPERATOR, demo)
         made: list[tuple[str, str, str]] = []
-        demo_scope: dict[Scope, dict[str, str]] = {
-            Scope.ALL: {},
-            Scope.PREFECTURE: {"prefecture": DEMO_LG_CODE[:2]},
-            Scope.LG_CODE: {"lg_code": DEMO_LG_CODE},
-            Scope.VENDOR: {"vendor_id": DEMO_VENDOR[0]},
-        }
         for role in ROLES:
-            kw = demo_scope[scope_of(role)]
+            kw = DEMO_SCOPE[scope_of(role)]
             body = TokenCreate.model_validate({"role": role, "name": f"demo-{role}", **kw})
             secret = commands.issue_token(session, commands.OPERATOR, body).token
             scope = next(iter(kw.values()), "all")
             made.append((role, scope, secret))
         return made
 
+
+# The demo body's, prefecture's and vendor's scope, by the scope each role has.
+DEMO_SCOPE: dict[Scope, dict[str, str]] = {
+    Scope.ALL: {},
+    Scope.PREFECTURE: {"prefecture": DEMO_LG_CODE[:2]},
+    Scope.LG_CODE: {"lg_code": DEMO_LG_CODE},
+    Scope.VENDOR: {"vendor_id": DEMO_VENDOR[0]},
+}
 
 DEMO_PEOPLE: dict[str, str] = {
     "admin": "運用 管理者",
@@ -134,12 +136,6 @@ def _first_start_people(engine: Engine, settings: Settings) -> list[tuple[str, s
     with Session(engine) as session:
         if session.exec(select(t.Person)).first() is not None:
             return None
-        scope: dict[Scope, dict[str, str]] = {
-            Scope.ALL: {},
-            Scope.PREFECTURE: {"prefecture": DEMO_LG_CODE[:2]},
-            Scope.LG_CODE: {"lg_code": DEMO_LG_CODE},
-            Scope.VENDOR: {"vendor_id": DEMO_VENDOR[0]},
-        }
         made: list[tuple[str, str, str]] = []
         base = settings.public_url.rstrip("/")
         for role in ROLES:
@@ -148,7 +144,7 @@ def _first_start_people(engine: Engine, settings: Settings) -> list[tuple[str, s
                     "name": DEMO_PEOPLE.get(role, role),
                     "email": f"{role}@demo.hyojunka.example",
                     "role": role,
-                    **scope[scope_of(role)],
+                    **DEMO_SCOPE[scope_of(role)],
                 }
             )
             person = people.add_person(session, OPERATOR, body)
@@ -692,7 +688,7 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.resolved_database_url)
     try:
         with Session(engine) as session:
-            register_vendors(session)
+            register_vendors(session, projects)  # those the data set uses
     finally:
         engine.dispose()
     result, seconds, declared = asyncio.run(_seed(settings, data, projects))
