@@ -60,6 +60,20 @@ class Api:
 
 
 _USED: set[tuple[str, str]] = set()
+# Bodies a test has taken whole: a body's notices meet in digests named by the body (and
+# audience and hour), so a test that waits for such a notice needs a body no other test on
+# this Temporal server has written to, or its notice may join a digest whose worker has gone.
+_WHOLE: set[str] = set()
+
+
+def fresh_body(codes: list[str]) -> str:
+    """One of ``codes`` that no other test has registered a project of, taken whole."""
+    used = {code for code, _ in _USED} | _WHOLE
+    free = [c for c in codes if c not in used]
+    assert free, "every body of this choice has been used by another test"
+    code = random.choice(free)
+    _WHOLE.add(code)
+    return code
 
 
 def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
@@ -72,7 +86,7 @@ def fresh_project(prefecture_owned: bool = False) -> tuple[str, str]:
     )
     while True:
         pair = (random.choice(codes), random.choice(slugs))
-        if pair not in _USED:
+        if pair not in _USED and pair[0] not in _WHOLE:
             _USED.add(pair)
             return pair
 
