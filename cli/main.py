@@ -153,7 +153,8 @@ def _first_start_people(engine: Engine, settings: Settings) -> list[tuple[str, s
         return made
 
 
-async def cmd_up(settings: Settings) -> int:
+async def cmd_up(settings: Settings, workers: int | None = None) -> int:
+    """Run everything locally; ``workers`` worker processes (default: the setting)."""
     from cli.devserver import dev_server_command
     from cli.supervisor import (
         AlreadyRunning,
@@ -162,11 +163,15 @@ async def cmd_up(settings: Settings) -> int:
         data_folder_lock,
         http_ready,
         hyojunka_command,
+        planned_ports,
         port_in_use,
+        shared_ports,
         stop_leftovers,
         temporal_ready,
+        worker_children,
     )
 
+    workers = workers or settings.workers
     data = settings.data_dir
     try:
         lock = data_folder_lock(data)
@@ -176,18 +181,18 @@ async def cmd_up(settings: Settings) -> int:
         return 1
     try:
         stop_leftovers(data)
-        t_host, _, t_port = settings.temporal_address.rpartition(":")
-        for host, port, what in (
-            (t_host or "127.0.0.1", int(t_port), "Temporal"),
-            (settings.api_host, settings.api_port, "the API"),
-            ("127.0.0.1", settings.temporal_ui_port, "the Temporal Web UI"),
-        ):
+        ports = planned_ports(settings, workers)
+        for clash in shared_ports(ports):
+            sys.stderr.write(f"hyojunka: {clash}; choose other ports\n")
+            return 1
+        for host, port, what in ports:
             if port_in_use(host, port):
                 sys.stderr.write(
                     f"hyojunka: {host}:{port} (for {what}) is held by a process this "
                     "hyojunka up did not start; stop it or choose another port\n"
                 )
                 return 1
+        t_host, _, t_port = settings.temporal_address.rpartition(":")
         upgrade_schema(settings.resolved_database_url)
         engine = make_engine(settings.resolved_database_url)
         tokens = _first_start_tokens(engine)
@@ -201,12 +206,13 @@ async def cmd_up(settings: Settings) -> int:
                 data / "temporal.log",
                 ready=temporal_ready(t_host or "127.0.0.1", int(t_port)),
             ),
-            Child("worker", hyojunka_command("worker")),
+            *worker_children(settings, workers),
             Child("api", hyojunka_command("api"), ready=http_ready(f"{api_url}/healthz")),
         ]
         _out(f"hyojunka API     {api_url}/  (docs: /docs)")
         _out(f"Temporal Web UI  http://127.0.0.1:{settings.temporal_ui_port}/")
         _out(f"data             {data.resolve()}")
+        _out(f"workers          {workers}")
         if tokens:
             _out("\nTokens (shown once; only their hashes are stored):")
             for role, scope, secret in tokens:
@@ -707,7 +713,13 @@ def build_parser() -> argparse.ArgumentParser:
             dest=f"{name}_command", required=True
         )
 
-    sub.add_parser("up", help="run everything locally: Temporal dev server, worker, API")
+    up = sub.add_parser("up", help="run everything locally: Temporal dev server, workers, API")
+    up.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes to run (default: HYOJUNKA_WORKERS, else 1 on a machine of "
+        "two cores or fewer, cores - 1 up to 4 otherwise)",
+    )
     sub.add_parser("worker", help="run the worker against HYOJUNKA_TEMPORAL_ADDRESS")
     sub.add_parser("api", help="run the API against HYOJUNKA_TEMPORAL_ADDRESS")
     db = group("db", "read-model schema")
@@ -787,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
@@ -794,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.command
     try:
         if cmd == "up":
-            return asyncio.run(cmd_up(settings))
+            return asyncio.run(cmd_up(settings, args.workers))
         elif cmd == "worker":
             asyncio.run(cmd_worker(settings))
         elif cmd == "api":

@@ -1,17 +1,21 @@
 """``hyojunka up``: own and supervise the embedded default's processes.
 
-Three children: the Temporal dev server, the worker and the API, each a process of its own
-so that the worker and the API use both cores. The supervisor
+Its children: the Temporal dev server, the workers (``HYOJUNKA_WORKERS`` or ``--workers``;
+one on a machine of two cores) and the API, each a process of its own so that they use
+every core. The supervisor
 
 - owns its data folder through a lock (``up.lock``): a second ``up`` on the same folder
   refuses to start rather than share it;
-- records its children in ``up.json``; children die with it (the kernel's parent-death
-  signal), and any left by an ``up`` that was killed anyway are found there and stopped
-  before anything starts, so an orphan is never silently adopted;
-- refuses a Temporal port held by a process it did not start;
-- restarts a child that dies, with backoff;
-- stops everything on SIGINT or SIGTERM, API first, Temporal last, within ``STOP_WITHIN``
-  seconds whatever the load (what has not stopped by then is killed).
+- records its children in ``up.json`` (the workers as ``worker``, ``worker-1``, ...);
+  children die with it (the kernel's parent-death signal), and any left by an ``up`` that
+  was killed anyway are found there and stopped before anything starts, so an orphan is
+  never silently adopted;
+- refuses a port held by a process it did not start, and ports its own children would share
+  (a worker's probes and metrics are on their base port plus the worker's index);
+- restarts a child that dies, with backoff, each on its own;
+- stops everything on SIGINT or SIGTERM, API first, then the workers together, Temporal
+  last, within ``STOP_WITHIN`` seconds whatever the load (what has not stopped by then is
+  killed).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,6 +142,10 @@ class Child:
     log_path: Path | None = None
     # Polled after a start until it says the child is serving.
     ready: Callable[[], bool] | None = None
+    # Its own environment, over the supervisor's (a worker's probe and metrics addresses).
+    env: dict[str, str] = field(default_factory=dict)
+    # Children of one group (the workers) are peers: stopped together, not one by one.
+    group: str = ""
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -155,7 +164,7 @@ class Child:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT if out else None,
                 stdin=asyncio.subprocess.DEVNULL,
-                env=env,
+                env={**env, **self.env},
                 # Our own signal handling stops children in order; a terminal's Ctrl-C
                 # must not reach them all at once.
                 start_new_session=True,
@@ -233,25 +242,31 @@ class Supervisor:
         await asyncio.gather(*keepers, return_exceptions=True)
 
     async def stop_all(self) -> None:
-        """Stop children in reverse order of start, all within STOP_WITHIN seconds."""
+        """Stop children in reverse order of start, a group's (the workers) together, all
+        within STOP_WITHIN seconds."""
         deadline = time.monotonic() + STOP_WITHIN
-        for child in reversed(self.children):
-            proc = child.proc
-            if proc is None or proc.returncode is not None:
-                continue
-            sig = signal.SIGINT if child.name == "temporal" else signal.SIGTERM
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            # The last child (Temporal) gets what is left; the others a fair share.
-            left = max(deadline - time.monotonic(), 0.1)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=left)
-            except TimeoutError:
-                log.warning("child did not stop in time; killing it", child=child.name)
+        for _, group in groupby(reversed(self.children), key=lambda c: c.group or c.name):
+            running = [c for c in group if c.proc is not None and c.proc.returncode is None]
+            for child in running:
+                assert child.proc is not None
+                sig = signal.SIGINT if child.name == "temporal" else signal.SIGTERM
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+                    child.proc.send_signal(sig)
+            # The last child (Temporal) gets what is left; the others a fair share.
+            await asyncio.gather(*(self._stopped(c, deadline) for c in running))
         (self.settings.data_dir / "up.json").unlink(missing_ok=True)
+
+    @staticmethod
+    async def _stopped(child: Child, deadline: float) -> None:
+        assert child.proc is not None
+        left = max(deadline - time.monotonic(), 0.1)
+        try:
+            await asyncio.wait_for(child.proc.wait(), timeout=left)
+        except TimeoutError:
+            log.warning("child did not stop in time; killing it", child=child.name)
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+            await child.proc.wait()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -268,6 +283,68 @@ class Supervisor:
 
 def hyojunka_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
+
+
+def worker_name(index: int) -> str:
+    """``worker`` for the first (the name a single worker always had), then ``worker-1``..."""
+    return "worker" if index == 0 else f"worker-{index}"
+
+
+def nth_address(address: str, index: int) -> str:
+    """``host:port`` moved ``index`` ports up: the address of worker ``index``'s probes or
+    metrics under ``up`` (its own, so that workers never contend for one port). Empty stays
+    empty (not served); port 0 stays 0 (each its own free port)."""
+    if not address or index == 0:
+        return address
+    host, _, port = address.rpartition(":")
+    number = int(port)
+    return f"{host}:{number + index if number else 0}"
+
+
+def worker_children(settings: Settings, workers: int) -> list[Child]:
+    """The ``workers`` worker children of ``up``, each with its own probe and metrics port."""
+    children = []
+    for i in range(workers):
+        env = {}
+        if settings.worker_health_address:
+            env["HYOJUNKA_WORKER_HEALTH_ADDRESS"] = nth_address(settings.worker_health_address, i)
+        if settings.worker_metrics_address:
+            env["HYOJUNKA_WORKER_METRICS_ADDRESS"] = nth_address(settings.worker_metrics_address, i)
+        children.append(Child(worker_name(i), hyojunka_command("worker"), env=env, group="workers"))
+    return children
+
+
+def planned_ports(settings: Settings, workers: int) -> list[tuple[str, int, str]]:
+    """Every (host, port, what) ``up`` will listen on: Temporal, the API, the Web UI and each
+    worker's probes and metrics when they are served."""
+    t_host, _, t_port = settings.temporal_address.rpartition(":")
+    ports = [
+        (t_host or "127.0.0.1", int(t_port), "Temporal"),
+        (settings.api_host, settings.api_port, "the API"),
+        ("127.0.0.1", settings.temporal_ui_port, "the Temporal Web UI"),
+    ]
+    for i in range(workers):
+        for base, what in (
+            (settings.worker_health_address, "probes"),
+            (settings.worker_metrics_address, "metrics"),
+        ):
+            if base:
+                host, _, port = nth_address(base, i).rpartition(":")
+                if int(port):
+                    ports.append((host, int(port), f"{worker_name(i)}'s {what}"))
+    return ports
+
+
+def shared_ports(ports: list[tuple[str, int, str]]) -> list[str]:
+    """Ports two of ``up``'s own listeners would share, said as the operator would fix them."""
+    seen: dict[int, str] = {}
+    clashes = []
+    for _, port, what in ports:
+        if port in seen:
+            clashes.append(f"{seen[port]} and {what} would both use port {port}")
+        else:
+            seen[port] = what
+    return clashes
 
 
 def http_ready(url: str) -> Callable[[], bool]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from readmodel.outbound import OutboundPolicy, parse_allow
@@ -15,6 +16,26 @@ from workflows.ladder import EscalationLadder
 DEFAULT_PASSWORDS = frozenset(
     {"", "hyojunka", "postgres", "temporal", "password", "changethis", "change_me", "secret"}
 )
+
+# The most worker processes ``hyojunka up`` starts by default, however many cores there are.
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers(cores: int | None = None) -> int:
+    """How many worker processes ``hyojunka up`` runs unless told (``HYOJUNKA_WORKERS``).
+
+    One on a machine of two cores or fewer: the API and the Temporal dev server need the
+    other core, and a second worker there only competes with them. Otherwise one a core but
+    one (left to the API and the dev server), at most ``MAX_DEFAULT_WORKERS``: past that the
+    one dev server (one SQLite file, one task-queue partition) is what every worker waits
+    on, while each worker still costs its own workflow cache in memory. The cores counted
+    are those this process may run on (its CPU affinity), not the whole machine's."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(cores - 1, MAX_DEFAULT_WORKERS)
 
 
 class Settings(BaseSettings):
@@ -126,6 +147,13 @@ class Settings(BaseSettings):
     worker_metrics_address: str = ""
     # Where the worker answers its probes, /healthz and /readyz ("0.0.0.0:8081"); empty: not.
     worker_health_address: str = ""
+    # Worker processes `hyojunka up` supervises (`up --workers N` overrides it); they poll
+    # the one task queue, so Temporal shares the work among them. Default: default_workers()
+    # (1 on two cores or fewer, else cores - 1 up to 4). Under `up`, worker i (from 0) serves
+    # its probes and metrics on the port of the two addresses above plus i. Each worker has
+    # its own workflow cache and read-model pool (worker_max_cached_workflows, db_pool_size
+    # are per process). `hyojunka worker` is always one process: scale it by running more.
+    workers: int = Field(default_factory=default_workers, ge=1, le=64)
 
     @field_validator("environment")
     @classmethod
