@@ -162,7 +162,11 @@ async def _keep_schedule(client: Client, schedule_id: str, schedule: Schedule) -
 
 
 async def ensure_schedules(client: Client, task_queue: str) -> None:
-    """Every Schedule this deployment runs, created once and kept if present."""
+    """Every Schedule this deployment runs, created once and kept if present.
+
+    Every worker calls it as it starts, several at once under ``up --workers N`` or with
+    replicas: a schedule's id is unique on the server, which creates it for one caller and
+    tells the others it exists (tests/test_workers.py)."""
     await ensure_survey_schedule(client, task_queue)
     await ensure_reconcile_schedule(client, task_queue)
     await ensure_snapshot_schedule(client, task_queue)
