@@ -196,8 +196,11 @@ async def _killer(
     return kills
 
 
-async def _run_with_kills(tmp_path: Path, names: list[str], every: float) -> dict[str, object]:
-    with running_up(tmp_path) as up:
+async def _run_with_kills(
+    tmp_path: Path, names: list[str], every: float, workers: int = 1
+) -> dict[str, object]:
+    # The number of workers said, not left to the machine's default.
+    with running_up(tmp_path, extra_env={"HYOJUNKA_WORKERS": str(workers)}) as up:
         async with httpx.AsyncClient(timeout=30) as http:
             projects = await _create_projects(up, http)
         ledger = Ledger()
@@ -220,15 +223,22 @@ async def _run_with_kills(tmp_path: Path, names: list[str], every: float) -> dic
 
 
 @pytest.mark.parametrize(
-    ("killed", "every"),
-    [(["api", "worker"], 4.0), (["temporal"], 5.0)],
-    ids=["api-and-worker", "temporal"],
+    ("killed", "every", "workers"),
+    [
+        (["api", "worker"], 4.0, 1),
+        # Two workers, the first killed with the API: the second carries on, takes over the
+        # first's projects and writes the read model beside the restarted one.
+        (["api", "worker"], 4.0, 2),
+        (["temporal"], 5.0, 1),
+    ],
+    ids=["api-and-worker", "api-and-one-of-two-workers", "temporal"],
 )
 async def test_every_acknowledged_milestone_survives_processes_killed(
-    tmp_path: Path, killed: list[str], every: float
+    tmp_path: Path, killed: list[str], every: float, workers: int
 ) -> None:
-    counts = await _run_with_kills(tmp_path, killed, every=every)
-    _report("-and-".join(killed), counts)
+    counts = await _run_with_kills(tmp_path, killed, every=every, workers=workers)
+    counts["workers"] = workers
+    _report("-and-".join(killed) + ("" if workers == 1 else f"-of-{workers}-workers"), counts)
     assert counts["kills"] >= 2
     assert counts["gave_up"] == 0
     assert counts["acknowledged"] == MILESTONES
