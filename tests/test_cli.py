@@ -107,3 +107,26 @@ def test_people_from_the_command_line_get_a_link_and_are_deactivated_not_deleted
     removed = _hyojunka(tmp_path, "person", "remove", person_id)
     assert removed.returncode == 0, removed.stderr
     assert "inactive" in _hyojunka(tmp_path, "person", "list").stdout
+
+
+def test_up_refuses_workers_that_would_share_a_port_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    none = _hyojunka(tmp_path, "up", "--workers", "0")
+    assert none.returncode == 2 and "not a positive number" in none.stderr
+    env = {
+        "HYOJUNKA_WORKER_HEALTH_ADDRESS": "127.0.0.1:18081",
+        "HYOJUNKA_WORKER_METRICS_ADDRESS": "127.0.0.1:18082",
+    }
+    crowded = subprocess.run(
+        [HYOJUNKA, "up", "--workers", "2"],
+        env={**os.environ, "HYOJUNKA_DATA_DIR": str(tmp_path / "data"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert crowded.returncode == 1
+    assert "worker's metrics and worker-1's probes would both use port 18082" in crowded.stderr
+    assert not (tmp_path / "data" / "up.json").exists()
+    assert not (tmp_path / "data" / "hyojunka.db").exists()  # refused before anything began
