@@ -1,13 +1,16 @@
 """hyojunka's write path beside raw Temporal, on the same dev server in the same run.
 
     .venv/bin/python -m benchmarks.load [--projects 200] [--serial 200] [--per-client 20]
+                                        [--price-per-million 50]
 
 Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
 in a temporary folder, and a trivial counter workflow on a worker in this process against
 the same dev server. Prints, for each side: project creation at 20 concurrent clients
 (hyojunka POST /projects vs. raw start + first update in one call), vendor milestones one
 after another (p50/p95/p99), and at 50 concurrent clients spread over 10 projects
-(throughput and p99); each ratio; and every error (any answer but 2xx).
+(throughput and p99); each ratio; and every error (any answer but 2xx). Last, Temporal Cloud
+actions per project over a typical life (``benchmarks.billing``), its creation and milestone
+costs measured from this run's histories.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from benchmarks import billing
 from benchmarks.harness import Up, pct, project_pairs, running_up
 from benchmarks.raw import CounterWorkflow
 from workflows.calendar import add_months
+from workflows.model import workflow_id_for
 
 TARGET = add_months(date.today(), 36).isoformat()
 RAW_QUEUE = "raw-counter"
@@ -217,11 +222,26 @@ def report(h: dict[str, Run], r: dict[str, Run]) -> None:
         print(f"  {e}")
 
 
+async def billed(up: Up, args: argparse.Namespace) -> str:
+    """The actions table from the histories of up to 20 of the created projects and of the
+    one that took the serial milestones (a tenth of the concurrent ones too): a project's
+    milestones come one at a time, while concurrent ones share projections (group commit)
+    and would make a milestone look cheaper than it is."""
+    pairs = project_pairs(args.projects + 10)
+    created = pairs[: args.projects]
+    sample = created[:: max(1, len(created) // 20)][:20] + pairs[args.projects : args.projects + 1]
+    client = await Client.connect(up.temporal_address)
+    ids = [workflow_id_for(c, b) for c, b in sample]
+    return await billing.measured_report(client, ids, "this run", args.price_per_million)
+
+
 async def main(args: argparse.Namespace) -> None:
     with running_up() as up:
         h = await hyojunka_side(up, args)
         r = await raw_side(up, args)
+        bill = await billed(up, args)
     report(h, r)
+    print(bill)
 
 
 if __name__ == "__main__":
@@ -229,4 +249,10 @@ if __name__ == "__main__":
     parser.add_argument("--projects", type=int, default=200)
     parser.add_argument("--serial", type=int, default=200)
     parser.add_argument("--per-client", type=int, default=20)
+    parser.add_argument(
+        "--price-per-million",
+        type=float,
+        default=billing.PRICE_PER_MILLION_USD,
+        help="USD per million Temporal Cloud actions (an assumption)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.national [--scale 1.0 | --limit N] [--raw N] [--samples 50]
                                             [--concurrency 16] [--folder PATH]
                                             [--wave 5000] [--wave-digest-seconds 60]
+                                            [--price-per-million 50]
 
 Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
 in a temporary folder and seeds it as ``hyojunka seed --whole-country`` does: the national
@@ -18,7 +19,9 @@ page (signed in);
 and the peak resident memory of the worker (and of the API and the dev server).
 Last, once that stack has stopped (so the machine is its own), the 09:00 wave of
 ``benchmarks.wave`` for ``--wave`` simultaneous rungs (0 skips it), its report printed as
-part of this one.
+part of this one. The report ends with Temporal Cloud actions per project over a typical life
+(``benchmarks.billing``), its step costs measured from a sample of the imported projects'
+histories.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from temporalio.worker import Worker
 
 from api.commands import OPERATOR, Context
 from api.imports import ImportTally, import_projects
+from benchmarks import billing
 from benchmarks.harness import Up, pct, running_up
 from benchmarks.raw import CounterWorkflow
 from cli.seed import SeedProject, declare_extended_tracks, register_vendors, seed_csv, seed_projects
@@ -277,6 +281,8 @@ async def run(args: argparse.Namespace) -> None:
         reads = latencies(up, projects, args.samples)
         children = up.children()
         mem = {name: memory(pid) for name, pid in children.items()}
+        log("billable actions")
+        bill = await billed(up, projects, args.price_per_million)
 
     wave = run_wave(args.wave, args.wave_digest_seconds) if args.wave else None
 
@@ -321,6 +327,16 @@ async def run(args: argparse.Namespace) -> None:
         )
         for line in wave.splitlines():
             print(f"  {line}")
+    print(bill)
+
+
+async def billed(up: Up, projects: list[SeedProject], price_per_million: float) -> str:
+    """The actions table from the histories of 50 of the imported projects (their mix of on
+    time, late, live and extended-track registrations) and the digests that have closed."""
+    client = await Client.connect(up.temporal_address)
+    sample = random.Random(3).sample(projects, min(50, len(projects)))
+    ids = [f"migration-{p.project_id}" for p in sample]
+    return await billing.measured_report(client, ids, "this run", price_per_million)
 
 
 def run_wave(projects: int, digest_seconds: float) -> str:
@@ -349,6 +365,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--wave-digest-seconds", type=float, default=60.0, help="the wave's digest window"
+    )
+    parser.add_argument(
+        "--price-per-million",
+        type=float,
+        default=billing.PRICE_PER_MILLION_USD,
+        help="USD per million Temporal Cloud actions (an assumption)",
     )
     parser.add_argument(
         "--folder",
