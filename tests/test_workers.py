@@ -29,7 +29,7 @@ from temporalio.api.workflowservice.v1 import (
     DescribeTaskQueueRequest,
     RegisterNamespaceRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from benchmarks.harness import HYOJUNKA, free_port, until_ready, up_environment
@@ -117,8 +117,9 @@ async def test_schedules_are_created_once_by_workers_starting_together(
         "programme-follow",
     }
     for schedule_id in expected:
-        described = await clients[0].get_schedule_handle(schedule_id).describe()
-        assert described.schedule.action.task_queue == "migrations"  # type: ignore[attr-defined]
+        action = (await clients[0].get_schedule_handle(schedule_id).describe()).schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.task_queue == "migrations"
     listed: list[str] = []
     for _ in range(50):  # the list is eventually consistent
         listed = [s.id async for s in await clients[0].list_schedules()]
@@ -243,8 +244,12 @@ async def _served_by(address: str, workflow_id: str) -> set[int]:
 
 
 @pytest.mark.heavy
-def test_up_with_two_workers_serves_from_both_and_restarts_one_killed(tmp_path: Path) -> None:
+def test_up_with_two_workers_serves_from_both_and_restarts_one_killed(
+    tmp_path: Path, database_url: str
+) -> None:
     env = up_environment(tmp_path / "data")
+    # Both workers write the read model: SQLite, and PostgreSQL when the run has it.
+    env["HYOJUNKA_DATABASE_URL"] = database_url
     probes = _free_ports(2)
     env["HYOJUNKA_WORKER_HEALTH_ADDRESS"] = f"127.0.0.1:{probes}"
     env["HYOJUNKA_WORKERS"] = "1"  # the flag wins over the setting
