@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from readmodel import tables as t
+from readmodel.golive import forecast_month, jst_month
 from workflows.migration import PROJECTION_ACTIVITY
 from workflows.model import (
     APPLIED,
@@ -31,9 +32,11 @@ from workflows.model import (
     workflow_id_for,
 )
 from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
-from workflows.vocabulary import EventKind, TaskStatus
+from workflows.vocabulary import EventKind, Stage, TaskStatus
 
 log = structlog.get_logger(__name__)
+# The task whose completion is the go-live (the templates' cutover).
+GO_LIVE_TASK = "cutover"
 
 
 def upsert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -64,14 +67,35 @@ def _json(value: Any) -> dict[str, Any] | None:
     return {k: v.isoformat() if isinstance(v, date) else v for k, v in vars(value).items()}
 
 
-def _project_values(p: ProjectRow) -> dict[str, Any]:
+def _project_values(p: ProjectRow, tasks: list[TaskRow], full: bool) -> dict[str, Any]:
     values = {k: v for k, v in vars(p).items() if k != "progress"}
     values.update(vars(p.progress), extended_track=_json(p.extended_track))
+    f = forecast_month(
+        p.target_go_live, p.forecast_go_live, p.forecast_slip_days, p.forecast_slips_from
+    )
+    values.update(
+        forecast_month=f.month, forecast_moves_from=f.moves_from, forecast_offset=f.offset
+    )
+    values.update(_live_month(p, tasks, full))
     return dict(values, workflow_id=workflow_id_for(p.lg_code, p.business))
 
 
-def _task_values(pid: str, r: TaskRow) -> dict[str, Any]:
-    return dict(vars(r), project_id=pid, decision=_json(r.decision))
+def _live_month(p: ProjectRow, tasks: list[TaskRow], full: bool) -> dict[str, Any]:
+    """The month the project went live (readmodel.golive): its cutover's, else the month it
+    completed; a write that does not carry the cutover keeps what the row holds."""
+    cutover = next((r for r in tasks if r.key == GO_LIVE_TASK), None)
+    if cutover is not None and cutover.status == TaskStatus.DONE and cutover.completed_at:
+        return {"live_month": jst_month(cutover.completed_at)}
+    completed = jst_month(p.completed_at) if p.stage == Stage.COMPLETED and p.completed_at else None
+    if cutover is not None or full:
+        return {"live_month": completed}
+    if completed is not None:  # a cutover done before keeps its own month
+        return {"live_month": func.coalesce(_PROJECTS.c.live_month, completed)}
+    return {}
+
+
+def _task_values(pid: str, r: TaskRow, vendor_id: str | None) -> dict[str, Any]:
+    return dict(vars(r), project_id=pid, decision=_json(r.decision), vendor_id=vendor_id)
 
 
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
@@ -95,7 +119,7 @@ _TASK_UPDATE = (
 
 
 def _task_params(pid: str, r: TaskRow) -> dict[str, Any]:
-    values = _task_values(pid, r)
+    values = _task_values(pid, r, None)
     return {
         "w_project_id": pid,
         "w_key": r.key,
@@ -158,7 +182,7 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
     start from what the read model holds (nothing is written then)."""
     p = w.project
     pid = p.project_id
-    values = _project_values(p)
+    values = _project_values(p, w.tasks, w.full)
     if not w.full:
         moved = session.execute(
             update(_PROJECTS)
@@ -169,6 +193,12 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
             return RESYNC
         if w.tasks:
             session.execute(_TASK_UPDATE, [_task_params(pid, r) for r in w.tasks])
+        # The tasks follow their project's vendor (a replaced vendor: every task at once).
+        session.execute(
+            update(_TASKS)
+            .where(_TASKS.c.project_id == pid, _TASKS.c.vendor_id.is_distinct_from(p.vendor_id))
+            .values(vendor_id=p.vendor_id)
+        )
         upsert(session, t.Escalation, [_escalation_values(p, e) for e in w.escalations])
         _write_events(session, pid, w.events)
         return APPLIED
@@ -190,7 +220,7 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
         t.Task,
         [
             dict(
-                _task_values(pid, by_key[spec.key]),
+                _task_values(pid, by_key[spec.key], p.vendor_id),
                 position=position,
                 name=spec.name,
                 stage=spec.stage,

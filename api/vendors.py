@@ -3,10 +3,12 @@ the database over projects and tasks (DESIGN.md), for the REST routes and the pa
 
 A project's go-live month is the month it went live, when its cutover is done (a vendor
 counts the go-lives it carried out in the month it did them), else the month of today's
-forecast (``forecast_today``): the target, or the working day on or before the target moved by
-the slip its workflow's terms give for today. The SQL works that out exactly: the slip and the
-moved day in SQL, and the step back to a working day as the few days whose previous working
-day lies in the month before (the first days of a month that are not working days).
+forecast (``forecast_on``): the target, or the working day on or before the target moved by
+the slip its workflow's terms give for today. The projection keeps both as columns of the
+project (readmodel.golive): the month it went live, and the forecast's month with, for a
+forecast that moves with the clock, the offset that gives today's; so the counts are
+grouped reads of the project table and of an index of the tasks (each task carries its
+project's vendor), with no date computed per row, and they are exact on any day.
 
 A month is over capacity when the vendor's whole load (all its projects, whoever asks) is over
 what it stated; the counts shown are those of the projects the caller may see. A project
@@ -16,15 +18,14 @@ stated go-lives.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Integer, and_, case, false, func, literal, select, tuple_
+from sqlalchemy import Date, Integer, and_, case, false, func, literal, null, select, tuple_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -42,43 +43,21 @@ from api.schemas import (
     VendorMonthRow,
 )
 from readmodel import tables as t
-from workflows.calendar import jst_today, previous_working_day
+from readmodel.golive import month_of, month_start, moving_month_bounds
+from workflows.calendar import JST, jst_today
 from workflows.model import ForecastTerms, forecast_on
 from workflows.roles import Action, Scope, scope_of
-from workflows.vocabulary import Owner, Stage, TaskStatus
+from workflows.vocabulary import Owner, TaskStatus
 
 MAX_MONTHS = 36
 # The task whose completion is the go-live (the template's cutover).
 GO_LIVE_TASK = "cutover"
 
-# ---- date arithmetic in SQL, on SQLite (dates as ISO text) and PostgreSQL -----------------
-
 
 class month_index(FunctionElement[int]):
-    """year * 12 + month - 1 of a date."""
+    """year * 12 + month - 1 of a date, on SQLite (dates as ISO text) and PostgreSQL."""
 
     type = Integer()
-    inherit_cache = True
-
-
-class days_between(FunctionElement[int]):
-    """Days from the first date to the second."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-class add_days(FunctionElement[date]):
-    """A date moved by a number of days."""
-
-    type = Date()
-    inherit_cache = True
-
-
-class jst_date(FunctionElement[date]):
-    """The JST calendar day of a UTC timestamp."""
-
-    type = Date()
     inherit_cache = True
 
 
@@ -98,133 +77,74 @@ def _month_index_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     return f"(CAST(substr({d}, 1, 4) AS INTEGER) * 12 + CAST(substr({d}, 6, 2) AS INTEGER) - 1)"
 
 
-@compiles(days_between)
-def _days_between(element: Any, compiler: Any, **kw: Any) -> str:
-    a, b = _args(element, compiler, **kw)
-    return f"({b} - {a})"
-
-
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    a, b = _args(element, compiler, **kw)
-    return f"CAST(julianday({b}) - julianday({a}) AS INTEGER)"
-
-
-@compiles(add_days)
-def _add_days(element: Any, compiler: Any, **kw: Any) -> str:
-    d, n = _args(element, compiler, **kw)
-    return f"({d} + {n})"
-
-
-@compiles(add_days, "sqlite")
-def _add_days_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    d, n = _args(element, compiler, **kw)
-    return f"date(julianday({d}) + {n})"
-
-
-@compiles(jst_date)
-def _jst_date(element: Any, compiler: Any, **kw: Any) -> str:
-    (ts,) = _args(element, compiler, **kw)
-    return f"CAST(({ts} AT TIME ZONE 'Asia/Tokyo') AS DATE)"
-
-
-@compiles(jst_date, "sqlite")
-def _jst_date_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    (ts,) = _args(element, compiler, **kw)
-    return f"date({ts}, '+9 hours')"
-
-
-@functools.cache
-def _month_crossings(first_year: int, last_year: int) -> tuple[date, ...]:
-    """The days whose previous working day falls in the month before: the first days of a
-    month up to its first working day (a weekend, New Year's closing days, Golden Week)."""
-    days = []
-    for year in range(first_year, last_year + 1):
-        for month in range(1, 13):
-            d = date(year, month, 1)
-            while previous_working_day(d).month != d.month:
-                days.append(d)
-                d += timedelta(days=1)
-    return tuple(days)
-
-
-def month_of(d: date) -> int:
-    return d.year * 12 + d.month - 1
-
-
 def month_text(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+def _moving_month(offset: Any, today: date, first: int, last: int) -> Any:
+    """The month of a forecast that moves with the clock (readmodel.golive), read on
+    ``today``, for months ``first`` to ``last``: a balanced CASE over the offsets at which the
+    month turns (a few integer comparisons a row); null outside those months."""
+    bounds = moving_month_bounds(today, first, last)
+
+    def within(i: int, j: int) -> Any:  # bounds[i] <= offset < bounds[j]
+        if j - i == 1:
+            return literal(first + i)
+        mid = (i + j) // 2
+        return case((offset < bounds[mid], within(i, mid)), else_=within(mid, j))
+
+    return case(
+        (offset < bounds[0], null()),
+        (offset >= bounds[-1], null()),
+        else_=within(0, len(bounds) - 1),
+    )
+
+
 @dataclass(frozen=True)
 class GoLive:
-    """A project's go-live month in SQL: ``month`` (year * 12 + month - 1) and ``live`` (its
-    cutover's completion, null while it is still to go live), over ``project`` outer-joined to
-    its done cutover ``cutover`` (``join`` adds it to a select)."""
+    """A project's go-live month in SQL, from the columns the projection keeps
+    (readmodel.golive): ``month`` (year * 12 + month - 1; null outside the months asked
+    about) and ``live`` (the month it went live, null while it is still to go live)."""
 
     project: Any
-    cutover: Any
     month: Any
     live: Any
 
-    def join(self, query: Any) -> Any:
-        p, c = self.project, self.cutover
-        return query.outerjoin(
-            c,
-            and_(c.project_id == p.id, c.key == GO_LIVE_TASK, c.status == TaskStatus.DONE),
-        )
 
-
-def go_live(today: date, project: Any = t.Project) -> GoLive:
-    """The go-live month of ``project`` as read on ``today`` (see the module's docstring)."""
+def go_live(today: date, first: int, last: int, project: Any = t.Project) -> GoLive:
+    """The go-live month of ``project`` as read on ``today``, for months ``first`` to
+    ``last`` (see the module's docstring)."""
     p = project
-    c = aliased(t.Task)
-    today_ = literal(today, Date())
-    slip = case(
-        (p.forecast_slips_from.is_(None), p.forecast_slip_days),
+    forecast = case(
         (
-            days_between(p.forecast_slips_from, today_) > p.forecast_slip_days,
-            days_between(p.forecast_slips_from, today_),
+            p.forecast_moves_from <= literal(today, Date()),
+            _moving_month(p.forecast_offset, today, first, last),
         ),
-        else_=p.forecast_slip_days,
+        else_=p.forecast_month,
     )
-    moved = add_days(p.target_go_live, slip)
-    crossings = _month_crossings(2000, today.year + 40)
-    done_on = func.coalesce(
-        jst_date(c.completed_at),
-        case((p.stage == Stage.COMPLETED, jst_date(p.completed_at))),
-    )
-    month = case(
-        (done_on.is_not(None), month_index(done_on)),
-        (
-            p.forecast_slip_days.is_(None) | p.forecast_go_live.is_(None),
-            month_index(func.coalesce(p.forecast_go_live, p.target_go_live)),
-        ),
-        (slip <= 0, month_index(p.target_go_live)),
-        else_=month_index(moved) - case((moved.in_(crossings), 1), else_=0),
-    )
-    return GoLive(p, c, month, done_on)
+    return GoLive(p, func.coalesce(p.live_month, forecast), p.live_month)
 
 
 def over_capacity_ids(today: date) -> Any:
     """The ids of the projects still to go live in a month with more of their vendor's
     go-lives (all of its projects) than it states it can carry."""
     cap = t.VendorCapacity
+    # Months from two years back to ten years ahead: a forecast further out crowds nothing.
+    first, last = month_of(today) - 24, month_of(today) + 120
     stating = select(col(cap.vendor_id)).where(col(cap.go_lives_per_month).is_not(None))
-    load_of = go_live(today, aliased(t.Project))
+    load_of = go_live(today, first, last, aliased(t.Project))
     q = load_of.project
-    crowded: Any = load_of.join(
+    crowded: Any = (
         select(q.vendor_id, load_of.month)
         .select_from(q)
         .join(cap, cap.vendor_id == q.vendor_id)  # type: ignore[arg-type]
-        .where(col(cap.go_lives_per_month).is_not(None))
+        .where(col(cap.go_lives_per_month).is_not(None), load_of.month.is_not(None))
+        .group_by(q.vendor_id, load_of.month, col(cap.go_lives_per_month))
+        .having(func.count() > cap.go_lives_per_month)
     )
-    crowded = crowded.group_by(q.vendor_id, load_of.month, cap.go_lives_per_month).having(
-        func.count() > cap.go_lives_per_month
-    )
-    one = go_live(today, aliased(t.Project))
+    one = go_live(today, first, last, aliased(t.Project))
     p = one.project
-    return one.join(select(p.id).select_from(p)).where(
+    return select(p.id).where(
         col(p.vendor_id).in_(stating),
         one.live.is_(None),
         tuple_(p.vendor_id, one.month).in_(crowded),
@@ -384,25 +304,14 @@ def _window(start: date, months: int, today: date | None) -> Window:
     return Window(month_of(start), months, today or jst_today(datetime.now(UTC)))
 
 
-def _month_start(index: int) -> date:
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def _count(
     session: Session, window: Window, caller: Caller | None, vendor_id: str | None
 ) -> Window:
     """The go-lives and the tasks of every vendor (or of ``vendor_id``) by month in the
     window, over the projects ``caller`` sees (None: all of them): two grouped queries."""
-    g = go_live(window.today)
+    g = go_live(window.today, window.start, window.end - 1)
     p = g.project
-    query: Any = g.join(
-        select(
-            p.vendor_id,
-            g.month,
-            func.count(),
-            func.count(g.live),
-        ).select_from(p)
-    )
+    query: Any = select(p.vendor_id, g.month, func.count(), func.count(g.live)).select_from(p)
     query = query.where(col(p.vendor_id).is_not(None))
     if vendor_id is not None:
         query = query.where(p.vendor_id == vendor_id)
@@ -419,25 +328,33 @@ def _count(
     done = case((task.status == TaskStatus.DONE, 1), else_=0)
     overdue = case((and_(task.status != TaskStatus.DONE, due < window.today), 1), else_=0)
     tasks: Any = (
-        select(p.vendor_id, month, func.count(), func.sum(done), func.sum(overdue))
+        select(task.vendor_id, month, func.count(), func.sum(done), func.sum(overdue))
         .select_from(task)
-        .join(p, p.id == task.project_id)
         .where(
             task.owner == Owner.VENDOR,
-            due >= _month_start(window.start),
-            due < _month_start(window.end),
+            due >= month_start(window.start),
+            due < month_start(window.end),
+            col(task.vendor_id).is_not(None),
             task.status != TaskStatus.NOT_APPLICABLE,
-            col(p.vendor_id).is_not(None),
         )
     )
     if vendor_id is not None:
-        tasks = tasks.where(p.vendor_id == vendor_id)
-    if caller is not None:
-        tasks = caller.scope(tasks)
-    for vendor, m, n, n_done, n_overdue in session.execute(tasks.group_by(p.vendor_id, month)):
+        tasks = tasks.where(task.vendor_id == vendor_id)
+    if caller is not None and scope_of(caller.role) is not Scope.ALL:
+        # The projects the caller sees, as a set the index scan checks each task against.
+        seen = caller.scope(select(p.id))  # type: ignore[arg-type]
+        tasks = tasks.where(col(task.project_id).in_(seen))
+    tasks = tasks.group_by(task.vendor_id, month)
+    for vendor, m, n, n_done, n_overdue in session.execute(tasks):
         load = window.of(vendor, m)
         load.tasks_due, load.tasks_done, load.tasks_overdue = n, n_done or 0, n_overdue or 0
     return window
+
+
+def _jst_day(at: datetime | str) -> date:
+    if isinstance(at, str):  # SQLite hands back a label's timestamp as text, in UTC
+        at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+    return at.astimezone(JST).date()
 
 
 def _over(load: Load, capacity: CapacityStated) -> bool:
@@ -462,9 +379,11 @@ def _going_live(
     session: Session, caller: Caller, vendor_id: str, window: Window
 ) -> dict[int, list[GoLivePublic]]:
     """The projects the caller sees going live in each month of the window."""
-    g = go_live(window.today)
+    g = go_live(window.today, window.start, window.end - 1)
     p = g.project
-    query: Any = g.join(
+    c: Any = aliased(t.Task)
+    cutover_done = and_(c.project_id == p.id, c.key == GO_LIVE_TASK, c.status == TaskStatus.DONE)
+    query: Any = (
         select(
             p.id,
             p.lg_code,
@@ -476,16 +395,21 @@ def _going_live(
             p.forecast_go_live,
             p.forecast_slip_days,
             p.forecast_slips_from,
+            p.completed_at,
+            c.completed_at.label("cutover_at"),
             g.live.label("live"),
             g.month.label("month"),
-        ).select_from(p)
+        )
+        .select_from(p)
+        .outerjoin(c, cutover_done)
     )
     query = caller.scope(query.where(p.vendor_id == vendor_id))
     query = query.where(g.month >= window.start, g.month < window.end)
     out: dict[int, list[GoLivePublic]] = defaultdict(list)
     for r in session.execute(query.order_by(g.month, p.id)):
-        if r.live is not None:
-            day = r.live if isinstance(r.live, date) else date.fromisoformat(r.live)
+        went_live = r.cutover_at or r.completed_at
+        if r.live is not None and went_live is not None:
+            day = _jst_day(went_live)
         elif r.forecast_slip_days is None or r.forecast_go_live is None:
             day = r.forecast_go_live or r.target_go_live
         else:

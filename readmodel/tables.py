@@ -228,6 +228,11 @@ class Project(SQLModel, table=True):
     # None on rows written before the terms were: those read forecast_go_live as it is.
     forecast_slip_days: int | None = None
     forecast_slips_from: date | None = None
+    # The go-live month (readmodel.golive): the month it went live, or its forecast's terms.
+    live_month: int | None = None
+    forecast_month: int | None = None
+    forecast_moves_from: date | None = None
+    forecast_offset: int | None = None
     stage: str = Field(index=True)
     health: str = Field(index=True)
     extended_track: dict[str, Any] | None = _json()
@@ -260,6 +265,9 @@ class Task(SQLModel, table=True):
     started_at: datetime | None = _ts()
     completed_at: datetime | None = _ts()
     percent: int | None = None
+    # The project's vendor, kept with each task so that a vendor's tasks by month are
+    # counted from one index.
+    vendor_id: str | None = None
     decision: dict[str, Any] | None = _json()
     note: str | None = None
     updated_at: datetime | None = _ts()
@@ -355,8 +363,24 @@ class VendorCapacity(SQLModel, table=True):
     updated_by: str | None = None
 
 
-# A vendor's tasks by due month, read from the index alone (owner, then the due range).
-Index("ix_task_owner_due", Task.owner, Task.due_date, Task.status, Task.project_id)  # type: ignore[arg-type]
+# Vendors' go-lives by month, read from the index alone (readmodel.golive).
+Index(
+    "ix_project_go_live",
+    Project.vendor_id,  # type: ignore[arg-type]
+    Project.live_month,  # type: ignore[arg-type]
+    Project.forecast_month,  # type: ignore[arg-type]
+    Project.forecast_moves_from,  # type: ignore[arg-type]
+    Project.forecast_offset,  # type: ignore[arg-type]
+)
+# Vendors' tasks by due month, read from the index alone (owner, the due range, the vendor).
+Index(
+    "ix_task_vendor_due",
+    Task.owner,  # type: ignore[arg-type]
+    Task.due_date,  # type: ignore[arg-type]
+    Task.vendor_id,  # type: ignore[arg-type]
+    Task.status,  # type: ignore[arg-type]
+    Task.project_id,  # type: ignore[arg-type]
+)
 
 
 class Rollout(SQLModel, table=True):

@@ -19,6 +19,7 @@ from api.auth import Caller
 from api.errors import HTTPProblem
 from readmodel import tables as t
 from readmodel.db import make_engine
+from readmodel.golive import forecast_month, jst_month
 from tests.api.conftest import Api, fresh_project
 from workflows.calendar import add_months, jst_today
 
@@ -53,7 +54,18 @@ def _project(pid: str, vendor: str, target: date, **given: Any) -> t.Project:
         stage="migration",
         health="on_track",
     )
-    return t.Project(**{**values, **given})
+    values.update(given)
+    # The go-live columns as the projection writes them (activities/projection.py).
+    terms = forecast_month(
+        target,
+        values["forecast_go_live"],
+        values["forecast_slip_days"],
+        values["forecast_slips_from"],
+    )
+    values.setdefault("forecast_month", terms.month)
+    values.setdefault("forecast_moves_from", terms.moves_from)
+    values.setdefault("forecast_offset", terms.offset)
+    return t.Project(**values)
 
 
 def _task(
@@ -68,6 +80,7 @@ def _task(
         owner=owner,
         status=status,
         due_date=due,
+        vendor_id="other" if pid.endswith("-o1") else "acme",
         **given,
     )
 
@@ -102,7 +115,13 @@ def portfolio(session: Session) -> None:
             # July: 2026-07-20 + 13 days is Sunday 2 August: the working day before is 31 July.
             _project("272027-a4", "acme", date(2026, 7, 20), forecast_slip_days=13),
             # May: went live at 01:00 JST on 1 May (30 April in UTC), planned for 28 April.
-            _project("272035-a5", "acme", date(2026, 4, 28), stage="cutover"),
+            _project(
+                "272035-a5",
+                "acme",
+                date(2026, 4, 28),
+                stage="cutover",
+                live_month=jst_month(datetime(2026, 4, 30, 16, 0, tzinfo=UTC)),
+            ),
             # Outside the window: September, and a late March never replanned.
             _project("272043-a6", "acme", date(2026, 9, 15)),
             _project("272051-a7", "acme", date(2026, 3, 20)),

@@ -3,14 +3,24 @@ when their migration is already under way. Over the API, on the dev server."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from tests.api.conftest import Api, ProjectCtx, fresh_project
 from tests.api.test_deadlines import escalations
 from tests.api.test_projects import assert_problem
-from tests.api.test_work import complete_until, decide, events, milestone, task
+from tests.api.test_work import (
+    complete,
+    complete_until,
+    decide,
+    events,
+    get_task,
+    milestone,
+    task,
+)
 from tests.workflows.helpers import judged_by
-from workflows.calendar import JST, add_months
+from workflows.calendar import JST, add_months, jst_today
+from workflows.procedure import DEFAULT_TEMPLATE
 
 
 async def _without_vendor(api: Api) -> ProjectCtx:
@@ -79,6 +89,37 @@ async def test_a_vendor_chosen_at_the_gate_then_replaced_loses_the_project_at_on
     assigned = [e["data"] for e in trail if e["kind"] == "vendor_assigned"]
     assert [(d["from"], d["to"]) for d in assigned] == [(None, "acme"), ("acme", "other")]
     assert assigned[-1]["reason"] == "契約解除のため"
+
+    # Its load went with it: the vendor tasks count for the new vendor alone, and the
+    # go-live, once the cutover is done, in the new vendor's month of it (six years from
+    # January: the project's dates and today's).
+    async def load(vendor: str) -> list[dict[str, Any]]:
+        window = {"from": f"{date.today().year + 3}-01", "months": 36}
+        got = await api.http.get(
+            f"/api/v1/vendors/{vendor}/capacity", params=window, headers=api.auth("admin")
+        )
+        assert got.status_code == 200, got.text
+        later = {"from": f"{date.today().year}-01", "months": 36}
+        more = await api.http.get(
+            f"/api/v1/vendors/{vendor}/capacity", params=later, headers=api.auth("admin")
+        )
+        return list(got.json()["months"]) + list(more.json()["months"])
+
+    assert sum(m["tasks_due"] for m in await load("acme")) == 0
+    assert sum(m["tasks_due"] for m in await load("other")) > 0
+    for spec in DEFAULT_TEMPLATE.tasks:  # the rest of the project, the new vendor's part by it
+        if (await get_task(api, project, spec.key))["status"] in ("done", "not_applicable"):
+            continue
+        if spec.owner == "vendor" and not spec.gate:
+            body = {"task_key": spec.key, "status": "done"}
+            done = await milestone(api, project, f"other-{spec.key}", body, who="other_vendor")
+            assert done.status_code == 200, done.text
+        else:
+            await complete(api, project, spec.key)
+    this_month = jst_today(datetime.now(UTC)).isoformat()[:7]
+    live = [p for m in await load("other") if m["month"] == this_month for p in m["projects"]]
+    assert [(p["id"], p["live"]) for p in live] == [(project.id, True)]
+    assert not any(m["projects"] for m in await load("acme"))
 
 
 async def test_a_project_under_way_is_registered_where_it_stands(api: Api) -> None:
