@@ -107,6 +107,9 @@ def up_environment(data: Path) -> dict[str, str]:
         # (tests/api/test_ratelimit.py) and stay on by default everywhere else.
         "HYOJUNKA_RATE_LIMIT_PER_TOKEN": "",
         "HYOJUNKA_RATE_LIMIT_PER_ADDRESS": "",
+        # One worker process unless the caller asks for more: the fault tests kill "the
+        # worker" and expect its work to wait for it, on any machine.
+        "HYOJUNKA_WORKERS": os.environ.get("HYOJUNKA_WORKERS", "1"),
     }
 
 
