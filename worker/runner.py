@@ -23,6 +23,7 @@ from temporalio.client import (
 )
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.handover import HandOverActivities
 from activities.mail import MailActivities
 from activities.notifications import NotificationActivities
 from activities.outbound import guarded_client
@@ -87,6 +88,7 @@ async def build_worker(
         snapshots = SnapshotActivities(engine)
         rollouts = RolloutActivities(client, engine)
         programmes = ProgrammeActivities(client, engine)
+        hand_overs = HandOverActivities(client)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(
@@ -98,6 +100,7 @@ async def build_worker(
                     readmodel.find_stale_tasks,
                     notifications.resolve_channels,
                     notifications.deliver_notification,
+                    hand_overs.hand_over_notices,
                     mails.send_daily_mail,
                     reconcile.reconcile_read_model,
                     procurements.project_procurement,

@@ -7,6 +7,12 @@ the audience and the hour: the first starts it (an abandoned child), the others 
 It collects them for a short window and delivers one message on the body's channels: one
 notice as it is, several as one list. A notice that finds the digest gone starts the next
 one.
+
+Projects started under the fourth generation of rules hand their notices over in one local
+activity (``hand_over_notices``): a signal-with-start of each notice's digest, or the start of
+its own NotificationWorkflow, from the worker's client. One marker event in the project's
+history instead of a child start (two events, and its answer a workflow task of its own)
+and, when the digest was already gathering, a failed start and an external signal.
 """
 
 from __future__ import annotations
@@ -15,12 +21,29 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import notification
 from workflows.calendar import JST
 from workflows.model import Notification
+
+HAND_OVER_ACTIVITY = "hand_over_notices"
+HAND_OVER_TIMEOUT = timedelta(seconds=30)
+HAND_OVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+
+
+@dataclass
+class HandOver:
+    """A notice for the worker to hand over: to the digest named ``key`` (gathering for
+    ``window_seconds``), or, without a key, to a NotificationWorkflow of its own."""
+
+    note: Notification
+    key: str | None = None
+    window_seconds: float = 60.0
 
 
 @dataclass
@@ -108,3 +131,16 @@ async def hand_over(note: Notification, key: str, window_seconds: float) -> None
         await workflow.get_external_workflow_handle(digest_id).signal(DigestWorkflow.add, note)
     except Exception:  # the digest closed between the two: this notice is sent alone
         await notification.send(note)
+
+
+async def hand_over_all(items: list[HandOver]) -> None:
+    """From a project's workflow: hand every notice of a turn over in one local activity.
+    A retry repeats only what changes nothing: a digest drops a notice it holds, and a
+    notice's own workflow is started once (its id is never reused)."""
+    if items:
+        await workflow.execute_local_activity(
+            HAND_OVER_ACTIVITY,
+            items,
+            start_to_close_timeout=HAND_OVER_TIMEOUT,
+            retry_policy=HAND_OVER_RETRY,
+        )

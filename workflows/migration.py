@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from workflows import core, notification
 from workflows import search_attributes as sa
 from workflows.core import CONFLICT, DEADLINE_NOTICE, Migration, Opening, Refusal
-from workflows.digest import digest_key, hand_over, wave_hour
+from workflows.digest import HandOver, digest_key, hand_over, hand_over_all, wave_hour
 from workflows.model import (
     APPLIED,
     RESYNC,
@@ -56,13 +56,14 @@ PATCH_BOUNDED_STATE = "continue-as-new-lets-written-history-go"
 PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
 PATCH_DEADLINE_DIGEST = "deadline-notices-go-through-the-digest-too"
 PATCH_FRESH_HEALTH = "health-follows-the-clock"
+PATCH_HAND_OVER = "notices-are-handed-over-by-one-local-activity"
 
 # The rules a project is started under. A project started before ``rules`` existed carries 0
 # and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
 # one is born with every rule of its generation and records no patch marker (each marker
 # also costs an upsert of TemporalChangeVersion: most of a new project's first history).
 # A rule changed from now on gets a patch of the next generation, and RULES becomes it.
-RULES = 3
+RULES = 4
 GENERATION_1 = frozenset(
     {
         core.PATCH_NOT_APPLICABLE_RULE,
@@ -86,7 +87,8 @@ GENERATION_3 = frozenset(
         PATCH_FRESH_HEALTH,
     }
 )
-_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3)
+GENERATION_4 = frozenset({PATCH_HAND_OVER})
+_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3, GENERATION_4)
 # The most milestones one bulk update to a project carries (the API cuts larger ones up).
 MAX_BATCH = 100
 PROJECTION_TIMEOUT = timedelta(seconds=30)
@@ -235,6 +237,7 @@ class MigrationWorkflow:
         self._grouped: bool | None = None
         self._digests: bool | None = None
         self._deadline_digests: bool | None = None
+        self._hand_over: bool | None = None
         self._digest_window = inp.digest_window_seconds
         self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
@@ -598,6 +601,18 @@ class MigrationWorkflow:
                     await notification.send(note)
                 continue
             hour = wave_hour(workflow.now())
+            if self._hand_over is None:
+                self._hand_over = self._rule(PATCH_HAND_OVER)
+            if self._hand_over:
+                await hand_over_all(
+                    [
+                        HandOver(note, digest_key(note, hour), self._digest_window)
+                        if note.kind.startswith("escalation.") or self._to_digest(note)
+                        else HandOver(note)
+                        for note in notes
+                    ]
+                )
+                continue
             for note in notes:
                 if note.kind.startswith("escalation.") or self._to_digest(note):
                     await hand_over(note, digest_key(note, hour), self._digest_window)
