@@ -4,7 +4,8 @@ the rows that differ, count the drift (see workflows/reconcile.py)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import zlib
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from temporalio.client import Client
 
 from activities.projection import write_projection
 from readmodel import tables as t
+from workflows.calendar import jst_today
 from workflows.migration import MigrationWorkflow
 from workflows.model import ProjectionInput, escalation_rows, projection, task_rows
 from workflows.reconcile import (
@@ -66,17 +68,20 @@ def projects_query(task_queue: str) -> str:
 
 
 async def workflow_truth(client: Client, workflow_id: str) -> ProjectionInput:
-    """A project's whole projection as its workflow holds it: state by query, events from
-    its journal (what ``hyojunka readmodel rebuild`` writes)."""
-    handle = client.get_workflow_handle(workflow_id)
-    snap = await handle.query(MigrationWorkflow.describe)
-    journal = await handle.query(MigrationWorkflow.journal)
-    # Two queries: events recorded between them belong to a later state than this one.
-    snap.events = [e for e in journal if e.seq <= snap.state.seq]
+    """A project's whole projection as its workflow holds it, state and events read in one
+    query (what ``hyojunka readmodel rebuild`` writes)."""
+    snap = await client.get_workflow_handle(workflow_id).query(MigrationWorkflow.truth)
+    journal = snap.events
     # A long-lived project's journal starts where its last continue-as-new let older events
     # go (the read model holds them): those before it are left as they are.
     since = journal[0].seq - 1 if journal else snap.state.seq
     return projection(snap, since, task_rows(snap.state), escalation_rows(snap.state), None, None)
+
+
+def checked_tonight(workflow_id: str, share: int, day: date) -> bool:
+    """Whether a project is among the ``1 / share`` checked on ``day``: each project once
+    every ``share`` nights, the same number each night."""
+    return share <= 1 or zlib.crc32(workflow_id.encode()) % share == day.toordinal() % share
 
 
 def _rows(session: Session, project_id: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -154,7 +159,11 @@ class ReconcileActivities:
                 )
 
         pending: set[asyncio.Task[None]] = set()
+        today = jst_today(datetime.now(UTC))
         async for wf in self._client.list_workflows(projects_query(self._task_queue)):
+            if not checked_tonight(wf.id, inp.share, today):
+                result.skipped += 1
+                continue
             pending.add(asyncio.create_task(check(wf.id)))
             if len(pending) >= 4 * inp.concurrency:  # list as fast as they are checked
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

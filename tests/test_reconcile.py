@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 import uuid
+from datetime import date, timedelta
 
 import httpx
 from sqlalchemy import text
@@ -15,7 +16,7 @@ from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.reconcile import projects_query
+from activities.reconcile import checked_tonight, projects_query
 from benchmarks.harness import free_port
 from runtime.settings import Settings
 from runtime.temporal import connect, worker_runtime
@@ -63,7 +64,10 @@ async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
 
         # A read model that agrees with its workflows is left as it is: no false drift.
         clean: ReconcileResult = await client.execute_workflow(
-            ReconcileWorkflow.run, ReconcileInput(), id=f"rc-{uuid.uuid4().hex}", task_queue=queue
+            ReconcileWorkflow.run,
+            ReconcileInput(share=1),
+            id=f"rc-{uuid.uuid4().hex}",
+            task_queue=queue,
         )
         assert (clean.checked, clean.repaired, clean.failed) == (1, 0, 0)
 
@@ -96,7 +100,7 @@ async def test_reconciliation_repairs_a_corrupted_read_model_and_counts_it(
         schedule = client.get_schedule_handle(SCHEDULE_ID)
         with contextlib.suppress(RPCError):  # one a worker of another test left behind
             await schedule.delete()
-        await ensure_reconcile_schedule(client, queue)
+        await ensure_reconcile_schedule(client, queue, share=1)  # every project tonight
         try:
             described = await schedule.describe()
             assert isinstance(described.schedule.action, ScheduleActionStartWorkflow)
@@ -185,3 +189,17 @@ def test_the_nightly_run_deletes_page_sessions_a_month_after_they_ended(
         assert left == {hash_token(signed_in), hash_token(last_week)}
     finally:
         engine.dispose()
+
+
+def test_each_project_is_checked_once_a_week_and_each_night_a_seventh() -> None:
+    """The default night checks one project in seven: over any seven nights in a row every
+    project exactly once, and about as many each night."""
+    ids = [f"migration-{1000 + i}-resident_registry" for i in range(7000)]
+    nights = [date(2026, 12, 28) + timedelta(days=n) for n in range(7)]  # over a year-end
+    share = ReconcileInput().share
+    assert share == 7
+    per_night = [sum(checked_tonight(i, share, night) for i in ids) for night in nights]
+    for i in ids:
+        assert sum(checked_tonight(i, share, night) for night in nights) == 1
+    assert sum(per_night) == len(ids) and min(per_night) > 800
+    assert all(checked_tonight(i, 1, nights[0]) for i in ids)

@@ -245,12 +245,15 @@ async def ensure_snapshot_schedule(client: Client, task_queue: str) -> None:
     await _keep_schedule(client, SNAPSHOT_SCHEDULE_ID, schedule)
 
 
-async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
-    """The nightly reconciliation of the read model: 03:00 JST, when nobody is at work."""
+async def ensure_reconcile_schedule(
+    client: Client, task_queue: str, share: int = ReconcileInput.share
+) -> None:
+    """The nightly reconciliation of the read model: 03:00 JST, when nobody is at work; each
+    night one project in ``share``."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             ReconcileWorkflow.run,
-            ReconcileInput(),
+            ReconcileInput(share=share),
             id="read-model-reconciliation-run",
             task_queue=task_queue,
         ),

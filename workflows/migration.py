@@ -410,6 +410,13 @@ class MigrationWorkflow:
         return self._m.snapshot(workflow.now(), events=[])
 
     @workflow.query
+    def truth(self) -> ProjectSnapshot:
+        """``describe`` with the events of ``journal``, read at one instant: what the nightly
+        reconciliation and ``readmodel rebuild`` compare the read model with, in one query
+        (each query is a billed action on Temporal Cloud)."""
+        return self._m.snapshot(workflow.now(), events=list(self._s.journal))
+
+    @workflow.query
     def journal(self) -> list[Event]:
         """The events this run holds, oldest first (what ``readmodel rebuild`` replays): all
         of them, or since continue-as-new last let written ones go."""
