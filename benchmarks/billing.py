@@ -29,9 +29,9 @@ applied to one history's events by ``count_actions``:
 - others: 1 for ``WorkflowExecutionOptionsUpdated``, ``NexusOperationScheduled`` and
   ``NexusOperationCancelRequested`` (unused here).
 - Not in any history, so added by the estimate, not the counter: a query is billed (1 per
-  query received by a worker: the nightly reconciliation asks each running project two); each
-  Schedule run is 2 actions besides the workflow it starts; an activity heartbeat that reaches
-  the server (throttled to 80 % of the heartbeat timeout) is 1.
+  query received by a worker: the nightly reconciliation asks each running project one, once
+  a week); each Schedule run is 2 actions besides the workflow it starts; an activity
+  heartbeat that reaches the server (throttled to 80 % of the heartbeat timeout) is 1.
 
 Workflow tasks, completions, activity scheduling and results, timer firings and cancellations,
 update completions and child results are free. Replays are free.
@@ -50,8 +50,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
+from workflows.digest import HAND_OVER_ACTIVITY
 from workflows.notification import DELIVER_ACTIVITY
 from workflows.procedure import DEFAULT_TEMPLATE
+from workflows.reconcile import ReconcileInput
 
 # Action kinds, in the order the table prints them.
 STARTED = "workflow started"
@@ -95,9 +97,10 @@ DEADLINE_NOTICES = 1
 # message goes to (one delivery activity each, sent at the first attempt).
 NOTICES_PER_DIGEST = 1.0
 CHANNELS_PER_BODY = 1
-# The nightly reconciliation: two queries per running project (describe, journal); its run
-# lasts about this long and heartbeats every 96 s (80 % of its 2-minute timeout).
-QUERIES_PER_NIGHT = 2
+# The nightly reconciliation: one query (truth) per project it checks, each running project
+# once every ReconcileInput.share nights; its run lasts about this long and heartbeats every
+# 96 s (80 % of its 2-minute timeout).
+QUERIES_PER_NIGHT = 1 / ReconcileInput().share
 RECONCILE_HOURS = 2.0
 HEARTBEAT_SECONDS = 96
 
@@ -222,14 +225,28 @@ def steps(history: WorkflowHistory | Iterable[HistoryEvent]) -> list[Step]:
         if not out:
             out.append(Step("creation"))
         out[-1].events.append(e)
-    hands_over = {
-        "START_CHILD_WORKFLOW_EXECUTION_INITIATED",
-        "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
-    }
     for step in out:
-        if step.kind == "wake" and any(_name(e) in hands_over for e in step.events):
+        if step.kind == "wake" and any(_hands_over(e) for e in step.events):
             step.kind = "rung"
     return out
+
+
+def _hands_over(e: HistoryEvent) -> bool:
+    """Whether an event hands a notice over: a child started or a signal sent to a digest
+    (projects started before the fourth generation of rules), or the local activity that
+    signals-with-start the digest from the worker (``hand_over_notices``)."""
+    kind = _name(e)
+    if kind in (
+        "START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+        "SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED",
+    ):
+        return True
+    if kind != "MARKER_RECORDED":
+        return False
+    details = e.marker_recorded_event_attributes.details.get("data")
+    return details is not None and any(
+        f'"activity_type":"{HAND_OVER_ACTIVITY}"'.encode() in p.data for p in details.payloads
+    )
 
 
 @dataclass
@@ -350,9 +367,10 @@ def life_counts() -> dict[str, float]:
     }
 
 
-# What a digest message costs when no digest in the run has closed: its window timer and its
-# channel lookup (workflows/digest.py, workflows/notification.py).
-_DIGEST_FROM_CODE = Counter({TIMER: 1, ACTIVITY: 1})
+# What a digest message costs when no digest in the run has closed: its start and the notice's
+# signal (a signal-with-start from the worker), its window timer and its channel lookup
+# (workflows/digest.py, workflows/notification.py).
+_DIGEST_FROM_CODE = Counter({STARTED: 1, SIGNAL: 1, TIMER: 1, ACTIVITY: 1})
 # What a schedule-started workflow costs when none was measured: its start and one activity.
 _SINGLE_ACTIVITY_FROM_CODE = Counter({STARTED: 1, ACTIVITY: 1})
 
