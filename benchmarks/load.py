@@ -1,9 +1,10 @@
 """hyojunka's write path beside raw Temporal, on the same dev server in the same run.
 
     .venv/bin/python -m benchmarks.load [--projects 200] [--serial 200] [--per-client 20]
-                                        [--price-per-million 50]
+                                        [--workers 1] [--price-per-million 50]
 
-Starts ``hyojunka up`` (dev server on SQLite/WAL, worker and API in processes of their own)
+Starts ``hyojunka up`` (dev server on SQLite/WAL, ``--workers`` worker processes and the API in
+processes of their own)
 in a temporary folder, and a trivial counter workflow on a worker in this process against
 the same dev server. Prints, for each side: project creation at 20 concurrent clients
 (hyojunka POST /projects vs. raw start + first update in one call), vendor milestones one
@@ -236,7 +237,8 @@ async def billed(up: Up, args: argparse.Namespace) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    with running_up() as up:
+    with running_up(extra_env={"HYOJUNKA_WORKERS": str(args.workers)}) as up:
+        print(f"worker processes: {args.workers}")
         h = await hyojunka_side(up, args)
         r = await raw_side(up, args)
         bill = await billed(up, args)
@@ -249,6 +251,9 @@ if __name__ == "__main__":
     parser.add_argument("--projects", type=int, default=200)
     parser.add_argument("--serial", type=int, default=200)
     parser.add_argument("--per-client", type=int, default=20)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes hyojunka up runs (default 1)"
+    )
     parser.add_argument(
         "--price-per-million",
         type=float,
