@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -37,6 +38,14 @@ def _out(text: str = "") -> None:
     sys.stdout.flush()
 
 
+def _freeze_startup_objects() -> None:
+    """Leave what the process built to start (modules, the app, its routes, the worker) out
+    of the garbage collector's full collections, which walked all of it: a large report
+    answered in 80 ms took 200 ms whenever one ran."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None:
     """Serve until SIGINT or SIGTERM, then return normally so the caller can stop the rest."""
     import uvicorn
@@ -64,6 +73,7 @@ async def _serve_api(settings: Settings, client: Client, engine: Engine) -> None
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
+    _freeze_startup_objects()
 
     def _stop() -> None:
         if server.should_exit:
@@ -240,6 +250,7 @@ async def cmd_worker(settings: Settings) -> None:
     client = await connect_patiently(settings, runtime=worker_runtime(settings))
     await ensure_schedules(client, settings.task_queue)
     async with build_worker(client, engine, settings) as worker:
+        _freeze_startup_objects()
         run = asyncio.create_task(worker.run())
         stop = asyncio.create_task(_until_signal())
         await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
