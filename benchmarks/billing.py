@@ -282,13 +282,15 @@ def measure(
 def digest_cost(
     histories: Iterable[WorkflowHistory | Sequence[HistoryEvent]], source: str
 ) -> StepCost:
-    """Mean actions of one digest message without its deliveries (its start is billed to the
-    project that started it), from digests that have closed."""
+    """Mean actions of one digest message without its deliveries and without the notices'
+    signals (one a notice, however many a digest gathered: the estimate adds them per
+    notice), from digests that have closed."""
     cost = StepCost(source=source)
     for history in histories:
         actions = count_actions(history)
         delivered = activity_attempts(history)[DELIVER_ACTIVITY]
         actions[ACTIVITY] -= delivered
+        actions[SIGNAL] = 0
         cost.add(+actions)
     return cost
 
@@ -367,10 +369,10 @@ def life_counts() -> dict[str, float]:
     }
 
 
-# What a digest message costs when no digest in the run has closed: its start and the notice's
-# signal (a signal-with-start from the worker), its window timer and its channel lookup
-# (workflows/digest.py, workflows/notification.py).
-_DIGEST_FROM_CODE = Counter({STARTED: 1, SIGNAL: 1, TIMER: 1, ACTIVITY: 1})
+# What a digest message costs when no digest in the run has closed: its start (a
+# signal-with-start from the worker; the signal is the notice's), its window timer and its
+# channel lookup (workflows/digest.py, workflows/notification.py).
+_DIGEST_FROM_CODE = Counter({STARTED: 1, TIMER: 1, ACTIVITY: 1})
 # What a schedule-started workflow costs when none was measured: its start and one activity.
 _SINGLE_ACTIVITY_FROM_CODE = Counter({STARTED: 1, ACTIVITY: 1})
 
@@ -408,6 +410,8 @@ def estimate(
         for action, mean in cost.mean().items():
             per[action] += n * mean
     per[ACTIVITY] += counts["digest message"] * CHANNELS_PER_BODY
+    # Each notice handed over is one signal(-with-start) of its digest.
+    per[SIGNAL] += counts["rung"] + DEADLINE_NOTICES
     years = LIFE_MONTHS / 12
     per[QUERY] += QUERIES_PER_NIGHT * 365 * years
     if scheduled is None or not scheduled.n:
