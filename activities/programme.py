@@ -13,15 +13,12 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from readmodel import tables as t
-from workflows.core import TaskChange
+from workflows.core import GO_LIVE_TASK, TaskChange
 from workflows.migration import MigrationWorkflow
 from workflows.model import DONE, NOT_APPLICABLE
 from workflows.procedure import MIGRATION, PROGRAMME, STANDARDISATION_ITEM
 from workflows.programme import FOLLOW_ACTIVITY, FOLLOWER, FollowInput, FollowResult
 from workflows.vocabulary import Stage
-
-GO_LIVE_TASK = "cutover"
-
 
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
 _TASKS = t.Task.__table__  # type: ignore[attr-defined]

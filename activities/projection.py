@@ -20,6 +20,7 @@ from temporalio import activity
 
 from readmodel import tables as t
 from readmodel.golive import forecast_month, jst_month
+from workflows.core import GO_LIVE_TASK
 from workflows.migration import PROJECTION_ACTIVITY
 from workflows.model import (
     APPLIED,
@@ -35,8 +36,6 @@ from workflows.survey import STALE_TASKS_ACTIVITY, StaleBody, StaleTask
 from workflows.vocabulary import EventKind, Stage, TaskStatus
 
 log = structlog.get_logger(__name__)
-# The task whose completion is the go-live (the templates' cutover).
-GO_LIVE_TASK = "cutover"
 
 
 def upsert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:

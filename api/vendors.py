@@ -57,14 +57,13 @@ from api.schemas import (
 from readmodel import tables as t
 from readmodel.golive import month_of, month_start, moving_month_bounds
 from workflows.calendar import JST, jst_today
+from workflows.core import GO_LIVE_TASK
 from workflows.model import ForecastTerms, forecast_on
 from workflows.roles import Action, Scope, scope_of
 from workflows.vocabulary import Owner, TaskStatus
 
 MAX_MONTHS = 36
 _ROWS: TypeAdapter[list[VendorMonthRow]] = TypeAdapter(list[VendorMonthRow])
-# The task whose completion is the go-live (the template's cutover).
-GO_LIVE_TASK = "cutover"
 
 
 class month_index(FunctionElement[int]):
@@ -295,6 +294,17 @@ class Load:
     tasks_done: int = 0
     tasks_overdue: int = 0
 
+    def figures(self, month: int) -> dict[str, Any]:
+        """The month's figures as the capacity and the vendors' report give them."""
+        return {
+            "month": month_text(month),
+            "go_lives": self.go_lives,
+            "tasks_due": self.tasks_due,
+            "tasks_done": self.tasks_done,
+            "tasks_open": self.tasks_due - self.tasks_done,
+            "tasks_overdue": self.tasks_overdue,
+        }
+
 
 @dataclass
 class Window:
@@ -482,12 +492,7 @@ def capacity(
         load = seen.loads.get((vendor_id, m), Load())
         out.append(
             {
-                "month": month_text(m),
-                "go_lives": load.go_lives,
-                "tasks_due": load.tasks_due,
-                "tasks_done": load.tasks_done,
-                "tasks_open": load.tasks_due - load.tasks_done,
-                "tasks_overdue": load.tasks_overdue,
+                **load.figures(m),
                 "over_capacity": _over(whole.loads.get((vendor_id, m), Load()), stated_),
                 "projects": listed.get(m, []),
             }
@@ -535,12 +540,7 @@ def vendor_report(
                 {
                     "vendor_id": vendor,
                     "vendor_name": name,
-                    "month": month_text(m),
-                    "go_lives": load.go_lives,
-                    "tasks_due": load.tasks_due,
-                    "tasks_done": load.tasks_done,
-                    "tasks_open": load.tasks_due - load.tasks_done,
-                    "tasks_overdue": load.tasks_overdue,
+                    **load.figures(m),
                     "go_lives_per_month": stated_.go_lives_per_month,
                     "tasks_per_month": stated_.tasks_per_month,
                     "over_capacity": _over(national, stated_),
