@@ -39,6 +39,7 @@ update completions and child results are free. Replays are free.
 
 from __future__ import annotations
 
+import argparse
 import calendar
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -432,6 +433,16 @@ def scheduled_cost() -> StepCost:
             newest = max(versions, key=lambda f: int(f.name[1:].split("-")[0]))
             cost.add(count_actions(WorkflowHistory.from_json(newest.stem, newest.read_text())))
     return cost
+
+
+def add_price_option(parser: argparse.ArgumentParser) -> None:
+    """``--price-per-million``, for the benchmarks that print the estimate."""
+    parser.add_argument(
+        "--price-per-million",
+        type=float,
+        default=PRICE_PER_MILLION_USD,
+        help="USD per million Temporal Cloud actions (an assumption)",
+    )
 
 
 def report(

@@ -254,10 +254,5 @@ if __name__ == "__main__":
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes hyojunka up runs (default 1)"
     )
-    parser.add_argument(
-        "--price-per-million",
-        type=float,
-        default=billing.PRICE_PER_MILLION_USD,
-        help="USD per million Temporal Cloud actions (an assumption)",
-    )
+    billing.add_price_option(parser)
     asyncio.run(main(parser.parse_args()))

@@ -366,12 +366,7 @@ def main() -> None:
     parser.add_argument(
         "--wave-digest-seconds", type=float, default=60.0, help="the wave's digest window"
     )
-    parser.add_argument(
-        "--price-per-million",
-        type=float,
-        default=billing.PRICE_PER_MILLION_USD,
-        help="USD per million Temporal Cloud actions (an assumption)",
-    )
+    billing.add_price_option(parser)
     parser.add_argument(
         "--folder",
         help="run in this folder and keep it: a second run finds the projects existing (the "
