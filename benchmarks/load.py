@@ -22,11 +22,13 @@ import contextlib
 import contextvars
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
@@ -233,7 +235,18 @@ async def billed(up: Up, args: argparse.Namespace) -> str:
     sample = created[:: max(1, len(created) // 20)][:20] + pairs[args.projects : args.projects + 1]
     client = await Client.connect(up.temporal_address)
     ids = [workflow_id_for(c, b) for c, b in sample]
-    return await billing.measured_report(client, ids, "this run", args.price_per_million)
+    # The history of a project just created, by event kind (the serial one took milestones).
+    fresh = await billing.histories_of(client, ids[:-1])
+    kinds: Counter[str] = Counter()
+    for history in fresh:
+        kinds.update(
+            EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events
+        )
+    n = max(1, len(fresh))
+    lines = [f"history of a project just created: {sum(kinds.values()) / n:.1f} events (n={n})"]
+    lines += [f"    {kind:<44} {count / n:5.1f}" for kind, count in kinds.most_common()]
+    table = await billing.measured_report(client, ids, "this run", args.price_per_million)
+    return "\n".join([*lines, table])
 
 
 async def main(args: argparse.Namespace) -> None:
