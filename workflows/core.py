@@ -23,7 +23,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from workflows.calendar import JST, due_date, jst_today
-from workflows.ladder import LEVELS, EscalationLadder, rung_instant
+from workflows.ladder import LEVELS, EscalationLadder, earliest_rung, rung_instant
 from workflows.model import (
     COMPLETE,
     DEFAULT_DEADLINE,
@@ -1140,17 +1140,19 @@ class Migration:
         (re)started are passed over, except the latest, which says where the task stands."""
         s = self.s
         raised = False
+        done = set(s.rungs_done)  # looked up for every rung of every task
         for spec in s.template.tasks:
             task = s.tasks[spec.key]
             if is_complete(task) or task.due_date is None or spec.key in s.held:
                 s.waiting.pop(spec.key, None)
                 continue
             due = task.due_date
+            if spec.key not in s.waiting and earliest_rung(due, s.ladder) > now:
+                continue  # no rung of it has come (most tasks on most turns)
             pending = [
                 lvl
                 for lvl in LEVELS
-                if rung_key(task, lvl) not in s.rungs_done
-                and rung_instant(due, lvl, s.ladder) <= now
+                if rung_instant(due, lvl, s.ladder) <= now and rung_key(task, lvl) not in done
             ]
             since = task.ladder_since or s.created_at
             stale = [lvl for lvl in pending if rung_instant(due, lvl, s.ladder) < since]
@@ -1300,16 +1302,17 @@ class Migration:
 
     def snapshot(self, now: datetime, events: list[Event]) -> ProjectSnapshot:
         s = self.s
-        terms = ForecastTerms() if all_complete(s) else forecast_terms(s)
+        complete = all_complete(s)
+        terms = ForecastTerms() if complete else forecast_terms(s)
         return ProjectSnapshot(
             # Without what only the workflow needs (the journal, milestone answers, fired
             # rungs), which only grow.
             state=replace(s, journal=[], milestones={}, rungs_done=[]),
             stage=stage_of(s),
-            health=health_of(s, now),
+            health=health_of(s, now, terms),
             progress=progress_of([t.status for t in s.tasks.values()]),
             events=events,
-            forecast_go_live=None if all_complete(s) else forecast_go_live(s, now),
+            forecast_go_live=None if complete else forecast_go_live(s, now, terms),
             forecast_slip_days=terms.slip_days,
             forecast_slips_from=terms.slips_from,
         )

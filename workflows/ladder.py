@@ -7,6 +7,7 @@ then on); ``approver`` and ``prefecture`` N working days after the due date.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
@@ -38,4 +39,31 @@ def rung_day(due: date, level: str, ladder: EscalationLadder) -> date:
 
 
 def rung_instant(due: date, level: str, ladder: EscalationLadder) -> datetime:
+    return _rung_instant(
+        due,
+        level,
+        ladder.reminder_days_before,
+        ladder.approver_days_after,
+        ladder.prefecture_days_after,
+    )
+
+
+# Asked for every rung of every open task on each of a project's turns, and the same few
+# thousand questions by every project: a pure function of its arguments, cached for the
+# process (a ladder is mutable, so its offsets make the key).
+@functools.lru_cache(maxsize=65536)
+def _rung_instant(due: date, level: str, before: int, approver: int, prefecture: int) -> datetime:
+    ladder = EscalationLadder(before, approver, prefecture)
     return datetime.combine(rung_day(due, level, ladder), FIRE_AT, tzinfo=JST)
+
+
+def earliest_rung(due: date, ladder: EscalationLadder) -> datetime:
+    """The first instant any rung of a task due on ``due`` fires."""
+    return _earliest_rung(
+        due, ladder.reminder_days_before, ladder.approver_days_after, ladder.prefecture_days_after
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def _earliest_rung(due: date, before: int, approver: int, prefecture: int) -> datetime:
+    return min(_rung_instant(due, level, before, approver, prefecture) for level in LEVELS)

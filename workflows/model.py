@@ -327,16 +327,24 @@ def forecast_on(target_go_live: date, terms: ForecastTerms, today: date) -> date
     return previous_working_day(target_go_live + timedelta(days=slip))
 
 
-def forecast_go_live(state: MigrationState, now: datetime) -> date:
-    """The go-live the project is really heading for, read at ``now``."""
-    return forecast_on(state.target_go_live, forecast_terms(state), jst_today(now))
+def forecast_go_live(
+    state: MigrationState, now: datetime, terms: ForecastTerms | None = None
+) -> date:
+    """The go-live the project is really heading for, read at ``now`` (``terms``: the
+    state's forecast terms, when the caller has them already)."""
+    terms = forecast_terms(state) if terms is None else terms
+    return forecast_on(state.target_go_live, terms, jst_today(now))
 
 
-def health_of(state: MigrationState, now: datetime) -> str:
-    """completed, overdue (an open task past its overdue rung), at_risk, or on_track."""
+def health_of(state: MigrationState, now: datetime, terms: ForecastTerms | None = None) -> str:
+    """completed, overdue (an open task past its overdue rung), at_risk, or on_track
+    (``terms``: the state's forecast terms, when the caller has them already)."""
     if all_complete(state):
         return "completed"
-    at_risk = state.target_go_live > state.deadline or forecast_go_live(state, now) > state.deadline
+    at_risk = (
+        state.target_go_live > state.deadline
+        or forecast_go_live(state, now, terms) > state.deadline
+    )
     for spec in state.template.tasks:
         task = state.tasks[spec.key]
         if is_complete(task) or task.due_date is None:
@@ -358,11 +366,12 @@ def task_view(state: MigrationState, key: str) -> TaskView:
 def next_rung(state: MigrationState) -> datetime | None:
     """The earliest rung not yet handled of any open task: the one timer a project needs."""
     earliest: datetime | None = None
+    done = set(state.rungs_done)
     for task in state.tasks.values():
         if is_complete(task) or task.due_date is None or task.key in state.held:
             continue
         for level in LEVELS:
-            if rung_key(task, level) in state.rungs_done:
+            if rung_key(task, level) in done:
                 continue
             at = rung_instant(task.due_date, level, state.ladder)
             if earliest is None or at < earliest:
@@ -383,9 +392,9 @@ def next_revaluation(state: MigrationState, now: datetime, minute: int = 0) -> d
     past it so that many projects do not all wake in the same minute."""
     if all_complete(state):
         return None
-    health = health_of(state, now)
+    terms = forecast_terms(state)  # time does not move them: worked out once
+    health = health_of(state, now, terms)
     candidates: list[datetime] = []
-    terms = forecast_terms(state)
     today_ = jst_today(now)
     if (
         terms.slips_from is not None
@@ -413,7 +422,7 @@ def next_revaluation(state: MigrationState, now: datetime, minute: int = 0) -> d
             if at > now:
                 candidates.append(at)
     for at in sorted(candidates):
-        if health_of(state, at) != health:
+        if health_of(state, at, terms) != health:
             return at
     return None
 
