@@ -161,9 +161,10 @@ class WaveResult:
     rung_instant: datetime
     digest_seconds: float
     rungs_seen: int = 0
-    # Digests the wave's notices call for (one per body, audience and hour), known once its
-    # rungs are in the read model; those started, and those done (their message sent).
-    # A body's notices that come after its digest has gone start the next one (same id).
+    # Gatherings the wave's notices call for (one per prefecture and hour), known once its
+    # rungs are in the read model; those started, and those done (their messages sent, one
+    # per body, audience and vendor). Notices that come after their gathering has gone
+    # start the next one (same id).
     digests_expected: int | None = None
     digests_started: int = 0
     digests_done: int = 0
@@ -273,26 +274,20 @@ def escalation_rows(engine: Engine) -> int:
         return int(session.exec(select(func.count()).select_from(t.Escalation)).one())
 
 
-def digest_keys(engine: Engine, raised_from: datetime) -> set[tuple[str, str, str]]:
-    """The digests the rungs raised since ``raised_from`` call for: one per body, audience
-    (and vendor, when it is one of them); the hour is the wave's."""
+def digest_keys(engine: Engine, raised_from: datetime) -> set[str]:
+    """The gatherings the rungs raised since ``raised_from`` call for: one per prefecture
+    (the hour is the wave's), each sending one message per body, audience and vendor."""
     with Session(engine) as session:
         rows = session.exec(
-            select(
-                t.Escalation.lg_code,
-                t.Escalation.audience,
-                t.Escalation.vendor_id,
-                t.Escalation.raised_at,
-            )
+            select(t.Escalation.prefecture, t.Escalation.raised_at)
         ).all()
     keys = set()
-    for lg_code, audience, vendor, raised in rows:
+    for prefecture, raised in rows:
         if raised is not None and raised.tzinfo is None:
             raised = raised.replace(tzinfo=UTC)
         if raised is None or raised < raised_from:
             continue
-        to = sorted(audience or [])
-        keys.add((lg_code, "+".join(to), (vendor or "") if "vendor" in to else ""))
+        keys.add(prefecture)
     return keys
 
 
@@ -550,7 +545,7 @@ def report(r: WaveResult, rss: float, server_rss: float, out: Callable[[str], No
     row("rungs in the read model", f"{r.rungs_seen}/{r.rungs_expected}")
     row("  all there after", secs(r.rungs_drained))
     row(
-        "digests (one per body, audience)",
+        "gatherings (one per prefecture)",
         f"{r.digests_expected} called for, {r.digests_started} runs (a late notice starts one)",
     )
     row("  all started after", secs(r.digests_started_after))

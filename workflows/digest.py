@@ -13,10 +13,18 @@ activity (``hand_over_notices``): a signal-with-start of each notice's digest, o
 its own NotificationWorkflow, from the worker's client. One marker event in the project's
 history instead of a child start (two events, and its answer a workflow task of its own)
 and, when the digest was already gathering, a failed start and an external signal.
+
+Projects started under the fifth generation of rules hand their notices to the digest of
+their prefecture and hour instead (``prefecture_key``), which delivers them split by body,
+audience and vendor as before: the same messages, but a wave or an import across a
+prefecture's bodies signals one gathering workflow rather than starting one per body. A
+new workflow per body and hour was most of what a late project's registration cost the
+Temporal server. A turn's notices for one gathering go in one signal (``add_all``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -44,6 +52,8 @@ class HandOver:
     note: Notification
     key: str | None = None
     window_seconds: float = 60.0
+    # Set for a prefecture's gathering: the wave hour it splits its notices by.
+    split_hour: str | None = None
 
 
 @dataclass
@@ -51,12 +61,26 @@ class DigestInput:
     key: str
     window_seconds: float = 60.0
     first: list[Notification] = field(default_factory=list)
+    # A prefecture's gathering (fifth generation): one message per body, audience and vendor
+    # of this wave hour (``digest_key``); without it, the gathering is that message.
+    split_hour: str | None = None
 
 
 def digest_key(note: Notification, now_jst_hour: str) -> str:
     """The same body, the same people, the same wave: one message."""
     vendor = note.vendor_id if "vendor" in note.audience else ""
     return f"{note.lg_code}.{'+'.join(sorted(note.audience))}.{vendor}.{now_jst_hour}"
+
+
+def prefecture_key(note: Notification, now_jst_hour: str) -> str:
+    """The gathering of a prefecture's wave: every body's notices of that hour."""
+    return f"{note.prefecture}.{now_jst_hour}"
+
+
+def gathering_id(task_queue: str, key: str) -> str:
+    """The workflow id of a prefecture's gathering: of the workers that serve its projects'
+    queue, which deliver what it gathers."""
+    return f"digest-{task_queue}-{key}"
 
 
 def combine(key: str, notes: list[Notification]) -> Notification:
@@ -96,6 +120,12 @@ class DigestWorkflow:
         if all(n.id != note.id for n in self._notes):
             self._notes.append(note)
 
+    @workflow.signal
+    def add_all(self, notes: list[Notification]) -> None:
+        """A project's turn's notices at once (a notice held already is dropped)."""
+        for note in notes:
+            self.add(note)
+
     @workflow.run
     async def run(self, inp: DigestInput) -> list[str]:
         for note in inp.first:
@@ -104,9 +134,23 @@ class DigestWorkflow:
         sent: list[str] = []
         while self._notes:  # what came while the last one was delivered goes too
             notes, self._notes = self._notes, []
-            await notification.deliver(combine(inp.key, notes))
+            if inp.split_hour is None:
+                await notification.deliver(combine(inp.key, notes))
+            else:
+                await deliver_by_body(notes, inp.split_hour)
             sent += [n.id for n in notes]
         return sent
+
+
+async def deliver_by_body(notes: list[Notification], hour: str) -> None:
+    """A prefecture's gathered notices: one message per body, audience and vendor, all at
+    once (in the order their first notices came)."""
+    groups: dict[str, list[Notification]] = {}
+    for note in notes:
+        groups.setdefault(digest_key(note, hour), []).append(note)
+    await asyncio.gather(
+        *(notification.deliver(combine(key, group)) for key, group in groups.items())
+    )
 
 
 def wave_hour(now: datetime) -> str:

@@ -23,7 +23,14 @@ from temporalio.exceptions import ApplicationError
 from workflows import core, notification
 from workflows import search_attributes as sa
 from workflows.core import CONFLICT, DEADLINE_NOTICE, Migration, Opening, Refusal
-from workflows.digest import HandOver, digest_key, hand_over, hand_over_all, wave_hour
+from workflows.digest import (
+    HandOver,
+    digest_key,
+    hand_over,
+    hand_over_all,
+    prefecture_key,
+    wave_hour,
+)
 from workflows.model import (
     APPLIED,
     RESYNC,
@@ -57,13 +64,14 @@ PATCH_DIGEST = "escalations-go-out-as-one-message-per-body-audience-and-wave"
 PATCH_DEADLINE_DIGEST = "deadline-notices-go-through-the-digest-too"
 PATCH_FRESH_HEALTH = "health-follows-the-clock"
 PATCH_HAND_OVER = "notices-are-handed-over-by-one-local-activity"
+PATCH_PREFECTURE_DIGEST = "notices-gather-by-prefecture-and-go-out-by-body"
 
 # The rules a project is started under. A project started before ``rules`` existed carries 0
 # and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
 # one is born with every rule of its generation and records no patch marker (each marker
 # also costs an upsert of TemporalChangeVersion: most of a new project's first history).
 # A rule changed from now on gets a patch of the next generation, and RULES becomes it.
-RULES = 4
+RULES = 5
 GENERATION_1 = frozenset(
     {
         core.PATCH_NOT_APPLICABLE_RULE,
@@ -88,7 +96,8 @@ GENERATION_3 = frozenset(
     }
 )
 GENERATION_4 = frozenset({PATCH_HAND_OVER})
-_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3, GENERATION_4)
+GENERATION_5 = frozenset({PATCH_PREFECTURE_DIGEST})
+_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3, GENERATION_4, GENERATION_5)
 # The most milestones one bulk update to a project carries (the API cuts larger ones up).
 MAX_BATCH = 100
 PROJECTION_TIMEOUT = timedelta(seconds=30)
@@ -238,6 +247,7 @@ class MigrationWorkflow:
         self._digests: bool | None = None
         self._deadline_digests: bool | None = None
         self._hand_over: bool | None = None
+        self._by_prefecture: bool | None = None
         self._digest_window = inp.digest_window_seconds
         self._timer = RungTimer()
         # Request ids of changes waiting for the next projection, for the worker's logs.
@@ -611,20 +621,24 @@ class MigrationWorkflow:
             if self._hand_over is None:
                 self._hand_over = self._rule(PATCH_HAND_OVER)
             if self._hand_over:
-                await hand_over_all(
-                    [
-                        HandOver(note, digest_key(note, hour), self._digest_window)
-                        if note.kind.startswith("escalation.") or self._to_digest(note)
-                        else HandOver(note)
-                        for note in notes
-                    ]
-                )
+                await hand_over_all([self._handing(note, hour) for note in notes])
                 continue
             for note in notes:
                 if note.kind.startswith("escalation.") or self._to_digest(note):
                     await hand_over(note, digest_key(note, hour), self._digest_window)
                 else:
                     await notification.send(note)
+
+    def _handing(self, note: Notification, hour: str) -> HandOver:
+        """Where a notice goes: the gathering of its prefecture's wave (fifth generation),
+        else of its body's and audience's, or, if it is not gathered, its own workflow."""
+        if not (note.kind.startswith("escalation.") or self._to_digest(note)):
+            return HandOver(note)
+        if self._by_prefecture is None:
+            self._by_prefecture = self._rule(PATCH_PREFECTURE_DIGEST)
+        if self._by_prefecture:
+            return HandOver(note, prefecture_key(note, hour), self._digest_window, hour)
+        return HandOver(note, digest_key(note, hour), self._digest_window)
 
     def _to_digest(self, note: Notification) -> bool:
         """A deadline notice joins the digest of its body too: an import of a body's late

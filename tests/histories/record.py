@@ -43,6 +43,7 @@ from workflows.core import (
     TemplateUpgrade,
     VendorAssignment,
 )
+from workflows.digest import gathering_id, wave_hour
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow, start_attributes
 from workflows.model import DEFAULT_DEADLINE, workflow_id_for
@@ -260,6 +261,20 @@ async def scenario_digest(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
     return h
 
 
+async def scenario_gathering(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    """A prefecture's gathering (the DigestWorkflow's own history): two Tokyo bodies register
+    a late system each in the same hour; it splits their notices by body."""
+    target = await future_target(env, months=25)
+    first = await start(env.client, queue, new_input(target))
+    await start(env.client, queue, replace(new_input(target, lg_code="131024"), body_name="中央区"))
+    created = (await describe(first)).state.created_at
+    key = f"13.{wave_hour(created)}"
+    gathering = env.client.get_workflow_handle(gathering_id(queue, key))
+    await env.sleep(timedelta(minutes=5))
+    await gathering.result()
+    return gathering
+
+
 async def scenario_attributes(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     """Started as the API starts a project, its search attributes set with the start (the
     first turn upserts nothing); later changes of stage and health upsert them."""
@@ -406,6 +421,7 @@ SCENARIOS = {
     "snapshot": scenario_snapshot,
     "long": scenario_long,
     "digest": scenario_digest,
+    "gathering": scenario_gathering,
     "attributes": scenario_attributes,
     "clock": scenario_clock,
     "bulk": scenario_bulk,

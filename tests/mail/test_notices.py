@@ -29,7 +29,7 @@ from tests.mail.conftest import MailServer
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
 from workflows.calendar import JST
-from workflows.digest import wave_hour
+from workflows.digest import gathering_id, wave_hour
 from workflows.ladder import rung_instant
 from workflows.mail import DailyMailInput, DailyMailWorkflow
 from workflows.model import Notification
@@ -117,11 +117,14 @@ async def test_each_person_of_the_audience_gets_one_message_per_digest_as_they_c
     await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=5))
     # Two digests to the body's pm: the deadline notice at registration (alone in its hour,
     # so as it is) and the two reminders of the wave (combined).
-    registered = f"{LG_CODE}.pm..{wave_hour(snap.state.created_at)}"
+    # They gathered with their prefecture's waves and went out as the body's messages.
+    prefecture = snap.state.prefecture
+    registered = gathering_id(mail_queue, f"{prefecture}.{wave_hour(snap.state.created_at)}")
     hour = reminder_at.astimezone(JST).strftime("%Y%m%d%H")
     wave = f"{LG_CODE}.pm..{hour}"
-    [deadline] = await env.client.get_workflow_handle(f"digest-{registered}").result()
-    reminders = await env.client.get_workflow_handle(f"digest-{wave}").result()
+    gathering = gathering_id(mail_queue, f"{prefecture}.{hour}")
+    [deadline] = await env.client.get_workflow_handle(registered).result()
+    reminders = await env.client.get_workflow_handle(gathering).result()
     assert len(reminders) == 2
     combined = f"digest.{wave}.2.{reminders[-1]}"
 
@@ -167,7 +170,7 @@ async def test_each_person_of_the_audience_gets_one_message_per_digest_as_they_c
         (people.daily.id, combined),
     ]
     # No address in any history: notices name an audience, the delivery finds the people.
-    for wid in (f"digest-{registered}", f"digest-{wave}", handle.id):
+    for wid in (registered, gathering, handle.id):
         history = await env.client.get_workflow_handle(wid).fetch_history()
         assert "@example.jp" not in history.to_json(), wid
 

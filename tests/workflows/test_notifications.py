@@ -24,7 +24,7 @@ from runtime.settings import Settings
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
 from workflows.calendar import JST
-from workflows.digest import wave_hour
+from workflows.digest import gathering_id, wave_hour
 from workflows.ladder import rung_instant
 from workflows.model import Notification
 from workflows.notification import NotificationWorkflow
@@ -117,16 +117,19 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
     reminders = [e.id for e in snap.state.escalations]
     assert len(reminders) == 2  # the survey's and the inventory's, in the same wave
     # The two reminders to the pm go out as one message: the digest of the body's wave.
+    # They gather with the prefecture's wave, and go out as the body's message to its pm.
     hour = reminder_at.astimezone(JST).strftime("%Y%m%d%H")
     key = f"{snap.state.lg_code}.pm..{hour}"
-    gathered = await env.client.get_workflow_handle(f"digest-{key}").result()
+    wave = gathering_id(task_queue, f"{snap.state.prefecture}.{hour}")
+    gathered = await env.client.get_workflow_handle(wave).result()
     assert sorted(gathered) == sorted(reminders)
     digest = f"digest.{key}.2.{gathered[-1]}"
-    # The deadline notice went at registration through the digest of that hour, alone in
+    # The deadline notice went at registration through the gathering of that hour, alone in
     # it, and so as it is.
     deadline = f"{snap.state.project_id}.deadline.2026-03-31"
-    registered = f"{snap.state.lg_code}.pm..{wave_hour(snap.state.created_at)}"
-    assert await env.client.get_workflow_handle(f"digest-{registered}").result() == [deadline]
+    registered = f"{snap.state.prefecture}.{wave_hour(snap.state.created_at)}"
+    registration = env.client.get_workflow_handle(gathering_id(task_queue, registered))
+    assert await registration.result() == [deadline]
     notes = [deadline, digest]
 
     calls = receiver.calls
@@ -176,8 +179,8 @@ async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_
         for slug in slugs
     ]
     snap = await describe(handles[0])
-    key = f"{snap.state.lg_code}.pm..{wave_hour(snap.state.created_at)}"
-    digest = env.client.get_workflow_handle(f"digest-{key}")
+    key = f"{snap.state.prefecture}.{wave_hour(snap.state.created_at)}"
+    digest = env.client.get_workflow_handle(gathering_id(task_queue, key))
     for _ in range(60):  # it gathers, then delivers through a receiver failing at first
         if (await digest.describe()).status != WorkflowExecutionStatus.RUNNING:
             break
@@ -195,6 +198,63 @@ async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_
     for note in deadlines:
         with pytest.raises(RPCError):
             await env.client.get_workflow_handle(f"notify-{note}").describe()
+
+
+async def test_a_prefecture_s_bodies_late_in_the_same_hour_gather_once_and_each_pm_hears_its_own(
+    clock_env: WorkflowEnvironment, task_queue: str, receiver: Receiver
+) -> None:
+    """Two Tokyo bodies register two late systems each within the hour: one gathering for
+    the prefecture's hour takes all four notices, and each body's pm gets one message that
+    lists its own systems and nothing of the other body's."""
+    from workflows.businesses import BY_SLUG
+
+    env = clock_env
+    target = await future_target(env, months=25)
+    bodies = {"131016": "千代田区", "131024": "中央区"}
+    slugs = ["resident_registry", "child_allowance"]
+    handles = [
+        await start(
+            env.client,
+            task_queue,
+            replace(
+                new_input(target, lg_code=code),
+                body_name=name,
+                business=slug,
+                business_name=BY_SLUG[slug].name,
+            ),
+        )
+        for code, name in bodies.items()
+        for slug in slugs
+    ]
+    snap = await describe(handles[0])
+    gathering = env.client.get_workflow_handle(
+        gathering_id(task_queue, f"13.{wave_hour(snap.state.created_at)}")
+    )
+    for _ in range(60):  # it gathers, then delivers through a receiver failing at first
+        if (await gathering.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        await env.sleep(timedelta(minutes=1))
+    gathered = await gathering.result()
+    assert sorted(gathered) == sorted(
+        f"{code}-{slug}.deadline.2026-03-31" for code in bodies for slug in slugs
+    )
+    messages = [c["body"] for c in receiver.calls if c["answered"] == 200 and c["path"] == "/hook"]
+    by_body = {m["lg_code"]: m for m in messages}
+    assert len(messages) == len(by_body) == 2, [m["subject"] for m in messages]
+    for code, name in bodies.items():
+        message = by_body[code]
+        assert message["kind"] == "digest"
+        assert message["subject"].startswith("【期限のお知らせ 2件】")
+        assert message["data"]["notifications"] == [
+            f"{code}-{slug}.deadline.2026-03-31" for slug in slugs
+        ]
+        other = next(n for c, n in bodies.items() if c != code)
+        assert name in message["text"] and other not in message["text"]
+    # No gathering of a body's own was started.
+    for code in bodies:
+        with pytest.raises(RPCError):
+            key = f"{code}.pm..{wave_hour(snap.state.created_at)}"
+            await env.client.get_workflow_handle(f"digest-{key}").describe()
 
 
 async def test_a_channel_s_address_never_enters_a_history_and_a_removed_one_hears_nothing(
