@@ -29,7 +29,11 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -226,16 +230,18 @@ def _task_row(session: Session, project_id: str, key: str) -> t.Task:
 
 def _creation_input(
     session: Session, caller: Caller, body: ProjectCreate, settings: Settings
-) -> MigrationInput:
+) -> tuple[MigrationInput, TypedSearchAttributes]:
     require(caller, Action.CREATE_PROJECT)
     return creation_input(session, caller, body, settings)
 
 
 def creation_input(
     session: Session, caller: Caller, body: ProjectCreate, settings: Settings
-) -> MigrationInput:
+) -> tuple[MigrationInput, TypedSearchAttributes]:
     """The rules of a new project, for a caller whose right to create was checked already
-    (a prefecture imports projects for its own bodies, API.md); its scope is checked here."""
+    (a prefecture imports projects for its own bodies, API.md); its scope is checked here.
+    With the input, the search attributes its start sets: the rules are checked by working
+    its first turn out (``start_attributes``), which gives them."""
     problem = lg_code_problem(body.lg_code)
     if problem:
         raise field_error(["body", "lg_code"], f"lg_code {problem}")
@@ -292,10 +298,10 @@ def creation_input(
     inp.progress = core.Migration.live_progress(inp, now)
     try:  # the rules of a project under way, before anything starts
         core.Migration.check_opening(inp, now)
-        core.Migration.start(inp, now)
+        attributes = start_attributes(inp, now)
     except core.Refusal as r:
         raise from_refusal(r) from r
-    return inp
+    return inp, attributes
 
 
 def _fingerprint(value: Any) -> str:
@@ -305,20 +311,21 @@ def _fingerprint(value: Any) -> str:
 async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> ProjectPublic:
     """Start the project's workflow and its first update in one round trip (Update-with-
     Start); answers once the creation is durable and in the read model."""
-    inp = await ctx.db.run(_creation_input, caller, body, ctx.settings)
+    inp, attributes = await ctx.db.run(_creation_input, caller, body, ctx.settings)
     # A repeat of this request (same key and body) is the same creation, not a conflict.
     key = ctx.idempotency_key or uuid.uuid4().hex
     inp.creation_key = _fingerprint([key, body.model_dump(mode="json")])
-    project_id = await open_project(ctx, inp)
+    project_id = await open_project(ctx, inp, attributes)
     return await ctx.db.run(project_answer, project_id)
 
 
-async def open_project(ctx: Context, inp: MigrationInput) -> str:
+async def open_project(
+    ctx: Context, inp: MigrationInput, attributes: TypedSearchAttributes
+) -> str:
     """Start a validated creation (its ``creation_key`` set) and return the project's id once
-    it is durable and in the read model; 409 if the project exists (or ran and closed)."""
-    # Set with the start, so the first turn need not upsert them (one event less); worked
-    # out on a thread (a few milliseconds of the core) rather than on the event loop.
-    attributes = await asyncio.to_thread(start_attributes, inp, datetime.now(UTC))
+    it is durable and in the read model; 409 if the project exists (or ran and closed).
+    ``attributes`` are set with the start, so the first turn need not upsert them (one
+    event less): ``creation_input`` worked them out with its checks."""
     start = WithStartWorkflowOperation(
         MigrationWorkflow.run,
         inp,

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 from pydantic import ValidationError
+from temporalio.common import TypedSearchAttributes
 from sqlmodel import Session, col, select
 
 from api import commands
@@ -193,6 +194,7 @@ class Checked:
     row: ImportRow
     creation: MigrationInput | None = None
     existing: bool = False
+    attributes: TypedSearchAttributes | None = None  # those the creation starts with
 
 
 def _problem_errors(p: HTTPProblem) -> list[str]:
@@ -218,7 +220,7 @@ def check_rows(
             out.append(Checked(row, existing=True))
             continue
         try:
-            creation = commands.creation_input(session, caller, row.body, settings)
+            creation, attributes = commands.creation_input(session, caller, row.body, settings)
         except HTTPProblem as p:
             row.errors.extend(_problem_errors(p))
             out.append(Checked(row))
@@ -226,7 +228,7 @@ def check_rows(
         # The row's own content is the creation's key: the same row again, or a retry of
         # it, is the same creation and not a conflict.
         creation.creation_key = commands._fingerprint(["import", row.body.model_dump(mode="json")])
-        out.append(Checked(row, creation))
+        out.append(Checked(row, creation, attributes=attributes))
     return out
 
 
@@ -271,11 +273,11 @@ async def import_projects(
             on_progress(tally)
 
     async def start(item: Checked) -> None:
-        assert item.creation is not None
+        assert item.creation is not None and item.attributes is not None
         try:
             for attempt in range(ATTEMPTS):
                 try:
-                    await commands.open_project(ctx, item.creation)
+                    await commands.open_project(ctx, item.creation, item.attributes)
                 except HTTPProblem as p:
                     if p.status == 409:  # created meanwhile, or ran and closed
                         outcome(item.row, "existing")
