@@ -285,13 +285,18 @@ def digest_cost(
 ) -> StepCost:
     """Mean actions of one digest message without its deliveries and without the notices'
     signals (one a notice, however many a digest gathered: the estimate adds them per
-    notice), from digests that have closed."""
+    notice), from digests that have closed. A prefecture's gathering hands its messages to
+    NotificationWorkflows of their own: each counts as one message here (the dearest case),
+    with its workflow's start and channel lookup added."""
     cost = StepCost(source=source)
     for history in histories:
         actions = count_actions(history)
         delivered = activity_attempts(history)[DELIVER_ACTIVITY]
         actions[ACTIVITY] -= delivered
         actions[SIGNAL] = 0
+        if any(_hands_over(e) for e in _events(history)):
+            actions[STARTED] += 1
+            actions[ACTIVITY] += 1
         cost.add(+actions)
     return cost
 

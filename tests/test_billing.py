@@ -132,3 +132,19 @@ def test_report_prints_a_total() -> None:
     text = billing.report({})
     assert "total" in text and "national (34,600 projects)" in text
     assert "query (nightly reconciliation)" in text
+
+
+def test_a_prefecture_s_gathering_counts_its_message_s_own_workflow() -> None:
+    """The v12 gathering took two bodies' notices and handed their messages over in one
+    local activity: counted as one message (the dearest case), with that message's own
+    workflow start and channel lookup, and without the notices' signals."""
+    raw, history = load("v12-gathering.json")
+    events = by_type(raw)
+    assert events["WORKFLOW_EXECUTION_SIGNALED"] == 2
+    assert events["MARKER_RECORDED"] == 1 and events["ACTIVITY_TASK_SCHEDULED"] == 0
+    cost = billing.digest_cost([history], "v12-gathering")
+    assert cost.n == 1
+    mean = cost.mean()
+    assert mean[STARTED] == 2  # the gathering's and its message's
+    assert mean[ACTIVITY] == 1 and mean[TIMER] == 1
+    assert SIGNAL not in mean

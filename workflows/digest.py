@@ -19,12 +19,13 @@ their prefecture and hour instead (``prefecture_key``), which delivers them spli
 audience and vendor as before: the same messages, but a wave or an import across a
 prefecture's bodies signals one gathering workflow rather than starting one per body. A
 new workflow per body and hour was most of what a late project's registration cost the
-Temporal server. A turn's notices for one gathering go in one signal (``add_all``).
+Temporal server. A turn's notices for one gathering go in one signal (``add_all``). When
+its window ends, the gathering hands each message to a NotificationWorkflow of its own in one
+local activity, so its history stays small however many bodies it serves.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -143,14 +144,14 @@ class DigestWorkflow:
 
 
 async def deliver_by_body(notes: list[Notification], hour: str) -> None:
-    """A prefecture's gathered notices: one message per body, audience and vendor, all at
-    once (in the order their first notices came)."""
+    """A prefecture's gathered notices: one message per body, audience and vendor (in the
+    order their first notices came), each handed in one local activity to a
+    NotificationWorkflow of its own, which delivers it and retries its channels. Delivering
+    them here would make the gathering wait on hundreds of channel lookups in one history."""
     groups: dict[str, list[Notification]] = {}
     for note in notes:
         groups.setdefault(digest_key(note, hour), []).append(note)
-    await asyncio.gather(
-        *(notification.deliver(combine(key, group)) for key, group in groups.items())
-    )
+    await hand_over_all([HandOver(combine(key, group)) for key, group in groups.items()])
 
 
 def wave_hour(now: datetime) -> str:

@@ -72,6 +72,21 @@ class Receiver:
         self.server.server_close()
 
 
+async def sent(env: WorkflowEnvironment, messages: list[str]) -> None:
+    """Wait until each message's own NotificationWorkflow has delivered it (time skipping
+    through its channels' retries)."""
+    for message in messages:
+        handle = env.client.get_workflow_handle(f"notify-{message}")
+        for _ in range(120):
+            try:
+                if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                    break
+            except RPCError:
+                pass  # not started yet
+            await env.sleep(timedelta(seconds=30))
+        await handle.result()
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with Receiver(fail_first=5) as r:
@@ -131,6 +146,7 @@ async def test_receiver_down_at_first_still_gets_every_notification_once_recover
     registration = env.client.get_workflow_handle(gathering_id(task_queue, registered))
     assert await registration.result() == [deadline]
     notes = [deadline, digest]
+    await sent(env, notes)  # each message by a workflow of its own, through the failures
 
     calls = receiver.calls
     assert [c["answered"] for c in calls[:5]] == [503] * 5
@@ -188,6 +204,8 @@ async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_
     gathered = await digest.result()
     deadlines = {f"131016-{slug}.deadline.2026-03-31" for slug in slugs}
     assert deadlines <= set(gathered)
+    body_key = f"{snap.state.lg_code}.pm..{wave_hour(snap.state.created_at)}"
+    await sent(env, [f"digest.{body_key}.{len(gathered)}.{gathered[-1]}"])
     messages = [c["body"] for c in receiver.calls if c["answered"] == 200 and c["path"] == "/hook"]
     [message] = [m for m in messages if m["kind"] == "digest"]
     assert message["subject"].startswith(f"【期限のお知らせ {len(gathered)}件】")
@@ -238,6 +256,9 @@ async def test_a_prefecture_s_bodies_late_in_the_same_hour_gather_once_and_each_
     assert sorted(gathered) == sorted(
         f"{code}-{slug}.deadline.2026-03-31" for code in bodies for slug in slugs
     )
+    hour = wave_hour(snap.state.created_at)
+    each = {code: [n for n in gathered if n.startswith(code)] for code in bodies}
+    await sent(env, [f"digest.{c}.pm..{hour}.2.{notes[-1]}" for c, notes in each.items()])
     messages = [c["body"] for c in receiver.calls if c["answered"] == 200 and c["path"] == "/hook"]
     by_body = {m["lg_code"]: m for m in messages}
     assert len(messages) == len(by_body) == 2, [m["subject"] for m in messages]
