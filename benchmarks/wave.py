@@ -172,6 +172,8 @@ class WaveResult:
     # (each notice on its own: none while digests are on).
     notices_sent: int = 0
     notifications_started: int = 0
+    # NotificationWorkflows of the wave still delivering (a gathering's messages).
+    notifications_open: int = 0
     # Wall seconds from the instant until all were there; None when the wait gave up.
     rungs_drained: float | None = None
     digests_started_after: float | None = None
@@ -195,6 +197,7 @@ class WaveResult:
             and self.digests_expected is not None
             and self.digests_done >= self.digests_started
             and self.notices_sent + self.notifications_started >= self.rungs_expected
+            and self.notifications_open == 0
         )
 
     @property
@@ -394,12 +397,14 @@ async def run_wave(
         async def count_messages() -> None:
             try:
                 running, closed = await executions(client, DIGEST_TYPE)
-                notes = set().union(*await executions(client, NOTIFICATION_TYPE))
+                sending, delivered = await executions(client, NOTIFICATION_TYPE)
+                notes = sending | delivered
             except RPCError as exc:
                 # The test server's listing fails now and then while executions change.
                 log(f"  listing executions failed ({exc}); again at the next poll")
                 return
             result.notifications_started = len(notes - notes_before)
+            result.notifications_open = len(sending - notes_before)
             started, done = (running | closed) - digests_before, closed - digests_before
             result.digests_started, result.digests_done = len(started), len(done)
             if result.digests_expected is None:
@@ -407,7 +412,13 @@ async def run_wave(
             keys = {wid for wid, _ in started}
             if result.digests_started_after is None and len(keys) >= result.digests_expected:
                 result.digests_started_after = elapsed()
-            if not running - digests_before and len(keys) >= result.digests_expected:
+            # Done when every gathering has closed and every message it handed to a
+            # NotificationWorkflow of its own has been delivered.
+            if (
+                not running - digests_before
+                and not sending - notes_before
+                and len(keys) >= result.digests_expected
+            ):
                 # What the digests sent (each returns the ids of its notices).
                 sent = await asyncio.gather(
                     *(client.get_workflow_handle(w, run_id=r).result() for w, r in done)
@@ -438,7 +449,8 @@ async def run_wave(
                     f"  {told:.0f} s: {result.rungs_seen}/{result.rungs_expected} rungs recorded,"
                     f" digests {result.digests_started} started, {result.digests_done} done"
                     f" of {result.digests_expected}, {result.notices_sent} notices sent,"
-                    f" {result.notifications_started} alone"
+                    f" {result.notifications_started} message workflows"
+                    f" ({result.notifications_open} delivering)"
                 )
         if not result.complete:
             await count_messages()
