@@ -319,9 +319,7 @@ async def create_project(ctx: Context, caller: Caller, body: ProjectCreate) -> P
     return await ctx.db.run(project_answer, project_id)
 
 
-async def open_project(
-    ctx: Context, inp: MigrationInput, attributes: TypedSearchAttributes
-) -> str:
+async def open_project(ctx: Context, inp: MigrationInput, attributes: TypedSearchAttributes) -> str:
     """Start a validated creation (its ``creation_key`` set) and return the project's id once
     it is durable and in the read model; 409 if the project exists (or ran and closed).
     ``attributes`` are set with the start, so the first turn need not upsert them (one

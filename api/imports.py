@@ -21,8 +21,8 @@ from typing import Any
 
 import anyio
 from pydantic import ValidationError
-from temporalio.common import TypedSearchAttributes
 from sqlmodel import Session, col, select
+from temporalio.common import TypedSearchAttributes
 
 from api import commands
 from api.auth import Caller

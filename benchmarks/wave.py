@@ -281,9 +281,7 @@ def digest_keys(engine: Engine, raised_from: datetime) -> set[str]:
     """The gatherings the rungs raised since ``raised_from`` call for: one per prefecture
     (the hour is the wave's), each sending one message per body, audience and vendor."""
     with Session(engine) as session:
-        rows = session.exec(
-            select(t.Escalation.prefecture, t.Escalation.raised_at)
-        ).all()
+        rows = session.exec(select(t.Escalation.prefecture, t.Escalation.raised_at)).all()
     keys = set()
     for prefecture, raised in rows:
         if raised is not None and raised.tzinfo is None:
