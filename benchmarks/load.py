@@ -9,9 +9,10 @@ in a temporary folder, and a trivial counter workflow on a worker in this proces
 the same dev server. Prints, for each side: project creation at 20 concurrent clients
 (hyojunka POST /projects vs. raw start + first update in one call), vendor milestones one
 after another (p50/p95/p99), and at 50 concurrent clients spread over 10 projects
-(throughput and p99); each ratio; and every error (any answer but 2xx). Last, Temporal Cloud
-actions per project over a typical life (``benchmarks.billing``), its creation and milestone
-costs measured from this run's histories.
+(throughput and p99); each ratio; the CPU each creation and concurrent milestone cost the dev
+server, the worker, the API and the load itself; and every error (any answer but 2xx). Last,
+Temporal Cloud actions per project over a typical life (``benchmarks.billing``), its creation
+and milestone costs measured from this run's histories.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import httpx
 from temporalio.api.enums.v1 import EventType
@@ -89,6 +92,47 @@ async def drive(name: str, calls: list[Callable[[], Awaitable[None]]], concurren
     return run
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a process has used (user + system, all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Cpu:
+    """CPU seconds of ``up``'s children (dev server, worker, API) and of this process (the
+    load, and on the raw side its worker) over a phase: where a write's cost goes."""
+
+    def __init__(self, up: Up) -> None:
+        self.up = up
+        self.spent: dict[str, dict[str, float]] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.up.children().items()}
+        now["load (this process)"] = time.process_time()
+        return now
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        before = self._now()
+        yield
+        after = self._now()
+        self.spent[name] = {k: after[k] - before.get(k, 0.0) for k in after}
+
+    def lines(self, runs: dict[str, Run]) -> list[str]:
+        out = []
+        for name, spent in self.spent.items():
+            n = max(1, len(runs[name].latencies) + len(runs[name].errors))
+            each = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in spent.items() if v > 0.005)
+            out.append(f"  {runs[name].name:<34} ms of CPU each: {each}")
+        return out
+
+
 class Http:
     """One connection per concurrent client, as separate vendor systems have: a single
     shared httpx pool makes its waiters queue for seconds and would be measured instead."""
@@ -105,7 +149,7 @@ class Http:
         return resp.json()
 
 
-async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
+async def hyojunka_side(up: Up, args: argparse.Namespace, cpu: Cpu) -> dict[str, Run]:
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(httpx.AsyncClient(timeout=30)) for _ in range(50)
@@ -127,7 +171,8 @@ async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
             return call
 
         creates = [create(c, b) for c, b in pairs[: args.projects]]
-        runs = {"create": await drive("create project (20 concurrent)", creates, 20)}
+        with cpu.phase("create"):
+            runs = {"create": await drive("create project (20 concurrent)", creates, 20)}
         # Ten projects for the milestones (created outside the timing).
         targets = [f"{c}-{b}" for c, b in pairs[args.projects :]]
         await drive("setup", [create(c, b) for c, b in pairs[args.projects :]], 10)
@@ -147,11 +192,12 @@ async def hyojunka_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
             "milestone serial", [milestone(targets[0], i) for i in range(args.serial)], 1
         )
         spread = [milestone(targets[i % 10], i) for i in range(50 * args.per_client)]
-        runs["c50"] = await drive("milestone 50 concurrent", spread, 50)
+        with cpu.phase("c50"):
+            runs["c50"] = await drive("milestone 50 concurrent", spread, 50)
     return runs
 
 
-async def raw_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
+async def raw_side(up: Up, args: argparse.Namespace, cpu: Cpu) -> dict[str, Run]:
     client = await Client.connect(up.temporal_address)
     async with Worker(client, task_queue=RAW_QUEUE, workflows=[CounterWorkflow]):
         prefix = uuid.uuid4().hex[:8]
@@ -170,13 +216,14 @@ async def raw_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
 
             return call
 
-        runs = {
-            "create": await drive(
-                "start + first update (20 concurrent)",
-                [create(i) for i in range(args.projects)],
-                20,
-            )
-        }
+        with cpu.phase("create"):
+            runs = {
+                "create": await drive(
+                    "start + first update (20 concurrent)",
+                    [create(i) for i in range(args.projects)],
+                    20,
+                )
+            }
         handles = [client.get_workflow_handle(f"raw-{prefix}-{i}") for i in range(10)]
 
         def bump(i: int) -> Callable[[], Awaitable[None]]:
@@ -186,21 +233,24 @@ async def raw_side(up: Up, args: argparse.Namespace) -> dict[str, Run]:
             return call
 
         runs["serial"] = await drive("update serial", [bump(0) for _ in range(args.serial)], 1)
-        runs["c50"] = await drive(
-            "update 50 concurrent", [bump(i) for i in range(50 * args.per_client)], 50
-        )
+        with cpu.phase("c50"):
+            runs["c50"] = await drive(
+                "update 50 concurrent", [bump(i) for i in range(50 * args.per_client)], 50
+            )
         for i in range(args.projects):
             await client.get_workflow_handle(f"raw-{prefix}-{i}").signal(CounterWorkflow.finish)
     return runs
 
 
-def report(h: dict[str, Run], r: dict[str, Run]) -> None:
+def report(h: dict[str, Run], r: dict[str, Run], hcpu: Cpu, rcpu: Cpu) -> None:
     print("hyojunka (API over HTTP, worker and API processes, SQLite read model)")
     for run in h.values():
         print(run.line())
+    print(*hcpu.lines(h), sep="\n")
     print("raw Temporal (counter workflow, same dev server)")
     for run in r.values():
         print(run.line())
+    print(*rcpu.lines(r), sep="\n")
 
     def p(run: Run, q: float) -> float:
         return pct([x * 1000 for x in run.latencies], q)
@@ -252,10 +302,11 @@ async def billed(up: Up, args: argparse.Namespace) -> str:
 async def main(args: argparse.Namespace) -> None:
     with running_up(extra_env={"HYOJUNKA_WORKERS": str(args.workers)}) as up:
         print(f"worker processes: {args.workers}")
-        h = await hyojunka_side(up, args)
-        r = await raw_side(up, args)
+        hcpu, rcpu = Cpu(up), Cpu(up)
+        h = await hyojunka_side(up, args, hcpu)
+        r = await raw_side(up, args, rcpu)
         bill = await billed(up, args)
-    report(h, r)
+    report(h, r, hcpu, rcpu)
     print(bill)
 
 
