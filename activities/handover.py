@@ -33,7 +33,10 @@ class _Batch:
 
     start: DigestInput
     notes: list[Notification] = field(default_factory=list)
-    done: asyncio.Future[None] | None = None
+    # Settled when a signal carrying ``notes`` is accepted, or has failed.
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class HandOverActivities:
@@ -76,12 +79,9 @@ class HandOverActivities:
         batch = self._waiting.get(wid)
         if batch is None:
             start = DigestInput(first.key, first.window_seconds, split_hour=first.split_hour)
-            batch = self._waiting[wid] = _Batch(
-                start, done=asyncio.get_running_loop().create_future()
-            )
+            batch = self._waiting[wid] = _Batch(start)
         batch.notes.extend(item.note for item in group)
         done = batch.done
-        assert done is not None
         if wid not in self._sending:
             self._sending.add(wid)
             asyncio.get_running_loop().create_task(self._send(wid, queue))
@@ -92,7 +92,6 @@ class HandOverActivities:
         """Signal the gathering with what waits for it, again while more came meanwhile."""
         try:
             while (batch := self._waiting.pop(wid, None)) is not None:
-                assert batch.done is not None
                 try:
                     await self._client.start_workflow(
                         DigestWorkflow.run,
