@@ -25,7 +25,7 @@ from readmodel import tables as t
 from readmodel.channels import ChannelError, check_public_url
 from readmodel.outbound import OutboundPolicy, RefusedAddress, parse_allow
 from runtime.settings import Settings
-from tests.workflows.test_notifications import Receiver
+from tests.receiver import Receiver
 from workflows.model import Channel, Delivery, Notification
 
 # (host as written in a URL, the address it means, why it is refused or None if public)

@@ -260,7 +260,7 @@ async def test_delivery_attempts_are_listed_per_project(api: Api) -> None:
     from sqlmodel import Session
 
     from readmodel import tables as t
-    from tests.workflows.test_notifications import Receiver
+    from tests.receiver import Receiver
 
     lg_code, business = fresh_project()
     with Receiver(fail_first=1, host=RECEIVER_HOST) as receiver:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,9 +16,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notifications import DELIVERY_HEADER
 from readmodel import tables as t
 from runtime.settings import Settings
+from tests.receiver import Receiver
 from tests.workflows.helpers import describe, finish, future_target, new_input, start
 from worker.runner import build_worker
 from workflows.calendar import JST
@@ -28,48 +26,6 @@ from workflows.digest import gathering_id, wave_hour
 from workflows.ladder import rung_instant
 from workflows.model import Notification
 from workflows.notification import NotificationWorkflow
-
-
-class Receiver:
-    """A webhook endpoint that answers 503 to its first ``fail_first`` calls."""
-
-    def __init__(self, fail_first: int, host: str = "127.0.0.1") -> None:
-        self.fail_first = fail_first
-        self.calls: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.lock:
-                    failing = len(receiver.calls) < receiver.fail_first
-                    receiver.calls.append(
-                        {
-                            "path": self.path,
-                            "host": self.headers.get("Host"),
-                            "delivery": self.headers.get(DELIVERY_HEADER),
-                            "body": body,
-                            "answered": 503 if failing else 200,
-                        }
-                    )
-                self.send_response(503 if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-
-    def __enter__(self) -> Receiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 async def sent(env: WorkflowEnvironment, messages: list[str]) -> None:

@@ -14,8 +14,8 @@ from temporalio.client import ScheduleActionStartWorkflow, WorkflowExecutionStat
 from temporalio.testing import WorkflowEnvironment
 
 from runtime.settings import Settings
+from tests.receiver import Receiver
 from tests.workflows.helpers import future_target, new_input, start
-from tests.workflows.test_notifications import Receiver
 from worker.runner import build_worker, ensure_survey_schedule
 from workflows.calendar import JST, add_months
 from workflows.core import TaskChange
