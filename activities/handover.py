@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.digest import (
+    GATHERING_RULES,
     HAND_OVER_ACTIVITY,
     DigestInput,
     DigestWorkflow,
@@ -78,7 +79,9 @@ class HandOverActivities:
         wid = gathering_id(queue, first.key)
         batch = self._waiting.get(wid)
         if batch is None:
-            start = DigestInput(first.key, first.window_seconds, split_hour=first.split_hour)
+            start = DigestInput(
+                first.key, first.window_seconds, split_hour=first.split_hour, rules=GATHERING_RULES
+            )
             batch = self._waiting[wid] = _Batch(start)
         batch.notes.extend(item.note for item in group)
         done = batch.done

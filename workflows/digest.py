@@ -65,6 +65,19 @@ class DigestInput:
     # A prefecture's gathering (fifth generation): one message per body, audience and vendor
     # of this wave hour (``digest_key``); without it, the gathering is that message.
     split_hour: str | None = None
+    # The rules the gathering was started under (see GATHERING_RULES); 0 for gatherings
+    # started before they were recorded, which is what their inputs decode to.
+    rules: int = 0
+
+
+# 1: a gathering hands its messages on by an activity, not a local activity, and stays a
+# while after, dropping every notice it has taken. A local activity acts before its workflow
+# task is committed: when that task failed (its worker killed, or a notice arriving as it
+# completed), the retry composed the messages again with the notices come meanwhile, under
+# other ids, and the pm heard the same notices twice. An activity acts only once its messages
+# are in the history. And a project whose own task was retried hands its notices over again:
+# to a gathering that had closed, that started another one, which sent them again.
+GATHERING_RULES = 1
 
 
 def digest_key(note: Notification, now_jst_hour: str) -> str:
@@ -113,12 +126,20 @@ def combine(key: str, notes: list[Notification]) -> Notification:
 
 @workflow.defn
 class DigestWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: DigestInput) -> None:
         self._notes: list[Notification] = []
+        # Every notice taken (first rules): one handed over again is dropped even after its
+        # message has gone. Gatherings started before drop only one they still hold.
+        self._taken: set[str] | None = set() if inp.rules >= 1 else None
 
     @workflow.signal
     def add(self, note: Notification) -> None:
-        if all(n.id != note.id for n in self._notes):
+        if self._taken is None:
+            if all(n.id != note.id for n in self._notes):
+                self._notes.append(note)
+        elif note.id not in self._taken:
+            self._taken.add(note.id)
             self._notes.append(note)
 
     @workflow.signal
@@ -131,27 +152,56 @@ class DigestWorkflow:
     async def run(self, inp: DigestInput) -> list[str]:
         for note in inp.first:
             self.add(note)
-        await workflow.sleep(timedelta(seconds=inp.window_seconds))  # the wave gathers
+        window = timedelta(seconds=inp.window_seconds)
+        await workflow.sleep(window)  # the wave gathers
         sent: list[str] = []
         while self._notes:  # what came while the last one was delivered goes too
             notes, self._notes = self._notes, []
             if inp.split_hour is None:
                 await notification.deliver(combine(inp.key, notes))
             else:
-                await deliver_by_body(notes, inp.split_hour)
+                await deliver_by_body(notes, inp.split_hour, inp.rules)
             sent += [n.id for n in notes]
+            if inp.rules >= 1 and not self._notes and await self._more_come(window):
+                await workflow.sleep(window)  # they gather as in a gathering of their own
         return sent
 
+    async def _more_come(self, window: timedelta) -> bool:
+        """Whether new notices come in the moments after the messages went (first rules).
+        A project whose workflow task was retried (its worker killed just after it handed its
+        notices over) hands them over again: found here, they are dropped; found after the
+        gathering closed, they would start another gathering, and be sent again."""
+        try:
+            await workflow.wait_condition(lambda: bool(self._notes), timeout=_settle(window))
+        except TimeoutError:
+            return False
+        return True
 
-async def deliver_by_body(notes: list[Notification], hour: str) -> None:
+
+def _settle(window: timedelta) -> timedelta:
+    """How long a gathering stays after its messages went: the window, at most a minute
+    (a retried workflow task comes back within seconds of its worker's restart)."""
+    return min(window, timedelta(minutes=1))
+
+
+async def deliver_by_body(notes: list[Notification], hour: str, rules: int = 0) -> None:
     """A prefecture's gathered notices: one message per body, audience and vendor (in the
-    order their first notices came), each handed in one local activity to a
-    NotificationWorkflow of its own, which delivers it and retries its channels. Delivering
-    them here would make the gathering wait on hundreds of channel lookups in one history."""
+    order their first notices came), each handed in one activity to a NotificationWorkflow
+    of its own, which delivers it and retries its channels. Delivering them here would make
+    the gathering wait on hundreds of channel lookups in one history."""
     groups: dict[str, list[Notification]] = {}
     for note in notes:
         groups.setdefault(digest_key(note, hour), []).append(note)
-    await hand_over_all([HandOver(combine(key, group)) for key, group in groups.items()])
+    messages = [HandOver(combine(key, group)) for key, group in groups.items()]
+    if rules < 1:
+        await hand_over_all(messages)  # as gatherings started before recorded it
+        return
+    await workflow.execute_activity(
+        HAND_OVER_ACTIVITY,
+        messages,
+        start_to_close_timeout=HAND_OVER_TIMEOUT,
+        retry_policy=HAND_OVER_RETRY,
+    )
 
 
 def wave_hour(now: datetime) -> str:

@@ -30,6 +30,7 @@ from tests.workflows.helpers import (
 )
 from workflows.calendar import JST, add_months
 from workflows.core import (
+    DEADLINE_NOTICE,
     AcknowledgeInput,
     ExtendedTrackInput,
     GateDecisionInput,
@@ -43,10 +44,10 @@ from workflows.core import (
     TemplateUpgrade,
     VendorAssignment,
 )
-from workflows.digest import gathering_id, wave_hour
+from workflows.digest import DigestWorkflow, gathering_id, wave_hour
 from workflows.ladder import rung_instant
 from workflows.migration import MigrationWorkflow, start_attributes
-from workflows.model import DEFAULT_DEADLINE, workflow_id_for
+from workflows.model import DEFAULT_DEADLINE, Notification, workflow_id_for
 from workflows.procedure import DEFAULT_TEMPLATE, DX_PLAN_TEMPLATE
 from workflows.procurement import (
     JOINT_STEPS,
@@ -263,13 +264,29 @@ async def scenario_digest(env: WorkflowEnvironment, queue: str) -> WorkflowHandl
 
 async def scenario_gathering(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
     """A prefecture's gathering (the DigestWorkflow's own history): two Tokyo bodies register
-    a late system each in the same hour; it splits their notices by body."""
+    a late system each in the same hour; it splits their notices by body. Since its first
+    rules (v13), after its messages went, a notice handed over again is dropped, and it
+    closes a while later."""
     target = await future_target(env, months=25)
     first = await start(env.client, queue, new_input(target))
     await start(env.client, queue, replace(new_input(target, lg_code="131024"), body_name="中央区"))
-    created = (await describe(first)).state.created_at
-    key = f"13.{wave_hour(created)}"
+    snap = await describe(first)
+    key = f"13.{wave_hour(snap.state.created_at)}"
     gathering = env.client.get_workflow_handle(gathering_id(queue, key))
+    inp = new_input(target)
+    await env.sleep(timedelta(seconds=inp.digest_window_seconds + 5))  # its messages went
+    again = Notification(
+        id=f"{snap.state.project_id}.deadline.2026-03-31",
+        project_id=snap.state.project_id,
+        lg_code="131016",
+        prefecture="13",
+        vendor_id=None,
+        kind=DEADLINE_NOTICE,
+        audience=["pm"],
+        subject="",
+        text="",
+    )
+    await gathering.signal(DigestWorkflow.add_all, [again])  # a retried turn's hand-over
     await env.sleep(timedelta(minutes=5))
     await gathering.result()
     return gathering
