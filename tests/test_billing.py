@@ -148,3 +148,16 @@ def test_a_prefecture_s_gathering_counts_its_message_s_own_workflow() -> None:
     assert mean[STARTED] == 2  # the gathering's and its message's
     assert mean[ACTIVITY] == 1 and mean[TIMER] == 1
     assert SIGNAL not in mean
+
+
+def test_a_gathering_of_the_first_rules_counts_its_hand_over_activity_and_settling_timer() -> None:
+    """The v13 gathering hands its messages on by an activity and stays a while after (a
+    notice handed over again meanwhile is dropped): its window and settling timers, the
+    hand-over activity and its message's own workflow with its channel lookup."""
+    raw, history = load("v13-gathering.json")
+    events = by_type(raw)
+    assert events["WORKFLOW_EXECUTION_SIGNALED"] == 3  # two bodies, and one again
+    assert events["MARKER_RECORDED"] == 0 and events["ACTIVITY_TASK_SCHEDULED"] == 1
+    mean = billing.digest_cost([history], "v13-gathering").mean()
+    assert mean[STARTED] == 2 and mean[ACTIVITY] == 2 and mean[TIMER] == 2
+    assert MARKERS not in mean and SIGNAL not in mean
