@@ -177,7 +177,12 @@ class WaveResult:
     # Wall seconds from the instant until all were there; None when the wait gave up.
     rungs_drained: float | None = None
     digests_started_after: float | None = None
+    # When the last message was seen delivered, once the wave is complete (a gathering stays
+    # a while after its messages went, to drop notices handed over again: not waited for).
     digests_done_after: float | None = None
+    # Messages' NotificationWorkflows seen closed, and when their count last grew.
+    notifications_delivered: int = 0
+    last_delivered_after: float | None = None
     # SDK metric totals over the drain (instant to the last of both), when a buffer was given.
     drain_metrics: Counter[str] = field(default_factory=Counter)
     drain_window: float = 0.0
@@ -403,6 +408,9 @@ async def run_wave(
                 return
             result.notifications_started = len(notes - notes_before)
             result.notifications_open = len(sending - notes_before)
+            if len(delivered - notes_before) > result.notifications_delivered:
+                result.notifications_delivered = len(delivered - notes_before)
+                result.last_delivered_after = elapsed()
             started, done = (running | closed) - digests_before, closed - digests_before
             result.digests_started, result.digests_done = len(started), len(done)
             if result.digests_expected is None:
@@ -423,7 +431,7 @@ async def run_wave(
                 )
                 result.notices_sent = sum(len(ids) for ids in sent)
                 if result.complete and result.digests_done_after is None:
-                    result.digests_done_after = elapsed()
+                    result.digests_done_after = result.last_delivered_after or elapsed()
 
         cpu = CpuClock(server)
         told = 0.0
