@@ -1,7 +1,7 @@
 """hyojunka's write path beside raw Temporal, on the same dev server in the same run.
 
     .venv/bin/python -m benchmarks.load [--projects 200] [--serial 200] [--per-client 20]
-                                        [--workers 1] [--price-per-million 50]
+                                        [--workers 1] [--repeat 1] [--price-per-million 50]
 
 Starts ``hyojunka up`` (dev server on SQLite/WAL, ``--workers`` worker processes and the API in
 processes of their own)
@@ -12,7 +12,8 @@ after another (p50/p95/p99), and at 50 concurrent clients spread over 10 project
 (throughput and p99); each ratio; the CPU each creation and concurrent milestone cost the dev
 server, the worker, the API and the load itself; and every error (any answer but 2xx). Last,
 Temporal Cloud actions per project over a typical life (``benchmarks.billing``), its creation
-and milestone costs measured from this run's histories.
+and milestone costs measured from this run's histories. With ``--repeat N``, all of it N
+times, each on a new ``hyojunka up``, then each ratio's median with its lowest and highest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -242,6 +244,34 @@ async def raw_side(up: Up, args: argparse.Namespace, cpu: Cpu) -> dict[str, Run]
     return runs
 
 
+def ratios(h: dict[str, Run], r: dict[str, Run]) -> dict[str, float]:
+    """The figures the targets are set on, hyojunka against raw Temporal in the same run."""
+
+    def p(run: Run, q: float) -> float:
+        return pct([x * 1000 for x in run.latencies], q)
+
+    return {
+        "creation throughput (x raw, target >= 0.5)": h["create"].rate / r["create"].rate,
+        "milestone serial p50 (ms over raw, target <= 10)": p(h["serial"], 0.5)
+        - p(r["serial"], 0.5),
+        "milestone serial p99 (ms, target <= 60)": p(h["serial"], 0.99),
+        "milestone 50 concurrent (x raw, target >= 0.5)": h["c50"].rate / r["c50"].rate,
+        "failed requests": float(sum(len(run.errors) for run in h.values())),
+    }
+
+
+def summary(runs: list[dict[str, float]]) -> str:
+    """Each figure's median over the runs, with its lowest and highest: the machine's other
+    load moves single runs a lot."""
+    lines = [f"over {len(runs)} runs: median (lowest - highest)"]
+    for name in runs[0]:
+        values = sorted(run[name] for run in runs)
+        lines.append(
+            f"  {name:<50} {statistics.median(values):7.2f}   ({values[0]:.2f} - {values[-1]:.2f})"
+        )
+    return "\n".join(lines)
+
+
 def report(h: dict[str, Run], r: dict[str, Run], hcpu: Cpu, rcpu: Cpu) -> None:
     print("hyojunka (API over HTTP, worker and API processes, SQLite read model)")
     for run in h.values():
@@ -299,7 +329,7 @@ async def billed(up: Up, args: argparse.Namespace) -> str:
     return "\n".join([*lines, table])
 
 
-async def main(args: argparse.Namespace) -> None:
+async def once(args: argparse.Namespace) -> dict[str, float]:
     with running_up(extra_env={"HYOJUNKA_WORKERS": str(args.workers)}) as up:
         print(f"worker processes: {args.workers}")
         hcpu, rcpu = Cpu(up), Cpu(up)
@@ -307,7 +337,18 @@ async def main(args: argparse.Namespace) -> None:
         r = await raw_side(up, args, rcpu)
         bill = await billed(up, args)
     report(h, r, hcpu, rcpu)
-    print(bill)
+    print(bill, flush=True)
+    return ratios(h, r)
+
+
+async def main(args: argparse.Namespace) -> None:
+    runs = []
+    for i in range(args.repeat):
+        if args.repeat > 1:
+            print(f"--- run {i + 1} of {args.repeat}", flush=True)
+        runs.append(await once(args))
+    if args.repeat > 1:
+        print(summary(runs))
 
 
 if __name__ == "__main__":
@@ -317,6 +358,9 @@ if __name__ == "__main__":
     parser.add_argument("--per-client", type=int, default=20)
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes hyojunka up runs (default 1)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs, each on a new hyojunka up; medians printed"
     )
     billing.add_price_option(parser)
     asyncio.run(main(parser.parse_args()))
