@@ -575,11 +575,11 @@ def report(r: WaveResult, rss: float, server_rss: float, out: Callable[[str], No
     )
     row("  all sent after", secs(r.digests_done_after if r.complete else None))
     if tasks:
-        row("workflow tasks until all sent", f"{tasks} ({tasks / r.drain_window:.0f}/s)")
+        row("workflow tasks until all closed", f"{tasks} ({tasks / r.drain_window:.0f}/s)")
         row("  sticky cache hits / misses", f"{m[CACHE_HITS]} / {m[CACHE_MISSES]}")
         row("activities / local activities", f"{m[ACTIVITIES]} / {m[LOCAL_ACTIVITIES]}")
     row(
-        "CPU used until all sent",
+        "CPU used until all closed",
         f"{r.cpu_worker:.1f} s worker process, {r.cpu_server:.1f} s test server "
         f"({cores} cores: {cores * r.drain_window:.0f} s available)",
     )
