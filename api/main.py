@@ -189,6 +189,22 @@ class RouteOfRequest:
         await self.app(scope, receive, sending)
 
 
+class CsrfOfPages:
+    """asgi-csrf around the pages only. The API takes bearer tokens, never a cookie, for
+    anything that writes: its requests go past asgi-csrf, which would otherwise sign a fresh
+    token for each of them and wrap each answer, to no use."""
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.protected = asgi_csrf(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        await self.protected(scope, receive, send)
+
+
 class CsrfOfSession:
     """Binds the pages' CSRF token to the browser's page session (outside asgi-csrf, which
     checks that a form's token is its cookie's and that the cookie is signed by us).
@@ -297,15 +313,13 @@ def create_app(
     # tokens only, never a cookie, for anything that writes.
     signing_secret = settings.secret_key or secrets.token_urlsafe(32)
     app.add_middleware(
-        asgi_csrf,
+        CsrfOfPages,
         signing_secret=signing_secret,
         cookie_name=pages.CSRF_COOKIE,
         cookie_samesite="Strict",
         cookie_secure=settings.public_url.startswith("https"),
         always_protect={"/login", "/logout", "/login/email", "/login/link"},
-        skip_if_scope=lambda scope: (
-            scope["path"].startswith("/api/") or vendor_pages.checks_its_own_csrf(scope["path"])
-        ),
+        skip_if_scope=lambda scope: vendor_pages.checks_its_own_csrf(scope["path"]),
         send_csrf_failed=pages.csrf_failed,
     )
     # Outside asgi-csrf: a signed-in browser's token is its session's (CsrfOfSession).
