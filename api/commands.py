@@ -14,13 +14,13 @@ import hashlib
 import inspect
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam
+from sqlalchemy import Row, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from temporalio.client import (
@@ -203,12 +203,11 @@ def visible_project(session: Session, caller: Caller, project_id: str) -> t.Proj
     return row
 
 
-def tasks_of(session: Session, project_id: str) -> list[t.Task]:
-    return list(
-        session.exec(
-            select(t.Task).where(t.Task.project_id == project_id).order_by(col(t.Task.position))
-        )
-    )
+def tasks_of(session: Session, project_id: str) -> Sequence[Row[Any]]:
+    """A project's task rows in template order, as plain rows: answers only read them, and
+    building ORM objects for them took twice as long (8 % against 4 % of the API's time
+    holding the GIL in a creation, by py-spy)."""
+    return session.execute(_TASKS_OF, {"project_id": project_id}).all()
 
 
 def project_answer(session: Session, project_id: str) -> ProjectPublic:
@@ -398,6 +397,11 @@ def _writing_vendor(caller: Caller) -> str | None:
 
 _PROJECTS = t.Project.__table__  # type: ignore[attr-defined]
 _TASKS = t.Task.__table__  # type: ignore[attr-defined]
+_TASKS_OF = (
+    sa_select(*_TASKS.c)
+    .where(_TASKS.c.project_id == bindparam("project_id"))
+    .order_by(_TASKS.c.position)
+)
 # The hottest write's checks in one indexed query: the project's scope and the task's owner.
 _MILESTONE_TARGET = (
     sa_select(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Generic, Literal, Self, TypeVar
@@ -273,7 +274,7 @@ class TaskPublic(Public):
     note: str | None = None
 
     @classmethod
-    def of_row(cls, row: t.Task) -> TaskPublic:
+    def of_row(cls, row: Any) -> TaskPublic:
         return cls.of(row, depends_on=list(row.depends_on or []))
 
 
@@ -344,7 +345,8 @@ class ProjectPublic(ProjectSummary):
     procurement_id: str | None = None
 
     @classmethod
-    def with_tasks(cls, row: t.Project, tasks: list[t.Task]) -> ProjectPublic:
+    def with_tasks(cls, row: t.Project, tasks: Iterable[Any]) -> ProjectPublic:
+        """``tasks``: task rows, ORM objects or plain rows of the task table."""
         return cls.of_row(row, tasks=[TaskPublic.of_row(x) for x in tasks])
 
 
