@@ -344,7 +344,19 @@ async def open_project(ctx: Context, inp: MigrationInput, attributes: TypedSearc
         )
     except WorkflowAlreadyStartedError as exc:  # it ran and has closed
         raise HTTPProblem(409, f"project {project_id} already exists") from exc
+    finally:
+        _take_start_outcome(start)
     return project_id
+
+
+def _take_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Mark a failed start's error as seen. The SDK leaves the outcome of the start on the
+    operation (its workflow handle, or the error of a call that failed or was cut off by our
+    deadline); nobody asks for it here, and asyncio would log each error as "Future exception
+    was never retrieved", a traceback for every creation that answered 503."""
+    outcome = getattr(start, "_workflow_handle", None)
+    if isinstance(outcome, asyncio.Future) and outcome.done() and not outcome.cancelled():
+        outcome.exception()
 
 
 # ---- changes to one project ----------------------------------------------------------
