@@ -21,7 +21,9 @@ prefecture's bodies signals one gathering workflow rather than starting one per 
 new workflow per body and hour was most of what a late project's registration cost the
 Temporal server. A turn's notices for one gathering go in one signal (``add_all``). When
 its window ends, the gathering hands each message to a NotificationWorkflow of its own in one
-local activity, so its history stays small however many bodies it serves.
+activity (a local activity for gatherings started before ``GATHERING_RULES``), so its history
+stays small however many bodies it serves, and then stays a while, dropping any notice it has
+taken that a retried project hands over again.
 """
 
 from __future__ import annotations
