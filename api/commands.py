@@ -160,7 +160,9 @@ class Context:
 
         try:
             with metrics.UPDATES_IN_FLIGHT.track_inprogress():
-                return await asyncio.wait_for(in_turn(), self.settings.temporal_call_timeout)
+                # A timeout scope, not wait_for: no task of its own for each write.
+                async with asyncio.timeout(self.settings.temporal_call_timeout):
+                    return await in_turn()
         except TimeoutError as exc:
             raise unavailable(
                 "the workflow service did not answer in time; retry with the same Idempotency-Key",

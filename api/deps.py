@@ -46,9 +46,19 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+# What only reads the app's state is an ``async def`` dependency: FastAPI runs a plain
+# ``def`` one on a worker thread, a hop (and a GIL hand-over) each request would pay for.
+async def _client_dep(request: Request) -> Client:
+    return get_client(request)
+
+
+async def _settings_dep(request: Request) -> Settings:
+    return get_settings_dep(request)
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
-ClientDep = Annotated[Client, Depends(get_client)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ClientDep = Annotated[Client, Depends(_client_dep)]
+SettingsDep = Annotated[Settings, Depends(_settings_dep)]
 
 
 def get_caller(
@@ -77,7 +87,7 @@ def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     rid: str = getattr(request.state, "request_id", "")
     return rid
 
@@ -109,7 +119,7 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
-def get_context(request: Request, rid: RequestIdDep) -> Context:
+async def get_context(request: Request, rid: RequestIdDep) -> Context:
     """What a command needs; the caller adds its Idempotency-Key."""
     return Context(
         db=request.app.state.readmodel,
@@ -122,7 +132,7 @@ def get_context(request: Request, rid: RequestIdDep) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
-def get_write_context(ctx: ContextDep, idem: IdempotencyKeyHeader = None) -> Context:
+async def get_write_context(ctx: ContextDep, idem: IdempotencyKeyHeader = None) -> Context:
     """The context of a write that takes an optional Idempotency-Key."""
     ctx.idempotency_key = idempotency_key(idem)
     return ctx
