@@ -6,6 +6,7 @@ import asyncio
 import functools
 import queue
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import date, datetime
 from typing import Any
@@ -24,9 +25,11 @@ from workflows.core import GO_LIVE_TASK
 from workflows.migration import PROJECTION_ACTIVITY
 from workflows.model import (
     APPLIED,
+    HANDED_OVER,
     RESYNC,
     Escalation,
     Event,
+    HandOver,
     ProjectionInput,
     ProjectRow,
     TaskRow,
@@ -366,19 +369,34 @@ class ProjectionWriter:
             done.set_result(outcome)
 
 
-class ReadModelActivities:
-    """Writes (and for reminders reads) the read model; one engine, built by the worker."""
+HandOverFn = Callable[[list[HandOver]], Awaitable[int]]
 
-    def __init__(self, engine: Engine) -> None:
+
+class ReadModelActivities:
+    """Writes (and for reminders reads) the read model; one engine, built by the worker.
+    ``hand_over`` hands over the notices a write carries (``HandOverActivities``)."""
+
+    def __init__(self, engine: Engine, hand_over: HandOverFn | None = None) -> None:
         self._engine = engine
         self._writer = ProjectionWriter(engine)
+        self._hand_over = hand_over
 
     def close(self) -> None:
         self._writer.close()
 
     @activity.defn(name=PROJECTION_ACTIVITY)
     async def project_migration(self, write: ProjectionInput) -> str:
-        return await asyncio.wrap_future(self._writer.submit(write))
+        """The write, then the notices it carries once it is applied. A hand-over that fails
+        fails the activity, whose retry finds the write applied (RESYNC), so the workflow
+        sends it whole again with the same notices: a digest drops a notice it holds, and a
+        notice's own workflow is started once."""
+        outcome = await asyncio.wrap_future(self._writer.submit(write))
+        if outcome == APPLIED and write.notices:
+            if self._hand_over is None:
+                raise RuntimeError("this worker cannot hand notices over")
+            await self._hand_over(write.notices)
+            return HANDED_OVER
+        return outcome
 
     @activity.defn(name=STALE_TASKS_ACTIVITY)
     async def find_stale_tasks(self, cutoff: datetime) -> list[StaleBody]:

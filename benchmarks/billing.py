@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from workflows.digest import HAND_OVER_ACTIVITY
+from workflows.model import HANDED_OVER
 from workflows.notification import DELIVER_ACTIVITY
 from workflows.procedure import DEFAULT_TEMPLATE
 from workflows.reconcile import ReconcileInput
@@ -69,6 +71,8 @@ OTHER = "other (options, nexus)"
 QUERY = "query (nightly reconciliation)"
 SCHEDULE = "schedules' share"
 KINDS = (STARTED, CHILD, UPDATE, SIGNAL, TIMER, ACTIVITY, MARKERS, UPSERT, OTHER, QUERY, SCHEDULE)
+# A projection's marker result when it handed notices over, as the payload converter wrote it.
+_HANDED_OVER = json.dumps(HANDED_OVER).encode()
 
 # The prices and sizes the estimate states as assumptions (README, "Temporal Cloud actions
 # per project"). Temporal Cloud's list price starts at about $50 per million actions and falls
@@ -236,7 +240,8 @@ def _hands_over(e: HistoryEvent) -> bool:
     """Whether an event hands a notice over: a child started or a signal sent to a digest
     (projects started before the fourth generation of rules), or the local activity that
     signals-with-start the digest from the worker (``hand_over_notices``), or that activity
-    run by a gathering to hand its messages on (gatherings of the first rules)."""
+    run by a gathering to hand its messages on (gatherings of the first rules), or a
+    projection that handed its turn's notices over (projects of the sixth generation)."""
     kind = _name(e)
     if kind in (
         "START_CHILD_WORKFLOW_EXECUTION_INITIATED",
@@ -248,10 +253,13 @@ def _hands_over(e: HistoryEvent) -> bool:
         return bool(activity_type == HAND_OVER_ACTIVITY)
     if kind != "MARKER_RECORDED":
         return False
-    details = e.marker_recorded_event_attributes.details.get("data")
-    return details is not None and any(
-        f'"activity_type":"{HAND_OVER_ACTIVITY}"'.encode() in p.data for p in details.payloads
-    )
+    details = e.marker_recorded_event_attributes.details
+    data, result = details.get("data"), details.get("result")
+    if data is not None and any(
+        f'"activity_type":"{HAND_OVER_ACTIVITY}"'.encode() in p.data for p in data.payloads
+    ):
+        return True
+    return result is not None and any(p.data == _HANDED_OVER for p in result.payloads)
 
 
 @dataclass

@@ -78,7 +78,8 @@ async def build_worker(
     # A malformed HYOJUNKA_SMTP_URL stops the worker here, naming the setting.
     mail = MailSender.from_settings(settings)
     async with guarded_client(policy, timeout=httpx.Timeout(10.0)) as http:
-        readmodel = ReadModelActivities(engine)
+        hand_overs = HandOverActivities(client)
+        readmodel = ReadModelActivities(engine, hand_overs.hand_over_notices)
         notifications = NotificationActivities(
             engine, http, channels, settings.public_url, mail=mail
         )
@@ -88,7 +89,6 @@ async def build_worker(
         snapshots = SnapshotActivities(engine)
         rollouts = RolloutActivities(client, engine)
         programmes = ProgrammeActivities(client, engine)
-        hand_overs = HandOverActivities(client)
         # Every activity is async (blocking work goes to threads inside it): no executor.
         try:
             worker = Worker(

@@ -38,25 +38,13 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows import notification
 from workflows.calendar import JST
-from workflows.model import Notification
+from workflows.model import HandOver, Notification
 
 HAND_OVER_ACTIVITY = "hand_over_notices"
 HAND_OVER_TIMEOUT = timedelta(seconds=30)
 HAND_OVER_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
-
-
-@dataclass
-class HandOver:
-    """A notice for the worker to hand over: to the digest named ``key`` (gathering for
-    ``window_seconds``), or, without a key, to a NotificationWorkflow of its own."""
-
-    note: Notification
-    key: str | None = None
-    window_seconds: float = 60.0
-    # Set for a prefecture's gathering: the wave hour it splits its notices by.
-    split_hour: str | None = None
 
 
 @dataclass

@@ -65,13 +65,15 @@ PATCH_DEADLINE_DIGEST = "deadline-notices-go-through-the-digest-too"
 PATCH_FRESH_HEALTH = "health-follows-the-clock"
 PATCH_HAND_OVER = "notices-are-handed-over-by-one-local-activity"
 PATCH_PREFECTURE_DIGEST = "notices-gather-by-prefecture-and-go-out-by-body"
+# Only for projects born under it (no patch: running projects keep their two activities).
+RULE_PROJECTION_HANDS_OVER = "a-projection-hands-its-turns-notices-over"
 
 # The rules a project is started under. A project started before ``rules`` existed carries 0
 # and asks ``workflow.patched`` for each rule changed since, as its history expects; a new
 # one is born with every rule of its generation and records no patch marker (each marker
 # also costs an upsert of TemporalChangeVersion: most of a new project's first history).
 # A rule changed from now on gets a patch of the next generation, and RULES becomes it.
-RULES = 5
+RULES = 6
 GENERATION_1 = frozenset(
     {
         core.PATCH_NOT_APPLICABLE_RULE,
@@ -97,7 +99,15 @@ GENERATION_3 = frozenset(
 )
 GENERATION_4 = frozenset({PATCH_HAND_OVER})
 GENERATION_5 = frozenset({PATCH_PREFECTURE_DIGEST})
-_GENERATIONS = (GENERATION_1, GENERATION_2, GENERATION_3, GENERATION_4, GENERATION_5)
+GENERATION_6 = frozenset({RULE_PROJECTION_HANDS_OVER})
+_GENERATIONS = (
+    GENERATION_1,
+    GENERATION_2,
+    GENERATION_3,
+    GENERATION_4,
+    GENERATION_5,
+    GENERATION_6,
+)
 # The most milestones one bulk update to a project carries (the API cuts larger ones up).
 MAX_BATCH = 100
 PROJECTION_TIMEOUT = timedelta(seconds=30)
@@ -182,7 +192,8 @@ def _history_full(inp: MigrationInput) -> bool:
 
 
 async def _write(write: ProjectionInput) -> Any:
-    # Old histories recorded a bool here; only the new RESYNC answer asks for more.
+    # Old histories recorded a bool here; only the new RESYNC answer asks for more (HANDED_OVER
+    # is APPLIED with the write's notices handed over).
     outcome = await workflow.execute_local_activity(
         PROJECTION_ACTIVITY,
         write,
@@ -324,6 +335,13 @@ class MigrationWorkflow:
             (g for g, names in enumerate(_GENERATIONS, start=1) if name in names), RULES + 1
         )
         return self._rules >= generation or workflow.patched(name)
+
+    def _born_with(self, name: str) -> bool:
+        """Whether the project was started under the rule: one that changes only what a
+        running project's next turns cost applies to projects born with it, and asks no
+        patch (a patch asked at a new place could read otherwise on replay)."""
+        generation = next(g for g, names in enumerate(_GENERATIONS, start=1) if name in names)
+        return self._rules >= generation
 
     async def _drain_handlers(self) -> None:
         """Wait for every update handler to finish, writing what they wait for meanwhile."""
@@ -586,11 +604,15 @@ class MigrationWorkflow:
         sent = self._sent_escalations
         if sent is not None and self._sent_vendor != s.vendor_id:
             sent = {}  # each escalation row names the vendor who may see it
+        notices = self._notices_to_hand_over()
         write = projection(snap, s.projected_seq, tasks, escalations, self._sent_tasks, sent)
+        write.notices = notices
         if await _write(write) == RESYNC:
             # The read model saw writes this run's history does not have (a workflow task
             # that never committed) or lost some: overwrite it with the whole truth.
-            await _write(projection(snap, s.projected_seq, tasks, escalations, None, None))
+            full = projection(snap, s.projected_seq, tasks, escalations, None, None)
+            full.notices = notices
+            await _write(full)
         self._sent_tasks, self._sent_escalations = tasks, escalations
         self._sent_vendor = s.vendor_id
         self._sent_template = s.template.id
@@ -628,6 +650,17 @@ class MigrationWorkflow:
                     await hand_over(note, digest_key(note, hour), self._digest_window)
                 else:
                     await notification.send(note)
+
+    def _notices_to_hand_over(self) -> list[HandOver]:
+        """The turn's notices, for its projection to hand over once written (sixth
+        generation): one local activity, and one marker, for the write and the notices.
+        Earlier projects hand them over in an activity of their own (``_send_notifications``,
+        which still takes any notice raised after a turn's projection)."""
+        if not self._m.outbox or not self._born_with(RULE_PROJECTION_HANDS_OVER):
+            return []
+        notes, self._m.outbox = self._m.outbox, []
+        hour = wave_hour(workflow.now())
+        return [self._handing(note, hour) for note in notes]
 
     def _handing(self, note: Notification, hour: str) -> HandOver:
         """Where a notice goes: the gathering of its prefecture's wave (fifth generation),

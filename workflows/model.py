@@ -505,10 +505,17 @@ class ProjectionInput:
     template: ProcedureTemplate | None = None
     # The API request that caused this write, so its logs can be followed into the worker.
     request_id: str = ""
+    # Notices to hand over once the write is applied (projects of the sixth generation of
+    # rules): the same local activity does both, so a turn that raises notices records one
+    # marker, not two. A write refused with RESYNC hands nothing over.
+    notices: list[HandOver] = field(default_factory=list)
 
 
 APPLIED = "applied"
 RESYNC = "resync"
+# APPLIED, and the notices the write carried were handed over: what its marker records, so a
+# history shows which turns sent notices (the workflow reads it as APPLIED).
+HANDED_OVER = "applied-and-handed-over"
 
 
 def project_row(snap: ProjectSnapshot) -> ProjectRow:
@@ -569,6 +576,18 @@ class Notification:
     subject: str
     text: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HandOver:
+    """A notice for the worker to hand over: to the digest named ``key`` (gathering for
+    ``window_seconds``), or, without a key, to a NotificationWorkflow of its own."""
+
+    note: Notification
+    key: str | None = None
+    window_seconds: float = 60.0
+    # Set for a prefecture's gathering: the wave hour it splits its notices by.
+    split_hour: str | None = None
 
 
 @dataclass

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.handover import HandOverActivities
 from readmodel import tables as t
 from runtime.settings import Settings
 from tests.receiver import Receiver
@@ -172,6 +174,82 @@ async def test_a_bodys_projects_registered_past_the_deadline_tell_its_pm_in_one_
     for note in deadlines:
         with pytest.raises(RPCError):
             await env.client.get_workflow_handle(f"notify-{note}").describe()
+
+
+def _projection_outcomes(history: Any) -> list[str]:
+    """What each of a project's projections answered, as its markers recorded it."""
+    out = []
+    for e in history.events:
+        if e.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = e.marker_recorded_event_attributes.details
+        if b'"activity_type":"project_migration"' in details["data"].payloads[0].data:
+            out.append(json.loads(details["result"].payloads[0].data))
+    return out
+
+
+async def test_a_hand_over_that_fails_is_retried_with_its_projection_and_each_notice_goes_once(
+    clock_env: WorkflowEnvironment,
+    task_queue: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A project of the sixth rules hands a turn's notices over in the local activity that
+    writes the turn. When the gathering cannot be signalled (Temporal unavailable for a
+    moment), the activity fails after its write; its retry finds the write applied, so the
+    whole truth is written again with the same notices, and each notice is gathered once."""
+    failed: list[list[str]] = []
+    signal = HandOverActivities._gathering
+
+    async def unavailable_once(self: HandOverActivities, group: list[Any], queue: str) -> None:
+        ids = [item.note.id for item in group]
+        if ids not in failed:
+            failed.append(ids)
+            raise RPCError("the gathering could not be signalled", RPCStatusCode.UNAVAILABLE, b"")
+        await signal(self, group, queue)
+
+    monkeypatch.setattr(HandOverActivities, "_gathering", unavailable_once)
+    env = clock_env
+    target = await future_target(env, months=25)  # past the legal deadline: a notice at once
+    handle = await start(env.client, task_queue, new_input(target))
+    snap = await describe(handle)
+    deadline = f"{snap.state.project_id}.deadline.2026-03-31"
+    registered = f"{snap.state.prefecture}.{wave_hour(snap.state.created_at)}"
+    registration = env.client.get_workflow_handle(gathering_id(task_queue, registered))
+    for _ in range(60):  # it gathers for its window, then delivers
+        if (await registration.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        await env.sleep(timedelta(minutes=1))
+    assert await registration.result() == [deadline]  # once, though its first signal failed
+
+    # A later turn: the reminders' wave, written as a change since the last write.
+    await finish(handle, "setup_governance")
+    due = snap.state.tasks["current_system_survey"].due_date
+    assert due is not None
+    reminder_at = rung_instant(due, "reminder", snap.state.ladder)
+    await env.sleep(reminder_at - await env.get_current_time() + timedelta(minutes=5))
+    reminders = sorted(e.id for e in (await describe(handle)).state.escalations)
+    assert len(reminders) == 2
+    hour = reminder_at.astimezone(JST).strftime("%Y%m%d%H")
+    wave = env.client.get_workflow_handle(
+        gathering_id(task_queue, f"{snap.state.prefecture}.{hour}")
+    )
+    assert sorted(await wave.result()) == reminders
+    assert failed == [[deadline], reminders]
+
+    outcomes = _projection_outcomes(await handle.fetch_history())
+    # Registration: its whole write applied again on the retry, then handed over. The wave:
+    # the retried change found the read model moved (resync), so the whole truth went again
+    # with the reminders.
+    assert outcomes[0] == "applied-and-handed-over"
+    assert ["resync", "applied-and-handed-over"] in [
+        outcomes[i : i + 2] for i in range(len(outcomes))
+    ]
+    with Session(engine) as session:
+        rows = session.exec(
+            select(t.Escalation.id).where(t.Escalation.project_id == snap.state.project_id)
+        ).all()
+    assert sorted(rows) == reminders
 
 
 async def test_a_prefecture_s_bodies_late_in_the_same_hour_gather_once_and_each_pm_hears_its_own(
