@@ -3,6 +3,7 @@ of action equals a count of the JSON's own events, done here independently."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from pathlib import Path
@@ -161,3 +162,27 @@ def test_a_gathering_of_the_first_rules_counts_its_hand_over_activity_and_settli
     mean = billing.digest_cost([history], "v13-gathering").mean()
     assert mean[STARTED] == 2 and mean[ACTIVITY] == 2 and mean[TIMER] == 2
     assert MARKERS not in mean and SIGNAL not in mean
+
+
+def test_a_rung_of_the_sixth_rules_is_told_by_its_projection_s_marker() -> None:
+    """A v14 project hands a rung's notices over in the projection's own local activity:
+    one marker a turn, and still told from a wake by what that marker recorded."""
+    raw, history = load("v14-ladder.json")
+    markers = [
+        e["markerRecordedEventAttributes"]
+        for e in raw["events"]
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    types = {json.loads(_decoded(m["details"]["data"]))["activity_type"] for m in markers}
+    assert types == {"project_migration"}  # no hand_over_notices of its own
+    results = [json.loads(_decoded(m["details"]["result"])) for m in markers]
+    assert "applied-and-handed-over" in results and "applied" in results
+    cut = steps(history)
+    rungs = [s for s in cut if s.kind == "rung"]
+    assert rungs and all(s.actions[MARKERS] == 1 for s in rungs)
+    _, v12 = load("v12-ladder.json")
+    assert len(rungs) == sum(s.kind == "rung" for s in steps(v12))
+
+
+def _decoded(payloads: dict[str, Any]) -> bytes:
+    return base64.b64decode(payloads["payloads"][0]["data"])

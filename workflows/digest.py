@@ -24,6 +24,10 @@ its window ends, the gathering hands each message to a NotificationWorkflow of i
 activity (a local activity for gatherings started before ``GATHERING_RULES``), so its history
 stays small however many bodies it serves, and then stays a while, dropping any notice it has
 taken that a retried project hands over again.
+
+Projects started under the sixth generation hand a turn's notices over in the local activity
+that writes the turn to the read model (``project_migration``), once the write is applied:
+one marker, and one activation round trip of the worker, for both.
 """
 
 from __future__ import annotations
