@@ -94,7 +94,7 @@ from worker.runner import build_worker
 from workflows.businesses import BY_SLUG
 from workflows.calendar import add_months
 from workflows.ladder import LEVELS, rung_instant
-from workflows.migration import MigrationInput, MigrationWorkflow
+from workflows.migration import RULES, MigrationInput, MigrationWorkflow
 from workflows.model import ProjectSnapshot, is_complete, next_rung, workflow_id_for
 from workflows.payloads import DATA_CONVERTER
 from workflows.procedure import DEFAULT_TEMPLATE
@@ -235,6 +235,7 @@ def wave_inputs(n: int, target: date, digest_seconds: float = 60.0) -> list[Migr
                 vendor_id="wave-vendor",
                 deadline=EXTENDED_DEADLINE,
                 digest_window_seconds=digest_seconds,
+                rules=RULES,  # as the API starts a project today
             )
         )
     return inputs
