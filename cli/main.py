@@ -821,8 +821,11 @@ def _serve_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived service on uvloop: the same asyncio API, its loop in C. Under 50
     concurrent milestone writers, the pure-Python loop's own frames held the GIL in 8 % of
     the API's samples and 16 % of the worker's (py-spy); on uvloop, 2 % and 10 %."""
-    import uvloop
-
+    try:
+        import uvloop
+    except ImportError:  # Windows: no uvloop, the standard loop
+        asyncio.run(main)
+        return
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
 
