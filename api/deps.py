@@ -36,29 +36,21 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_client(request: Request) -> Client:
+# What only reads the app's state is an ``async def`` dependency: FastAPI runs a plain
+# ``def`` one on a worker thread, a hop (and a GIL hand-over) each request would pay for.
+async def get_client(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-# What only reads the app's state is an ``async def`` dependency: FastAPI runs a plain
-# ``def`` one on a worker thread, a hop (and a GIL hand-over) each request would pay for.
-async def _client_dep(request: Request) -> Client:
-    return get_client(request)
-
-
-async def _settings_dep(request: Request) -> Settings:
-    return get_settings_dep(request)
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
-ClientDep = Annotated[Client, Depends(_client_dep)]
-SettingsDep = Annotated[Settings, Depends(_settings_dep)]
+ClientDep = Annotated[Client, Depends(get_client)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def get_caller(
@@ -119,14 +111,11 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
-async def get_context(request: Request, rid: RequestIdDep) -> Context:
+async def get_context(
+    request: Request, rid: RequestIdDep, client: ClientDep, settings: SettingsDep
+) -> Context:
     """What a command needs; the caller adds its Idempotency-Key."""
-    return Context(
-        db=request.app.state.readmodel,
-        client=get_client(request),
-        settings=get_settings_dep(request),
-        request_id=rid,
-    )
+    return Context(db=request.app.state.readmodel, client=client, settings=settings, request_id=rid)
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
