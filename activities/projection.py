@@ -376,7 +376,7 @@ class ReadModelActivities:
     """Writes (and for reminders reads) the read model; one engine, built by the worker.
     ``hand_over`` hands over the notices a write carries (``HandOverActivities``)."""
 
-    def __init__(self, engine: Engine, hand_over: HandOverFn | None = None) -> None:
+    def __init__(self, engine: Engine, hand_over: HandOverFn) -> None:
         self._engine = engine
         self._writer = ProjectionWriter(engine)
         self._hand_over = hand_over
@@ -392,8 +392,6 @@ class ReadModelActivities:
         notice's own workflow is started once."""
         outcome = await asyncio.wrap_future(self._writer.submit(write))
         if outcome == APPLIED and write.notices:
-            if self._hand_over is None:
-                raise RuntimeError("this worker cannot hand notices over")
             await self._hand_over(write.notices)
             return HANDED_OVER
         return outcome

@@ -331,16 +331,15 @@ class MigrationWorkflow:
 
     def _rule(self, name: str) -> bool:
         """Whether a rule changed while projects were running applies to this one."""
+        return self._born_with(name) or workflow.patched(name)
+
+    def _born_with(self, name: str) -> bool:
+        """Whether the project was started under the rule. A rule that changes only what a
+        running project's next turns cost asks this alone, and no patch (a patch asked at a
+        new place could read otherwise on replay)."""
         generation = next(
             (g for g, names in enumerate(_GENERATIONS, start=1) if name in names), RULES + 1
         )
-        return self._rules >= generation or workflow.patched(name)
-
-    def _born_with(self, name: str) -> bool:
-        """Whether the project was started under the rule: one that changes only what a
-        running project's next turns cost applies to projects born with it, and asks no
-        patch (a patch asked at a new place could read otherwise on replay)."""
-        generation = next(g for g, names in enumerate(_GENERATIONS, start=1) if name in names)
         return self._rules >= generation
 
     async def _drain_handlers(self) -> None:
@@ -605,14 +604,14 @@ class MigrationWorkflow:
         if sent is not None and self._sent_vendor != s.vendor_id:
             sent = {}  # each escalation row names the vendor who may see it
         notices = self._notices_to_hand_over()
-        write = projection(snap, s.projected_seq, tasks, escalations, self._sent_tasks, sent)
-        write.notices = notices
+        write = projection(
+            snap, s.projected_seq, tasks, escalations, self._sent_tasks, sent, notices
+        )
         if await _write(write) == RESYNC:
             # The read model saw writes this run's history does not have (a workflow task
-            # that never committed) or lost some: overwrite it with the whole truth.
-            full = projection(snap, s.projected_seq, tasks, escalations, None, None)
-            full.notices = notices
-            await _write(full)
+            # that never committed) or lost some: overwrite it with the whole truth, and the
+            # notices the refused write carried with it.
+            await _write(projection(snap, s.projected_seq, tasks, escalations, None, None, notices))
         self._sent_tasks, self._sent_escalations = tasks, escalations
         self._sent_vendor = s.vendor_id
         self._sent_template = s.template.id

@@ -542,9 +542,11 @@ def projection(
     escalations: dict[str, Escalation],
     sent_tasks: dict[str, TaskRow] | None,
     sent_escalations: dict[str, Escalation] | None,
+    notices: list[HandOver] | None = None,
 ) -> ProjectionInput:
     """The write that brings a read model holding ``base_seq`` up to ``snap``: only the rows
-    that differ from those last sent, or everything when nothing was sent (``None``)."""
+    that differ from those last sent, or everything when nothing was sent (``None``); with
+    ``notices`` to hand over once it is applied."""
     full = sent_tasks is None or sent_escalations is None
     return ProjectionInput(
         project=project_row(snap),
@@ -559,6 +561,7 @@ def projection(
         full=full,
         template=snap.state.template if full else None,
         request_id=snap.request_id,
+        notices=list(notices or []),
     )
 
 
