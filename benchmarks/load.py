@@ -244,11 +244,13 @@ async def raw_side(up: Up, args: argparse.Namespace, cpu: Cpu) -> dict[str, Run]
     return runs
 
 
+def p(run: Run, q: float) -> float:
+    """A run's latency at quantile ``q``, in ms."""
+    return pct([x * 1000 for x in run.latencies], q)
+
+
 def ratios(h: dict[str, Run], r: dict[str, Run]) -> dict[str, float]:
     """The figures the targets are set on, hyojunka against raw Temporal in the same run."""
-
-    def p(run: Run, q: float) -> float:
-        return pct([x * 1000 for x in run.latencies], q)
 
     return {
         "creation throughput (x raw, target >= 0.5)": h["create"].rate / r["create"].rate,
@@ -281,9 +283,6 @@ def report(h: dict[str, Run], r: dict[str, Run], hcpu: Cpu, rcpu: Cpu) -> None:
     for run in r.values():
         print(run.line())
     print(*rcpu.lines(r), sep="\n")
-
-    def p(run: Run, q: float) -> float:
-        return pct([x * 1000 for x in run.latencies], q)
 
     print("ratios")
     print(
