@@ -37,6 +37,7 @@ from readmodel.channels import parse_channels
 from runtime.mail import MailSender
 from runtime.settings import Settings
 from worker.health import serving_health
+from worker.payload_passes import install as skip_inert_payload_passes
 from workflows.digest import DigestWorkflow
 from workflows.mail import SCHEDULE_ID as DAILY_MAIL_SCHEDULE_ID
 from workflows.mail import DailyMailInput, DailyMailWorkflow
@@ -71,6 +72,7 @@ async def build_worker(
     client: Client, engine: Engine, settings: Settings, task_queue: str | None = None
 ) -> AsyncIterator[Worker]:
     """A worker with every workflow and activity; closes its HTTP client on exit."""
+    skip_inert_payload_passes()
     policy = settings.outbound_policy
     queue = task_queue or settings.task_queue
     # Checking the channels may resolve their names: not on the event loop.
