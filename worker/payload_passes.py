@@ -5,7 +5,7 @@ three times with its generated payload visitor: once for a codec, once for exter
 once for storage references. Each pass copies every payload list it meets, even when the data
 converter has no codec and no external storage, so that every pass returns what it was given.
 Under load that walk was a quarter of the worker's interpreter time (py-spy, 50 concurrent
-milestone writers: ``benchmarks/README.md``), more than the workflow code itself.
+milestone writers: README.md, "Under load and faults"), more than the workflow code itself.
 
 Our data converter (``workflows.payloads.DATA_CONVERTER``) has neither a codec nor external
 storage. For such a converter the passes are skipped; a converter with either (a deployment

@@ -122,7 +122,7 @@ async def build_worker(
                 ),
                 # Workflows run without the sandbox: it re-imported our modules for every new
                 # run and wraps every payload conversion in its import guard, together most of
-                # the worker's CPU under load (profiles in benchmarks/README.md). What the
+                # the worker's CPU under load (README.md, "Under load and faults"). What the
                 # sandbox guarded is kept by tests instead: workflows/ imports nothing that does
                 # I/O (tests/test_workflow_purity.py) and recorded histories replay in CI.
                 workflow_runner=UnsandboxedWorkflowRunner(),
