@@ -18,6 +18,7 @@ stated go-lives.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -27,10 +28,13 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import (
+    ARRAY,
     Date,
     Integer,
     String,
     and_,
+    any_,
+    bindparam,
     case,
     false,
     func,
@@ -177,8 +181,6 @@ class _OverCapacity:
     change by at most that long."""
 
     ttl = 30.0
-    # Past this many, a filter is left to the database (a parameter list that long is not).
-    most_listed = 20_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -197,12 +199,21 @@ class _OverCapacity:
             self._kept[key] = (now, today, ids)
         return ids
 
-    def condition(self, session: Session) -> Any:
-        """``vendor_over_capacity`` as a condition on ``t.Project`` rows."""
-        ids = self.ids(session)
-        if len(ids) > self.most_listed:
-            return vendor_over_capacity()
-        return col(t.Project.id).in_(sorted(ids)) if ids else false()
+    def condition(self, session: Session, today: date | None = None) -> Any:
+        """``vendor_over_capacity`` as a condition on ``t.Project`` rows. The ids go to the
+        database as one parameter, however many they are: a list of one parameter an id
+        took SQLAlchemy and the driver longer to render and bind than the query took to
+        run, twice a list (its count and its page) and once in each report."""
+        ids = self.ids(session, today)
+        if not ids:
+            return false()
+        listed = sorted(ids)
+        if session.get_bind().dialect.name == "postgresql":
+            param = bindparam("over_capacity", listed, type_=ARRAY(String), unique=True)
+            return col(t.Project.id) == any_(param)
+        param = bindparam("over_capacity", json.dumps(listed), unique=True)
+        values = func.json_each(param).table_valued("value")
+        return col(t.Project.id).in_(select(values.c.value))
 
     def forget(self) -> None:
         with self._lock:

@@ -207,6 +207,14 @@ def test_capacity_of_a_hand_built_portfolio(database_url: str) -> None:
         over = vendors.vendor_over_capacity(TODAY)
         flagged = session.exec(select(t.Project.id).where(over).order_by(col(t.Project.id))).all()
         assert flagged == ["131016-a1", "131024-a2", "271004-a3"]
+        # The lists' and reports' condition (the ids kept, sent as one parameter) agrees.
+        vendors.OVER_CAPACITY.forget()
+        kept = vendors.OVER_CAPACITY.condition(session, TODAY)
+        listed = select(t.Project.id).order_by(col(t.Project.id))
+        assert session.exec(listed.where(kept)).all() == flagged
+        everyone = session.exec(listed).all()
+        assert session.exec(listed.where(~kept)).all() == [p for p in everyone if p not in flagged]
+        vendors.OVER_CAPACITY.forget()
 
         report = vendors.vendor_report(session, OBSERVER, date(2026, 4, 1), 4, TODAY)
         rows = {(r.vendor_id, r.month): r for r in report}
