@@ -70,32 +70,21 @@ def install() -> bool:
         )
         return False
 
-    async def decode_activation(
-        activation: Any,
-        data_converter: temporalio.converter.DataConverter,
-        decode_headers: bool,
-        storage_concurrency_limit: int,
-    ) -> Any:
-        if has_effect(data_converter):
-            return await decode(
-                activation, data_converter, decode_headers, storage_concurrency_limit
-            )
-        return metrics_type()
-
-    async def encode_completion(
-        completion: Any,
-        data_converter: temporalio.converter.DataConverter,
-        encode_headers: bool,
-        storage_concurrency_limit: int,
-    ) -> Any:
-        if has_effect(data_converter):
-            return await encode(
-                completion, data_converter, encode_headers, storage_concurrency_limit
-            )
-        return metrics_type()
-
-    setattr(decode_activation, _MARK, True)
-    setattr(encode_completion, _MARK, True)
-    bridge.decode_activation = decode_activation  # type: ignore[assignment]
-    bridge.encode_completion = encode_completion  # type: ignore[assignment]
+    bridge.decode_activation = _skipping(decode, metrics_type)  # type: ignore[assignment]
+    bridge.encode_completion = _skipping(encode, metrics_type)  # type: ignore[assignment]
     return True
+
+
+def _skipping(passes: Any, metrics_type: Any) -> Any:
+    """``passes`` (the SDK's decoder or encoder of a whole message), skipped for a converter
+    without effect: what it would return then, the metrics of no external storage."""
+
+    async def skipping(
+        message: Any, data_converter: temporalio.converter.DataConverter, /, **options: Any
+    ) -> Any:
+        if has_effect(data_converter):
+            return await passes(message, data_converter, **options)
+        return metrics_type()
+
+    setattr(skipping, _MARK, True)
+    return skipping
