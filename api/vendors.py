@@ -173,6 +173,19 @@ def vendor_over_capacity(today: date | None = None) -> Any:
     return col(t.Project.id).in_(over_capacity_ids(today))
 
 
+@dataclass(frozen=True)
+class _Kept:
+    at: float
+    today: date
+    ids: frozenset[str]
+    # The ids as one parameter of a query: a list of one parameter an id took SQLAlchemy and
+    # the driver longer to render and bind than the query took to run (twice a list, its
+    # count and its page, and once in each report), at national scale thousands of them.
+    # Built once when the ids are worked out: a JSON array for SQLite's json_each, a list
+    # for PostgreSQL's = ANY.
+    param: Any
+
+
 class _OverCapacity:
     """The projects over their vendor's capacity, worked out once for every list and report
     of a short while instead of in each query: at national scale the computation reads
@@ -184,36 +197,39 @@ class _OverCapacity:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kept: dict[str, tuple[float, date, frozenset[str]]] = {}
+        self._kept: dict[str, _Kept] = {}
 
-    def ids(self, session: Session, today: date | None = None) -> frozenset[str]:
+    def _of(self, session: Session, today: date | None) -> _Kept:
         today = today or jst_today(datetime.now(UTC))
-        key = str(session.get_bind().engine.url)
+        bind = session.get_bind()
+        key = str(bind.engine.url)
         now = time.monotonic()
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and kept[1] == today and now - kept[0] < self.ttl:
-            return kept[2]
+        if kept is not None and kept.today == today and now - kept.at < self.ttl:
+            return kept
         ids = frozenset(str(r[0]) for r in session.connection().execute(over_capacity_ids(today)))
+        listed = list(ids)
+        param = listed if bind.dialect.name == "postgresql" else json.dumps(listed)
+        kept = _Kept(now, today, ids, param)
         with self._lock:
-            self._kept[key] = (now, today, ids)
-        return ids
+            self._kept[key] = kept
+        return kept
+
+    def ids(self, session: Session, today: date | None = None) -> frozenset[str]:
+        return self._of(session, today).ids
 
     def condition(self, session: Session, today: date | None = None) -> Any:
-        """``vendor_over_capacity`` as a condition on ``t.Project`` rows. The ids go to the
-        database as one parameter, however many they are: a list of one parameter an id
-        took SQLAlchemy and the driver longer to render and bind than the query took to
-        run, twice a list (its count and its page) and once in each report."""
-        ids = self.ids(session, today)
-        if not ids:
+        """``vendor_over_capacity`` as a condition on ``t.Project`` rows, the ids sent as
+        one parameter however many they are."""
+        kept = self._of(session, today)
+        if not kept.ids:
             return false()
-        listed = sorted(ids)
-        if session.get_bind().dialect.name == "postgresql":
-            param = bindparam("over_capacity", listed, type_=ARRAY(String), unique=True)
+        if isinstance(kept.param, list):  # PostgreSQL
+            param = bindparam("over_capacity", kept.param, type_=ARRAY(String), unique=True)
             return col(t.Project.id) == any_(param)
-        param = bindparam("over_capacity", json.dumps(listed), unique=True)
-        values = func.json_each(param).table_valued("value")
-        return col(t.Project.id).in_(select(values.c.value))
+        values = func.json_each(bindparam("over_capacity", kept.param, unique=True))
+        return col(t.Project.id).in_(select(values.table_valued("value").c.value))
 
     def forget(self) -> None:
         with self._lock:
