@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, String, bindparam, case, delete, func, update
+from sqlalchemy import Integer, String, bindparam, case, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -299,6 +299,13 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
     return APPLIED
 
 
+# On PostgreSQL, writers of the read model in different worker processes take turns: each
+# task written moves its vendor's count of the day (vendor_task_day, kept by a trigger), and
+# two batches moving the same counts in opposite orders would deadlock. SQLite has one
+# writer at a time of itself.
+_TAKE_TURNS = text("SELECT pg_advisory_xact_lock(7142586400170116)")
+
+
 class ProjectionWriter:
     """Writes projections on one thread, many per transaction (group commit).
 
@@ -346,6 +353,8 @@ class ProjectionWriter:
     def _apply(self, batch: list[tuple[ProjectionInput, Future[str]]]) -> None:
         try:
             with Session(self._engine) as session:
+                if self._engine.dialect.name == "postgresql":
+                    session.connection().execute(_TAKE_TURNS)
                 outcomes = [write_projection(session, w) for w, _ in batch]
                 session.commit()
         except Exception as exc:  # reported to the waiting activity, which retries

@@ -383,6 +383,21 @@ Index(
 )
 
 
+class VendorTaskDay(SQLModel, table=True):
+    """A vendor's tasks due on one day: those it owns that apply (not ``not_applicable``),
+    and how many of them are done. Kept by triggers on ``task`` (migration 0016), in the
+    transaction that writes the task, so a vendor's tasks by month are summed over days
+    (vendors × days, whatever the country's size) instead of counted over every task."""
+
+    __tablename__ = "vendor_task_day"
+    # Clustered by day on SQLite: a window of months is one range of the table.
+    __table_args__ = {"sqlite_with_rowid": False}
+    due_date: date = Field(primary_key=True)
+    vendor_id: str = Field(primary_key=True)
+    tasks: int = 0
+    done: int = 0
+
+
 class Rollout(SQLModel, table=True):
     """A template revision rolled out to the running projects on one version (RolloutWorkflow):
     its counts and each refused project with the reason, written only by its projection."""
