@@ -6,9 +6,12 @@ counts the go-lives it carried out in the month it did them), else the month of 
 forecast (``forecast_on``): the target, or the working day on or before the target moved by
 the slip its workflow's terms give for today. The projection keeps both as columns of the
 project (readmodel.golive): the month it went live, and the forecast's month with, for a
-forecast that moves with the clock, the offset that gives today's; so the counts are
-grouped reads of the project table and of an index of the tasks (each task carries its
-project's vendor), with no date computed per row, and they are exact on any day.
+forecast that moves with the clock, the offset that gives today's; so the go-lives are a
+grouped read of the project table, with no date computed per row, exact on any day. The
+tasks are summed over each vendor's tasks due on each day (``vendor_task_day``, kept by
+triggers as tasks are written) for a caller who sees all of a vendor's tasks (the programme,
+the vendor itself), and counted from an index of the tasks (each carries its project's
+vendor) for one who sees some of them: a prefecture, a body.
 
 A month is over capacity when the vendor's whole load (all its projects, whoever asks) is over
 what it stated; the counts shown are those of the projects the caller may see. A project
@@ -374,6 +377,12 @@ def _count(
         load = window.of(vendor, month)
         load.go_lives, load.live = n, live
 
+    scope = None if caller is None else scope_of(caller.role)
+    # A vendor's own tasks are those of its projects (each task carries its project's vendor).
+    own = scope is Scope.VENDOR and caller is not None and vendor_id == caller.vendor_id
+    if caller is None or scope is Scope.ALL or own:
+        _count_task_days(session, window, vendor_id)
+        return window
     task: Any = t.Task
     due = col(task.due_date)
     month = month_index(due)
@@ -388,19 +397,38 @@ def _count(
             due < month_start(window.end),
             col(task.vendor_id).is_not(None),
             task.status != TaskStatus.NOT_APPLICABLE,
+            # The projects the caller sees, as a set the index scan checks each task against.
+            col(task.project_id).in_(caller.scope(select(p.id))),  # type: ignore[arg-type]
         )
     )
     if vendor_id is not None:
         tasks = tasks.where(task.vendor_id == vendor_id)
-    if caller is not None and scope_of(caller.role) is not Scope.ALL:
-        # The projects the caller sees, as a set the index scan checks each task against.
-        seen = caller.scope(select(p.id))  # type: ignore[arg-type]
-        tasks = tasks.where(col(task.project_id).in_(seen))
     tasks = tasks.group_by(task.vendor_id, month)
     for vendor, m, n, n_done, n_overdue in session.connection().execute(tasks):
         load = window.of(vendor, m)
         load.tasks_due, load.tasks_done, load.tasks_overdue = n, n_done or 0, n_overdue or 0
     return window
+
+
+def _count_task_days(session: Session, window: Window, vendor_id: str | None) -> None:
+    """Every vendor's tasks (or ``vendor_id``'s) by month in the window, summed over the
+    days the triggers keep (``t.VendorTaskDay``): at most vendors × days rows, however many
+    tasks the country has. A day before today counts its open tasks as overdue."""
+    d: Any = t.VendorTaskDay
+    day = col(d.due_date)
+    month = month_index(day)
+    overdue = case((day < window.today, d.tasks - d.done), else_=0)
+    query: Any = (
+        select(d.vendor_id, month, func.sum(d.tasks), func.sum(d.done), func.sum(overdue))
+        .where(day >= month_start(window.start), day < month_start(window.end))
+        .group_by(d.vendor_id, month)
+        .having(func.sum(d.tasks) > 0)
+    )
+    if vendor_id is not None:
+        query = query.where(d.vendor_id == vendor_id)
+    for vendor, m, n, n_done, n_overdue in session.connection().execute(query):
+        load = window.of(vendor, m)
+        load.tasks_due, load.tasks_done, load.tasks_overdue = n, n_done, n_overdue
 
 
 def raw(expr: Any, name: str) -> Any:
