@@ -197,7 +197,7 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
     # The prefecture with the most projects in the set: the largest filtered list.
     biggest = max(prefectures, key=lambda pref: sum(p.lg_code[:2] == pref for p in projects))
     auth = up.headers("admin")
-    reads: list[tuple[str, str, dict[str, str]]] = [
+    reads: list[tuple[str, str, dict[str, str]] | tuple[str, str, dict[str, str], str]] = [
         ("GET /api/v1/projects", "/api/v1/projects", {}),
         (f"GET /api/v1/projects?prefecture={biggest}", "/api/v1/projects", {"prefecture": biggest}),
     ]
@@ -212,6 +212,15 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
     # Vendors at national scale: every vendor by month, and the largest vendor's own months.
     served = Counter(p.vendor_id for p in projects if p.vendor_id is not None)
     reads.append(("GET /api/v1/reports/vendors", "/api/v1/reports/vendors", {}))
+    # A prefecture's: its bodies' share of each vendor's tasks is counted task by task.
+    reads.append(
+        (
+            "GET /api/v1/reports/vendors (prefecture 13)",
+            "/api/v1/reports/vendors",
+            {},
+            "prefecture",
+        )
+    )
     if served:
         largest = served.most_common(1)[0][0]
         path = f"/api/v1/vendors/{largest}/capacity"
@@ -225,11 +234,12 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
     )
     out: list[tuple[str, list[float]]] = []
     with httpx.Client(base_url=up.base, timeout=60) as http:
-        for name, path, params in reads:
+        for name, path, params, *role in reads:
+            headers = up.headers(role[0]) if role else auth
             times = []
             for i in range(samples + 2):
                 t0 = time.perf_counter()
-                resp = http.get(path, params=params, headers=auth)
+                resp = http.get(path, params=params, headers=headers)
                 took = (time.perf_counter() - t0) * 1000
                 if resp.status_code != 200:
                     raise RuntimeError(f"{name}: {resp.status_code} {resp.text[:200]}")
