@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -16,6 +17,12 @@ from sqlmodel import Session, SQLModel, select
 from readmodel import tables as t  # the tables, declared on SQLModel.metadata
 from readmodel.db import alembic_config, make_engine, upgrade_schema
 from readmodel.golive import month_of
+from tests.conftest import (
+    POSTGRES_URL,
+    _drop_postgres_schema,
+    _fresh_postgres_schema,
+    database_backends,
+)
 
 
 def test_the_migrations_build_the_declared_schema(database_url: str) -> None:
@@ -82,3 +89,67 @@ def test_an_existing_read_model_gets_its_go_live_months(tmp_path: Path) -> None:
         assert slipping.forecast_offset == (date(2027, 4, 30) - date(2026, 11, 1)).days
         assert {r.vendor_id for r in session.exec(select(t.Task))} == {"acme"}
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_an_existing_read_model_gets_its_vendor_task_days(backend: str, tmp_path: Path) -> None:
+    """Upgrading a read model written before vendors' tasks were counted by day: the counts
+    start from the tasks already there, and the triggers keep them from then on."""
+    if backend == "sqlite":
+        url, schema = f"sqlite:///{tmp_path / 'old.db'}", None
+        make_engine(url).dispose()
+    else:
+        assert POSTGRES_URL
+        url, schema = _fresh_postgres_schema(POSTGRES_URL)
+    try:
+        command.upgrade(alembic_config(url), "0015")
+        engine = make_engine(url)
+        task = (
+            "INSERT INTO task (project_id, key, position, name, stage, owner, gate, status, "
+            "due_date, vendor_id) VALUES (:p, :k, 0, :k, 'migration', :owner, false, :status, "
+            ":due, :vendor)"
+        )
+        rows = [
+            ("131016-a", "system_setup", "vendor", "done", "2027-04-30", "acme"),
+            ("131016-b", "system_setup", "vendor", "in_progress", "2027-04-30", "acme"),
+            ("131016-c", "system_setup", "vendor", "not_applicable", "2027-04-30", "acme"),
+            ("131016-a", "training", "municipality", "not_started", "2027-04-30", "acme"),
+            ("131016-d", "system_setup", "vendor", "not_started", "2027-04-30", None),
+            ("131016-a", "cutover", "vendor", "not_started", "2027-05-31", "acme"),
+        ]
+        with engine.begin() as conn:
+            for p, k, owner, status, due, vendor in rows:
+                conn.execute(
+                    text(task),
+                    {
+                        "p": p,
+                        "k": k,
+                        "owner": owner,
+                        "status": status,
+                        "due": date.fromisoformat(due),
+                        "vendor": vendor,
+                    },
+                )
+        engine.dispose()
+        upgrade_schema(url)
+        engine = make_engine(url)
+        days = (
+            "SELECT CAST(due_date AS VARCHAR), vendor_id, tasks, done FROM vendor_task_day "
+            "ORDER BY due_date"
+        )
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(text(days))] == [
+                ("2027-04-30", "acme", 2, 1),
+                ("2027-05-31", "acme", 1, 0),
+            ]
+            conn.execute(text("UPDATE task SET status = 'done' WHERE key = 'cutover'"))
+            conn.execute(text("UPDATE task SET vendor_id = 'acme' WHERE project_id = '131016-d'"))
+            assert [tuple(r) for r in conn.execute(text(days))] == [
+                ("2027-04-30", "acme", 3, 1),
+                ("2027-05-31", "acme", 1, 1),
+            ]
+        engine.dispose()
+    finally:
+        if schema is not None:
+            assert POSTGRES_URL
+            _drop_postgres_schema(POSTGRES_URL, schema)
