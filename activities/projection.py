@@ -299,11 +299,19 @@ def write_projection(session: Session, w: ProjectionInput) -> str:
     return APPLIED
 
 
-# On PostgreSQL, writers of the read model in different worker processes take turns: each
-# task written moves its vendor's count of the day (vendor_task_day, kept by a trigger), and
-# two batches moving the same counts in opposite orders would deadlock. SQLite has one
-# writer at a time of itself.
 _TAKE_TURNS = text("SELECT pg_advisory_xact_lock(7142586400170116)")
+
+
+def take_turns(session: Session) -> None:
+    """Wait for this transaction's turn to write projects' rows, first thing in it.
+
+    On PostgreSQL, writers of the read model (the writer of each worker process, the nightly
+    repair, a rebuild) take turns: each task written moves its vendor's count of the day
+    (``vendor_task_day``, kept by a trigger), and two transactions moving the same counts in
+    opposite orders would deadlock. A turn lasts until its transaction ends. SQLite has one
+    writer at a time of itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_TAKE_TURNS)
 
 
 class ProjectionWriter:
@@ -353,8 +361,7 @@ class ProjectionWriter:
     def _apply(self, batch: list[tuple[ProjectionInput, Future[str]]]) -> None:
         try:
             with Session(self._engine) as session:
-                if self._engine.dialect.name == "postgresql":
-                    session.connection().execute(_TAKE_TURNS)
+                take_turns(session)
                 outcomes = [write_projection(session, w) for w, _ in batch]
                 session.commit()
         except Exception as exc:  # reported to the waiting activity, which retries

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.projection import write_projection
+from activities.projection import take_turns, write_projection
 from readmodel import tables as t
 from workflows.calendar import jst_today
 from workflows.migration import MigrationWorkflow
@@ -101,6 +101,7 @@ def repair(engine: Engine, truth: ProjectionInput) -> list[str]:
     none (then nothing is committed). Blocking: run it on a thread."""
     pid = truth.project.project_id
     with Session(engine) as session:
+        take_turns(session)  # before the row's lock, as the projection writers take them
         # Locks the row on PostgreSQL, so the project's own projection waits for us; and
         # skips a project that has moved on since its workflow was asked.
         held_seq = session.execute(

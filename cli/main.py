@@ -275,7 +275,7 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
     """Rewrite every project's rows from its workflow: state by query, events from its journal.
 
     Only this deployment's projects (its task queue): a query needs a worker to answer it."""
-    from activities.projection import write_projection
+    from activities.projection import take_turns, write_projection
     from activities.reconcile import workflow_truth
 
     count = 0
@@ -283,6 +283,7 @@ async def rebuild_read_model(client: Client, engine: Engine, task_queue: str) ->
     async for wf in client.list_workflows(query):
         write = await workflow_truth(client, wf.id)
         with Session(engine) as session:
+            take_turns(session)
             write_projection(session, write)
             session.commit()
         count += 1
