@@ -26,6 +26,8 @@ import httpx
 import pytest
 
 from benchmarks.harness import Up, project_pairs, running_up
+from readmodel.db import make_engine
+from tests import day_counts
 from workflows.calendar import add_months
 from workflows.migration import MigrationWorkflow
 
@@ -140,6 +142,10 @@ async def _audit(up: Up, projects: list[str], ledger: Ledger) -> dict[str, int]:
                 offset += len(page["items"])
                 if offset >= page["total"] or not page["items"]:
                     break
+    engine = make_engine(f"sqlite:///{up.data / 'hyojunka.db'}")
+    day_counts_off = day_counts.off(engine)
+    vendor_days = len(day_counts.definition(engine))
+    engine.dispose()
     told = {(key, mid) for key, (_, mid) in ledger.told.items()}
     keys_in_workflow = Counter(k for k, _ in in_workflow.elements())
     return {
@@ -151,6 +157,9 @@ async def _audit(up: Up, projects: list[str], ledger: Ledger) -> dict[str, int]:
         "doubled": sum(1 for n in keys_in_workflow.values() if n > 1)
         + sum(1 for n in in_readmodel.values() if n > 1),
         "gave_up": len(ledger.gave_up),
+        # The vendors' day counts the triggers keep, against the tasks the crashes left.
+        "day_counts_off": day_counts_off,
+        "vendor_days": vendor_days,
         "answers": dict(sorted(ledger.statuses.items())),
     }
 
@@ -245,6 +254,7 @@ async def test_every_acknowledged_milestone_survives_processes_killed(
     assert counts["found_once_in_workflow"] == MILESTONES
     assert counts["found_once_in_read_model"] == MILESTONES
     assert counts["lost"] == 0 and counts["doubled"] == 0
+    assert counts["vendor_days"] > 0 and counts["day_counts_off"] == 0
 
 
 async def test_soak_fifty_writers_for_a_minute(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from activities.projection import ProjectionWriter, write_projection
 from readmodel.db import make_engine
+from tests import day_counts
 from tests.workflows.helpers import new_input
 from workflows.core import Migration
 from workflows.model import (
@@ -32,33 +33,6 @@ from workflows.model import (
 )
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-COUNTED = (
-    "owner = 'vendor' AND vendor_id IS NOT NULL AND due_date IS NOT NULL "
-    "AND status <> 'not_applicable'"
-)
-
-
-def _definition(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
-    """The counts as the tasks give them."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT CAST(due_date AS VARCHAR), vendor_id, count(*), "
-                "sum(CASE WHEN status = 'done' THEN 1 ELSE 0 END) "
-                f"FROM task WHERE {COUNTED} GROUP BY due_date, vendor_id"
-            )
-        ).all()
-    return {(day, vendor): (n, done) for day, vendor, n, done in rows}
-
-
-def _kept(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
-    """The counts the triggers keep (a day whose last task went keeps a row of zeros)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT CAST(due_date AS VARCHAR), vendor_id, tasks, done FROM vendor_task_day")
-        ).all()
-    assert all(0 <= done <= n for _, _, n, done in rows), rows
-    return {(day, vendor): (n, done) for day, vendor, n, done in rows if n}
 
 
 class Project:
@@ -108,8 +82,8 @@ def test_the_counts_follow_every_write_of_a_task(database_url: str) -> None:
     ]
     for p in projects:
         _apply(engine, p.write(whole=True))
-    kept = _kept(engine)
-    assert kept == _definition(engine)
+    kept = day_counts.kept(engine)
+    assert kept == day_counts.definition(engine)
     # Five vendor tasks a project, none done: acme's three projects share their days in part.
     assert sum(n for (_, v), (n, _) in kept.items() if v == "acme") == 15
 
@@ -121,16 +95,16 @@ def test_the_counts_follow_every_write_of_a_task(database_url: str) -> None:
     d.s.tasks["testing"].due_date = date(2029, 1, 15)  # replanned
     for p in (a, b, c, d):
         _apply(engine, p.write())
-    assert _kept(engine) == _definition(engine)
+    assert day_counts.kept(engine) == day_counts.definition(engine)
 
     b.set("system_setup", "in_progress")  # reopened
     c.set("decommission", "not_started")  # applies again
     e.s.vendor_id = "acme"  # its vendor replaced: every task follows
     for p in (b, c, e):
         _apply(engine, p.write())
-    assert _kept(engine) == _definition(engine)
+    assert day_counts.kept(engine) == day_counts.definition(engine)
     by_vendor = {v: 0 for v in ("acme", "beta", "gamma")}
-    for (_, v), (n, _) in _kept(engine).items():
+    for (_, v), (n, _) in day_counts.kept(engine).items():
         by_vendor[v] += n
     assert by_vendor == {"acme": 20, "beta": 5, "gamma": 5}
 
@@ -138,7 +112,7 @@ def test_the_counts_follow_every_write_of_a_task(database_url: str) -> None:
     f.set("cutover", "done")
     f.s.tasks["cutover"].due_date = date(2029, 3, 31)
     _apply(engine, f.write(whole=True))
-    assert _kept(engine) == _definition(engine)
+    assert day_counts.kept(engine) == day_counts.definition(engine)
 
     # Rows written by hand: an owner changed, a project's tasks deleted.
     with engine.begin() as conn:
@@ -147,7 +121,7 @@ def test_the_counts_follow_every_write_of_a_task(database_url: str) -> None:
             {"p": d.s.project_id, "k": "testing"},
         )
         conn.execute(text("DELETE FROM task WHERE project_id = :p"), {"p": a.s.project_id})
-    assert _kept(engine) == _definition(engine)
+    assert day_counts.kept(engine) == day_counts.definition(engine)
     engine.dispose()
 
 
@@ -185,6 +159,6 @@ def test_two_writers_at_once_keep_every_count_and_fail_no_write(database_url: st
     for writer in writers:
         writer.close()
     assert failures == []
-    assert _kept(engines[0]) == _definition(engines[0])
+    assert day_counts.kept(engines[0]) == day_counts.definition(engines[0])
     for engine in engines:
         engine.dispose()
