@@ -377,10 +377,13 @@ def _count(
         load = window.of(vendor, month)
         load.go_lives, load.live = n, live
 
-    scope = None if caller is None else scope_of(caller.role)
-    # A vendor's own tasks are those of its projects (each task carries its project's vendor).
-    own = scope is Scope.VENDOR and caller is not None and vendor_id == caller.vendor_id
-    if caller is None or scope is Scope.ALL or own:
+    # All of a vendor's tasks: the programme's, or a vendor's own (each task carries its
+    # project's vendor, so its projects' tasks are exactly those carrying its id).
+    if (
+        caller is None
+        or scope_of(caller.role) is Scope.ALL
+        or (scope_of(caller.role) is Scope.VENDOR and vendor_id == caller.vendor_id)
+    ):
         _count_task_days(session, window, vendor_id)
         return window
     task: Any = t.Task
