@@ -197,9 +197,15 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
     # The prefecture with the most projects in the set: the largest filtered list.
     biggest = max(prefectures, key=lambda pref: sum(p.lg_code[:2] == pref for p in projects))
     auth = up.headers("admin")
-    reads: list[tuple[str, str, dict[str, str]] | tuple[str, str, dict[str, str], str]] = [
-        ("GET /api/v1/projects", "/api/v1/projects", {}),
-        (f"GET /api/v1/projects?prefecture={biggest}", "/api/v1/projects", {"prefecture": biggest}),
+    # name, path, query, the role whose demo token reads it
+    reads: list[tuple[str, str, dict[str, str], str]] = [
+        ("GET /api/v1/projects", "/api/v1/projects", {}, "admin"),
+        (
+            f"GET /api/v1/projects?prefecture={biggest}",
+            "/api/v1/projects",
+            {"prefecture": biggest},
+            "admin",
+        ),
     ]
     for g in GROUPINGS:
         reads.append(
@@ -207,11 +213,12 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
                 f"GET /api/v1/reports/progress?group_by={g}",
                 "/api/v1/reports/progress",
                 {"group_by": g},
+                "admin",
             )
         )
     # Vendors at national scale: every vendor by month, and the largest vendor's own months.
     served = Counter(p.vendor_id for p in projects if p.vendor_id is not None)
-    reads.append(("GET /api/v1/reports/vendors", "/api/v1/reports/vendors", {}))
+    reads.append(("GET /api/v1/reports/vendors", "/api/v1/reports/vendors", {}, "admin"))
     # A prefecture's: its bodies' share of each vendor's tasks is counted task by task.
     reads.append(
         (
@@ -224,18 +231,19 @@ def latencies(up: Up, projects: list[SeedProject], samples: int) -> list[tuple[s
     if served:
         largest = served.most_common(1)[0][0]
         path = f"/api/v1/vendors/{largest}/capacity"
-        reads.append((f"GET {path} ({served[largest]} projects)", path, {}))
+        reads.append((f"GET {path} ({served[largest]} projects)", path, {}, "admin"))
     reads.append(
         (
             "GET /api/v1/projects?vendor_over_capacity=true",
             "/api/v1/projects",
             {"vendor_over_capacity": "true"},
+            "admin",
         )
     )
     out: list[tuple[str, list[float]]] = []
     with httpx.Client(base_url=up.base, timeout=60) as http:
-        for name, path, params, *role in reads:
-            headers = up.headers(role[0]) if role else auth
+        for name, path, params, role in reads:
+            headers = up.headers(role)
             times = []
             for i in range(samples + 2):
                 t0 = time.perf_counter()
